@@ -1,0 +1,55 @@
+# One entry point for every task. Needs only Go: tools are pinned in
+# tools/go.mod and run with `go tool -modfile=tools/go.mod`.
+
+GO       ?= go
+TOOL     := $(GO) tool -modfile=tools/go.mod
+# How long `make test` runs each fuzz target; `make fuzz` runs them longer.
+FUZZTIME ?= 3s
+# Packages that hold fuzz targets, found from the sources.
+FUZZPKGS  = $(sort $(dir $(shell grep -rl --include='*_test.go' '^func Fuzz' . | grep -v '^./bench/')))
+
+.PHONY: test unit fuzz-seeds fuzz lint proto proto-check proto-breaking bench
+
+## test: everything a change must pass: unit and integration tests under -race
+## with goroutine-leak checks, then each fuzz target for $(FUZZTIME).
+test: unit fuzz-seeds
+
+unit:
+	$(GO) test -race -count=1 -shuffle=on ./...
+
+fuzz-seeds:
+	@set -e; for dir in $(FUZZPKGS); do \
+	  for target in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir*_test.go | sed 's/^func //'); do \
+	    echo "fuzz $$dir $$target for $(FUZZTIME)"; \
+	    $(GO) test -run='^$$' -fuzz="^$$target$$" -fuzztime=$(FUZZTIME) $$dir; \
+	  done; \
+	done
+
+## fuzz: each fuzz target for a minute.
+fuzz:
+	$(MAKE) fuzz-seeds FUZZTIME=1m
+
+## lint: go vet and staticcheck.
+lint:
+	$(GO) vet ./...
+	$(TOOL) staticcheck ./...
+
+## proto: regenerate proto/gen from proto/ with buf.
+proto:
+	$(TOOL) buf lint
+	$(TOOL) buf generate
+
+## proto-check: fail when buf lint complains or proto/gen is stale.
+proto-check:
+	$(TOOL) buf lint
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	  $(TOOL) buf generate --output "$$tmp" && \
+	  diff -r proto/gen "$$tmp/proto/gen" && echo "proto/gen is up to date"
+
+## proto-breaking: fail when proto/ breaks compatibility with main.
+proto-breaking:
+	$(TOOL) buf breaking --against '.git#branch=main'
+
+## bench: the benchmarks of every package.
+bench:
+	$(GO) test -run='^$$' -bench=. -benchmem -count=1 ./...
