@@ -319,3 +319,15 @@ func TestResetForgetsAttempts(t *testing.T) {
 		t.Errorf("TotalAttempts after Reset = %d, want 0", n)
 	}
 }
+
+func TestWaitAttemptsReturnsOnContextEnd(t *testing.T) {
+	svc := testservice.NewService()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := svc.WaitAttempts(ctx, "never", 1); !errors.Is(err, context.Canceled) {
+		t.Errorf("got %v, want context.Canceled", err)
+	}
+	if err := svc.WaitAttempts(ctx, "never", 0); err != nil {
+		t.Errorf("zero attempts are always reached: got %v", err)
+	}
+}
