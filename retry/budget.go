@@ -1,0 +1,305 @@
+package retry
+
+import (
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Outcome is how an attempt ended, as a [Budget] is told.
+type Outcome int
+
+const (
+	// Success means the attempt returned nil.
+	Success Outcome = iota
+	// RetryableFailure means the attempt failed with an error the policy
+	// retries, whether or not a retry follows (attempts, time or budget may
+	// have run out), or with a Pushback that vetoed retrying. gRPC's
+	// retryThrottling counts exactly these as failures.
+	RetryableFailure
+	// FinalFailure means the attempt failed with an error the policy does
+	// not retry: a Permanent error, an abort-if or retry-if verdict, or any
+	// error once the caller's context is done.
+	FinalFailure
+)
+
+// String returns the outcome's name.
+func (o Outcome) String() string {
+	switch o {
+	case Success:
+		return "success"
+	case RetryableFailure:
+		return "retryable failure"
+	case FinalFailure:
+		return "final failure"
+	}
+	return "unknown outcome"
+}
+
+// Budget limits retries across calls, and across every [Policy] that shares
+// it (WithBudget), so that retries cannot multiply the load on a failing
+// server. The package's budgets are [RatioBudget] (Finagle/Linkerd) and
+// [TokenBucket] (gRPC retryThrottling).
+//
+// Implementations must be safe for concurrent use; they are on the hot path
+// (Record runs after every attempt), so they should not allocate or block.
+type Budget interface {
+	// Record is told how each attempt of each call ended; attempt counts
+	// from 1.
+	Record(attempt int, o Outcome)
+	// AllowRetry reports whether one more retry may run now. It is called
+	// only when the policy would otherwise retry, after Record; a budget
+	// that grants the retry counts it as spent.
+	AllowRetry() bool
+}
+
+var (
+	_ Budget = (*RatioBudget)(nil)
+	_ Budget = (*TokenBucket)(nil)
+)
+
+// Fixed-point units of RatioBudget, as in Finagle's TokenRetryBudget: a call
+// deposits ratioScale, a retry costs ratioScale/ratio.
+const (
+	ratioScale    = 1000
+	ratioSlots    = 10      // slices of the TTL window
+	minRatio      = 1e-6    // ratios below count as zero
+	maxRatio      = 1000    // Finagle's upper bound for percentCanRetry
+	maxBudgetUnit = 1 << 60 // saturation point of the reserve
+	defaultTTL    = 10 * time.Second
+)
+
+// RatioBudget allows retries for at most a fraction of recent calls, plus a
+// floor of retries per second so that clients with little traffic can still
+// retry: the retry budget of Finagle (RetryBudget) and Linkerd.
+//
+// Over any window of the TTL, the retries it grants are at most
+//
+//	minRetriesPerSecond*TTL + ratio*(calls in the window)
+//
+// where a call counts when its first attempt ends (up to the rounding of a
+// retry's cost to a thousandth of a call). Deposits and spent retries expire
+// TTL after they happen. Every Policy that shares the budget
+// draws on the same balance.
+//
+// A RatioBudget is safe for concurrent use; its methods take a short mutex
+// and never allocate. The zero RatioBudget denies every retry; use
+// [NewRatioBudget].
+type RatioBudget struct {
+	now        func() time.Time // nil: time.Now; tests replace it
+	epoch      time.Time        // origin of the slot numbering
+	width      time.Duration    // length of one slot; 0 in the zero value
+	deposit    int64            // units a call deposits
+	withdrawal int64            // units a retry costs
+	reserve    int64            // units always available within a window
+
+	mu    sync.Mutex
+	slots [ratioSlots]ratioSlot
+}
+
+// ratioSlot sums the deposits (positive) and withdrawals (negative) of one
+// slice of time, the one numbered idx.
+type ratioSlot struct {
+	idx int64
+	sum int64
+}
+
+// NewRatioBudget returns a budget that lets retries reach at most ratio
+// times the number of calls over the last ttl, plus minRetriesPerSecond
+// retries per second on top (Finagle: RetryBudget(ttl, minRetriesPerSec,
+// percentCanRetry); Linkerd's defaults are 10s, 10 and 0.2).
+//
+// It never fails; out-of-range values are clamped: a ttl of zero or less
+// means 10s; a negative minRetriesPerSecond means 0; ratio is clamped to
+// [0, 1000], and NaN or a ratio below 0.000001 means 0, so that only the
+// floor allows retries. The floor amounts to minRetriesPerSecond*ttl retries
+// (ttl in seconds, rounded down to a whole number of retries) per window.
+func NewRatioBudget(ttl time.Duration, minRetriesPerSecond int, ratio float64) *RatioBudget {
+	return newRatioBudget(ttl, minRetriesPerSecond, ratio, time.Now)
+}
+
+func newRatioBudget(ttl time.Duration, minRetriesPerSecond int, ratio float64, now func() time.Time) *RatioBudget {
+	if ttl <= 0 {
+		ttl = defaultTTL
+	}
+	minRetriesPerSecond = max(minRetriesPerSecond, 0)
+	switch {
+	case !(ratio >= minRatio): // NaN too
+		ratio = 0
+	case ratio > maxRatio:
+		ratio = maxRatio
+	}
+	b := &RatioBudget{now: now, epoch: now(), width: max(ttl/ratioSlots, 1)}
+	if ratio == 0 {
+		// Calls earn nothing; every retry costs one unit of the reserve.
+		b.deposit, b.withdrawal = 0, 1
+	} else {
+		b.deposit = ratioScale
+		b.withdrawal = max(int64(math.Round(ratioScale/ratio)), 1) // at most 1e9
+	}
+	floor := math.Floor(float64(minRetriesPerSecond) * ttl.Seconds())
+	b.reserve = int64(math.Min(floor*float64(b.withdrawal), maxBudgetUnit))
+	return b
+}
+
+// Record deposits one call's worth of retries when attempt is 1, whatever
+// the outcome; later attempts change nothing.
+func (b *RatioBudget) Record(attempt int, _ Outcome) {
+	if attempt != 1 || b.width == 0 || b.deposit == 0 {
+		return
+	}
+	b.mu.Lock()
+	s := b.slotLocked(b.slotIndex())
+	s.sum += b.deposit
+	b.mu.Unlock()
+}
+
+// AllowRetry reports whether the balance of the last TTL covers one more
+// retry, and spends it when it does.
+func (b *RatioBudget) AllowRetry() bool {
+	if b.width == 0 {
+		return false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	idx := b.slotIndex()
+	if b.balanceLocked(idx) < b.withdrawal {
+		return false
+	}
+	b.slotLocked(idx).sum -= b.withdrawal
+	return true
+}
+
+// Available returns how many retries the budget would grant now if nobody
+// else drew on it, for metrics and tests. It is 0 for the zero RatioBudget.
+func (b *RatioBudget) Available() int {
+	if b.width == 0 {
+		return 0
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return int(max(b.balanceLocked(b.slotIndex()), 0) / b.withdrawal)
+}
+
+// slotIndex numbers the current slice of time; it never goes below 0, even
+// if the clock steps back behind the epoch.
+func (b *RatioBudget) slotIndex() int64 {
+	now := time.Now
+	if b.now != nil {
+		now = b.now
+	}
+	return max(int64(now().Sub(b.epoch)/b.width), 0)
+}
+
+// slotLocked returns the slot for idx, emptied first if it held an expired
+// slice. b.mu must be held.
+func (b *RatioBudget) slotLocked(idx int64) *ratioSlot {
+	s := &b.slots[idx%ratioSlots]
+	if s.idx != idx {
+		*s = ratioSlot{idx: idx}
+	}
+	return s
+}
+
+// balanceLocked returns the reserve plus the sums of the slots of the window
+// ending with slot idx. b.mu must be held.
+func (b *RatioBudget) balanceLocked(idx int64) int64 {
+	total := b.reserve
+	for i := range b.slots {
+		if s := &b.slots[i]; s.idx > idx-ratioSlots && s.idx <= idx {
+			total += s.sum
+		}
+	}
+	return total
+}
+
+// Fixed-point units of TokenBucket: gRPC keeps three decimal places of
+// tokenRatio, so milli-tokens are exact.
+const (
+	milliTokens = 1000
+	maxTokens   = 1000 // gRPC's upper bound for maxTokens
+)
+
+// TokenBucket is gRPC's retry throttling (gRFC A6, service config
+// "retryThrottling": maxTokens, tokenRatio): the bucket starts full with
+// maxTokens; every retryable failure takes one token and every success puts
+// back tokenRatio, up to maxTokens; retries are allowed only while more than
+// maxTokens/2 tokens remain. Final failures change nothing.
+//
+// Under a total outage it grants about maxTokens/2 retries and then none
+// until successes refill it; unlike [RatioBudget] it has no notion of time.
+//
+// A TokenBucket is safe for concurrent use and lock-free; its methods never
+// allocate. The zero TokenBucket has no tokens and denies every retry; use
+// [NewTokenBucket].
+type TokenBucket struct {
+	max    int64 // capacity in milli-tokens
+	ratio  int64 // milli-tokens a success puts back
+	tokens atomic.Int64
+}
+
+// NewTokenBucket returns a full bucket of maxTokens tokens that gains
+// tokenRatio tokens per success.
+//
+// It never fails; out-of-range values are clamped as gRPC's limits say:
+// maxTokens to [0, 1000] (NaN means 0, a bucket that denies every retry),
+// tokenRatio to [0, 1000] (NaN means 0) and is truncated to three decimal
+// places, so a ratio below 0.001 never refills the bucket.
+func NewTokenBucket(maxTokens, tokenRatio float64) *TokenBucket {
+	maxTokens = clampFloat(maxTokens, 0, maxTokensLimit)
+	tokenRatio = clampFloat(tokenRatio, 0, maxTokensLimit)
+	b := &TokenBucket{
+		max:   int64(math.Round(maxTokens * milliTokens)),
+		ratio: int64(math.Trunc(tokenRatio * milliTokens)),
+	}
+	b.tokens.Store(b.max)
+	return b
+}
+
+// maxTokensLimit is maxTokens as a float64, also the largest useful ratio.
+const maxTokensLimit = float64(maxTokens)
+
+// clampFloat returns f clamped to [lo, hi], and lo for NaN.
+func clampFloat(f, lo, hi float64) float64 {
+	switch {
+	case !(f > lo):
+		return lo
+	case f > hi:
+		return hi
+	}
+	return f
+}
+
+// Record takes a token for a RetryableFailure and puts tokenRatio back for
+// a Success, within [0, maxTokens]; a FinalFailure changes nothing.
+func (b *TokenBucket) Record(_ int, o Outcome) {
+	switch o {
+	case Success:
+		b.add(b.ratio)
+	case RetryableFailure:
+		b.add(-milliTokens)
+	}
+}
+
+// add adds delta milli-tokens, keeping the count within [0, max].
+func (b *TokenBucket) add(delta int64) {
+	for {
+		old := b.tokens.Load()
+		n := min(max(old+delta, 0), b.max)
+		if n == old || b.tokens.CompareAndSwap(old, n) {
+			return
+		}
+	}
+}
+
+// AllowRetry reports whether more than maxTokens/2 tokens remain. It spends
+// nothing: the failure that asks for the retry already took its token.
+func (b *TokenBucket) AllowRetry() bool {
+	return 2*b.tokens.Load() > b.max
+}
+
+// Tokens returns the current number of tokens, for metrics and tests.
+func (b *TokenBucket) Tokens() float64 {
+	return float64(b.tokens.Load()) / milliTokens
+}

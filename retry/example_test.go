@@ -1,0 +1,170 @@
+package retry_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	resilience "github.com/engineeringlabs/grpc-resilience"
+	"github.com/engineeringlabs/grpc-resilience/retry"
+)
+
+// errUnavailable stands for a transient failure such as a network glitch.
+var errUnavailable = errors.New("service unavailable")
+
+// flaky returns a function that fails n times, then succeeds.
+func flaky(n int) func(ctx context.Context) error {
+	calls := 0
+	return func(ctx context.Context) error {
+		calls++
+		if calls <= n {
+			return errUnavailable
+		}
+		return nil
+	}
+}
+
+// The seed's basic example: at most three attempts in all.
+func Example() {
+	policy := retry.New(3) // max 3 attempts
+
+	err := policy.Do(context.Background(), func(ctx context.Context) error {
+		// Your operation here, for instance an API call.
+		return flaky(0)(ctx)
+	})
+	fmt.Println("error:", err)
+	// Output: error: <nil>
+}
+
+// The seed's retry pattern: five attempts with exponential backoff of 100ms,
+// doubling up to 10s.
+func ExampleNew() {
+	policy := retry.New(5,
+		retry.WithBackoff(retry.Exponential(100*time.Millisecond, 10*time.Second, 2.0)),
+		retry.WithListener(retry.Listener{
+			OnRetry: func(ctx context.Context, attempt int, err error, delay time.Duration) {
+				fmt.Printf("attempt %d failed (%v), retrying in %v\n", attempt, err, delay)
+			},
+		}),
+	)
+
+	flakyOperation := flaky(2)
+	err := policy.Do(context.Background(), func(ctx context.Context) error {
+		return flakyOperation(ctx)
+	})
+	fmt.Println("error:", err)
+	// Output:
+	// attempt 1 failed (service unavailable), retrying in 100ms
+	// attempt 2 failed (service unavailable), retrying in 200ms
+	// error: <nil>
+}
+
+// When every attempt fails, Do returns a *resilience.RetriesExhaustedError
+// that unwraps to the last error.
+func ExamplePolicy_Do_exhausted() {
+	policy := retry.New(3, retry.WithBackoff(retry.Constant(time.Millisecond)))
+
+	err := policy.Do(context.Background(), flaky(10))
+
+	var exhausted *resilience.RetriesExhaustedError
+	if errors.As(err, &exhausted) {
+		fmt.Println("attempts:", exhausted.Attempts)
+	}
+	fmt.Println("last error is unavailable:", errors.Is(err, errUnavailable))
+	// Output:
+	// attempts: 3
+	// last error is unavailable: true
+}
+
+// Custom retry conditions: retry transient failures only, as the seed's
+// "Database with Fallback" does.
+func ExampleWithRetryIf() {
+	errNotFound := errors.New("user not found")
+	policy := retry.New(2, retry.WithRetryIf(func(err error) bool {
+		return errors.Is(err, errUnavailable)
+	}))
+
+	calls := 0
+	err := policy.Do(context.Background(), func(ctx context.Context) error {
+		calls++
+		return errNotFound // not transient: fail at once
+	})
+	fmt.Println(err, "after", calls, "call")
+	// Output: user not found after 1 call
+}
+
+// Permanent stops retrying from inside the function.
+func ExamplePermanent() {
+	policy := retry.New(5)
+	errInvalid := errors.New("invalid argument")
+
+	calls := 0
+	err := policy.Do(context.Background(), func(ctx context.Context) error {
+		calls++
+		return retry.Permanent(errInvalid)
+	})
+	fmt.Println(err == errInvalid, calls)
+	// Output: true 1
+}
+
+func ExampleDoValue() {
+	policy := retry.New(3, retry.WithBackoff(retry.Constant(time.Millisecond)))
+
+	attempt := 0
+	body, err := retry.DoValue(context.Background(), policy, func(ctx context.Context) (string, error) {
+		attempt++
+		if attempt == 1 {
+			return "", errUnavailable
+		}
+		return "hello", nil
+	})
+	fmt.Println(body, err)
+	// Output: hello <nil>
+}
+
+// DoAttempt tells the function which attempt it runs and how long the
+// engine waited before it.
+func ExamplePolicy_DoAttempt() {
+	policy := retry.New(3, retry.WithBackoff(retry.Constant(time.Millisecond)))
+
+	_ = policy.DoAttempt(context.Background(), func(ctx context.Context, a retry.Attempt) error {
+		fmt.Printf("attempt %d after %v\n", a.Num, a.Delay)
+		if a.Num < 3 {
+			return errUnavailable
+		}
+		return nil
+	})
+	// Output:
+	// attempt 1 after 0s
+	// attempt 2 after 1ms
+	// attempt 3 after 1ms
+}
+
+// The delays of the seed's ExponentialBackoff::new(100ms, 10s, 2.0).
+func ExampleExponential() {
+	b := retry.Exponential(100*time.Millisecond, 10*time.Second, 2.0)
+	for n := 1; n <= 9; n++ {
+		d, _ := b.Delay(retry.Step{Retry: n})
+		fmt.Print(d, " ")
+	}
+	fmt.Println()
+	// Output: 100ms 200ms 400ms 800ms 1.6s 3.2s 6.4s 10s 10s
+}
+
+// A token bucket shared between two policies caps their retries together,
+// as gRPC's retryThrottling does for a channel.
+func ExampleNewTokenBucket() {
+	budget := retry.NewTokenBucket(10, 0.1) // retries while more than 5 tokens
+	var denied int
+	listener := retry.Listener{OnBudgetDenied: func(context.Context, int, error) { denied++ }}
+	reads := retry.New(3, retry.WithBackoff(retry.Constant(0)), retry.WithBudget(budget), retry.WithListener(listener))
+	writes := retry.New(2, retry.WithBackoff(retry.Constant(0)), retry.WithBudget(budget), retry.WithListener(listener))
+
+	for range 3 {
+		_ = reads.Do(context.Background(), flaky(10))
+		_ = writes.Do(context.Background(), flaky(10))
+	}
+	fmt.Printf("tokens left: %.1f, calls denied a retry: %d\n", budget.Tokens(), denied)
+	// Output: tokens left: 1.0, calls denied a retry: 4
+}
