@@ -1,0 +1,660 @@
+package breaker
+
+import (
+	"context"
+	"errors"
+	"math"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Breaker is a circuit breaker. Create one with [New]; the zero value is not
+// usable. A Breaker is safe for concurrent use by multiple goroutines.
+//
+// Most callers use [Breaker.Execute]; streams and interceptors use the
+// two-step [Breaker.Allow] and the returned [Permit].
+//
+// # Concurrency design
+//
+// The state, the mode and a generation number live in one atomic word. A
+// closed-state Allow is one atomic load; recording its outcome is a couple
+// of atomic operations on the counters of the current closed period (an
+// object replaced, never reset, on every transition to closed, so that a
+// late writer can only touch a dead object). The mutex is taken only to
+// change state, to admit and record half-open probes, and for the metrics
+// snapshot. Every transition increments the generation; a permit remembers
+// the generation it was granted in, and an outcome recorded under another
+// generation is discarded.
+type Breaker struct {
+	// Read on every call, written only on transitions (under mu).
+	word      atomic.Uint64          // state | mode<<2 | generation<<4
+	period    atomic.Pointer[period] // counters of the latest closed period
+	openUntil atomic.Int64           // clock reading at which an auto-open breaker half-opens
+	probes    atomic.Int64           // half-open probes in flight; written under mu only
+
+	s         settings
+	now       func() time.Duration // monotonic clock, injectable by tests
+	needNow   bool                 // records need the clock (slow calls or a time window)
+	errOpen   *OpenError
+	errForced *OpenError
+	errProbes *OpenError
+
+	stripes [numStripes]stripe // cumulative counters, striped against contention
+
+	mu             sync.Mutex
+	probeSuccesses int // successful probes in the current half-open generation
+	opens          int // consecutive opens since the breaker last closed
+	transitions    uint64
+	events         []StateChange // undelivered state changes, oldest first from eventHead
+	eventHead      int
+	delivering     bool // a goroutine is delivering events
+}
+
+// Layout of Breaker.word.
+const (
+	stateMask = 0b11
+	modeShift = 2
+	modeMask  = 0b11
+	genShift  = 4
+)
+
+func pack(s State, m Mode, gen uint64) uint64 {
+	return gen<<genShift | uint64(m)<<modeShift | uint64(s)
+}
+func stateOf(w uint64) State { return State(w & stateMask) }
+func modeOf(w uint64) Mode   { return Mode(w >> modeShift & modeMask) }
+func genOf(w uint64) uint64  { return w >> genShift }
+
+// period holds the counters of one closed period of a breaker: from a
+// transition to closed until the next transition.
+type period struct {
+	gen         uint64
+	consecutive atomic.Int64 // consecutive failures
+	win         window       // nil when no rate threshold is set
+}
+
+// numStripes spreads the cumulative counters over padded cache lines, so
+// that concurrent callers rarely write the same line.
+const numStripes = 8
+
+type stripe struct {
+	successes, failures, ignored, slows, rejected, discarded atomic.Uint64
+	_                                                        [128 - 6*8]byte
+}
+
+func (b *Breaker) stripe() *stripe {
+	return &b.stripes[rand.Uint32()%numStripes]
+}
+
+// New returns a closed circuit breaker configured by cfg. It never fails: a
+// field that [Config.Validate] rejects is treated as if it were zero, that
+// is, as its default.
+func New(cfg Config) *Breaker {
+	start := time.Now()
+	return newBreaker(cfg, func() time.Duration { return time.Since(start) })
+}
+
+// newBreaker is New with an injected monotonic clock.
+func newBreaker(cfg Config, now func() time.Duration) *Breaker {
+	b := &Breaker{s: cfg.settings(), now: now}
+	b.needNow = b.s.slowDur > 0 || (b.s.windowed && b.s.windowType == TimeWindow)
+	b.errOpen = &OpenError{b: b, state: Open}
+	b.errForced = &OpenError{b: b, state: Open, forced: true}
+	b.errProbes = &OpenError{b: b, state: HalfOpen}
+	b.period.Store(b.newPeriod(0))
+	b.word.Store(pack(Closed, Auto, 0))
+	return b
+}
+
+func (b *Breaker) newPeriod(gen uint64) *period {
+	p := &period{gen: gen}
+	if b.s.windowed {
+		if b.s.windowType == TimeWindow {
+			p.win = newTimeWindow(b.s.bucketDur, b.s.buckets)
+		} else {
+			p.win = newCountWindow(b.s.windowSize)
+		}
+	}
+	return p
+}
+
+// Permit is the permission [Breaker.Allow] grants to run one call. It is a
+// small value: copy it freely, but record its outcome exactly once, with
+// [Permit.Done], [Permit.DoneDuration] or [Permit.Record]. A half-open probe
+// holds its probe slot until then; recording twice counts the call twice.
+//
+// The zero Permit belongs to no breaker: its methods do nothing. Its methods
+// are safe for concurrent use.
+type Permit struct {
+	b     *Breaker
+	gen   uint64
+	start time.Duration // clock reading at Allow; set only when slow calls are tracked
+	state State
+}
+
+// State returns the state the permit was granted in: [Closed], or
+// [HalfOpen] for a probe.
+func (p Permit) State() State { return p.state }
+
+// Done records the call's outcome. Its duration, for slow-call detection,
+// runs from Allow to Done. An outcome other than the three constants counts
+// as [Failure].
+func (p Permit) Done(o Outcome) {
+	if p.b != nil {
+		p.b.record(p, o, 0, false)
+	}
+}
+
+// DoneDuration records the call's outcome with a duration the caller
+// measured itself, for slow-call detection; a negative d counts as 0.
+func (p Permit) DoneDuration(o Outcome, d time.Duration) {
+	if p.b != nil {
+		p.b.record(p, o, max(d, 0), true)
+	}
+}
+
+// Record classifies err with Config.Classify (by default: nil is a
+// success, context.Canceled is ignored, anything else is a failure) and
+// records the outcome as Done does.
+func (p Permit) Record(err error) {
+	if p.b != nil {
+		p.b.record(p, p.b.s.classify(err), 0, false)
+	}
+}
+
+// Allow asks for permission to run one call and never blocks. In the closed
+// state it grants a permit without taking any lock and without allocating.
+// Open, it rejects the call with an *[OpenError] (matching
+// [resilience.ErrCircuitOpen]) until the open duration ran out; then it
+// half-opens and grants up to Config.MaxHalfOpenProbes concurrent probes,
+// rejecting the rest (never queueing them).
+//
+// After a nil error, the caller must record the call's outcome on the
+// permit exactly once. Rejections are counted in the metrics and reported
+// to Config.OnReject.
+func (b *Breaker) Allow() (Permit, error) {
+	w := b.word.Load()
+	if stateOf(w) == Closed {
+		return b.closedPermit(w), nil
+	}
+	return b.allowSlow(w)
+}
+
+func (b *Breaker) closedPermit(w uint64) Permit {
+	p := Permit{b: b, gen: genOf(w), state: Closed}
+	if b.s.slowDur > 0 {
+		p.start = b.now()
+	}
+	return p
+}
+
+// allowSlow is Allow outside the closed state.
+func (b *Breaker) allowSlow(w uint64) (Permit, error) {
+	for {
+		switch {
+		case stateOf(w) == Closed:
+			return b.closedPermit(w), nil
+		case modeOf(w) == ForcedOpen:
+			return b.reject(b.errForced)
+		case stateOf(w) == Open && b.now() < time.Duration(b.openUntil.Load()):
+			// Still open: the common rejection, lock-free.
+			return b.reject(b.errOpen)
+		case stateOf(w) == HalfOpen && b.probes.Load() >= int64(b.s.maxProbes):
+			// Every slot taken: reject without contending for the lock.
+			// The count may be stale by a probe that just finished; such
+			// a call is rejected as it would have been a moment earlier.
+			return b.reject(b.errProbes)
+		}
+		b.mu.Lock()
+		if w2 := b.word.Load(); w2 != w {
+			// The state changed since we looked: decide again.
+			b.mu.Unlock()
+			w = w2
+			continue
+		}
+		if stateOf(w) == Open {
+			if w = b.halfOpenLocked(w); stateOf(w) != HalfOpen {
+				b.unlockAndDeliver()
+				continue
+			}
+		}
+		if b.probes.Load() >= int64(b.s.maxProbes) {
+			b.unlockAndDeliver()
+			return b.reject(b.errProbes)
+		}
+		b.probes.Add(1)
+		p := Permit{b: b, gen: genOf(w), state: HalfOpen}
+		if b.s.slowDur > 0 {
+			p.start = b.now()
+		}
+		b.unlockAndDeliver()
+		return p, nil
+	}
+}
+
+func (b *Breaker) reject(e *OpenError) (Permit, error) {
+	b.stripe().rejected.Add(1)
+	if b.s.onReject != nil {
+		b.s.onReject(e)
+	}
+	return Permit{}, e
+}
+
+// Execute runs fn if the breaker permits it and records the outcome: it
+// returns fn's error unchanged, or an *[OpenError] matching
+// [resilience.ErrCircuitOpen] without calling fn when the breaker rejects
+// the call. It never blocks by itself: ctx is handed to fn, and when ctx is
+// already done Execute returns ctx.Err() without calling fn or taking a
+// permit.
+//
+// fn's error is classified with Config.Classify, except that any error
+// returned after ctx was cancelled (context.Canceled, the caller gave up)
+// is [Ignored]. A panic in fn is recorded as a [Failure] and then
+// propagates. In the closed state, Execute takes no lock and allocates
+// nothing of its own.
+func (b *Breaker) Execute(ctx context.Context, fn func(ctx context.Context) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	p, err := b.Allow()
+	if err != nil {
+		return err
+	}
+	recorded := false
+	defer func() {
+		if !recorded { // fn panicked or called runtime.Goexit
+			p.Done(Failure)
+		}
+	}()
+	err = fn(ctx)
+	recorded = true
+	if err != nil && errors.Is(ctx.Err(), context.Canceled) {
+		p.Done(Ignored)
+	} else {
+		p.Record(err)
+	}
+	return err
+}
+
+// record counts one outcome. d is the call's duration when measured is
+// true; otherwise record measures it from p.start when slow calls are
+// tracked.
+func (b *Breaker) record(p Permit, o Outcome, d time.Duration, measured bool) {
+	if o > Ignored {
+		o = Failure
+	}
+	var now time.Duration
+	if b.needNow {
+		now = b.now()
+	}
+	if !measured {
+		d = 0
+		if b.s.slowDur > 0 {
+			d = max(now-p.start, 0)
+		}
+	}
+	slow := o != Ignored && b.s.slowDur > 0 && d >= b.s.slowDur
+	counted := b.apply(p, o, slow, now)
+
+	st := b.stripe()
+	switch {
+	case !counted:
+		st.discarded.Add(1)
+	case o == Success:
+		st.successes.Add(1)
+	case o == Failure:
+		st.failures.Add(1)
+	default:
+		st.ignored.Add(1)
+	}
+	if counted && slow {
+		st.slows.Add(1)
+	}
+	if b.s.onResult != nil {
+		b.s.onResult(Result{Name: b.s.name, State: p.state, Outcome: o, Duration: d, Slow: slow, Discarded: !counted})
+	}
+}
+
+// apply feeds an outcome to the state machine and reports whether it
+// counted (false: the permit's generation is over, the result is stale).
+func (b *Breaker) apply(p Permit, o Outcome, slow bool, now time.Duration) bool {
+	w := b.word.Load()
+	if genOf(w) != p.gen {
+		return false
+	}
+	if p.state == HalfOpen {
+		return b.recordProbe(p.gen, o, slow)
+	}
+	if modeOf(w) == ForcedClosed || o == Ignored {
+		return true
+	}
+	// The period of generation g is stored before the word announces g,
+	// so having seen g in the word, we load g's period or a later one.
+	per := b.period.Load()
+	if per.gen != p.gen {
+		return false
+	}
+	if r := per.record(&b.s, o == Failure, slow, now); r != 0 {
+		b.trip(p.gen, r)
+	}
+	return true
+}
+
+// record counts a success or failure in a closed period and returns the
+// reason to open the breaker, or 0.
+func (per *period) record(s *settings, failed, slow bool, now time.Duration) Reason {
+	var r Reason
+	if s.failureThreshold > 0 {
+		if failed {
+			if per.consecutive.Add(1) >= s.failureThreshold {
+				r = ReasonConsecutiveFailures
+			}
+		} else if per.consecutive.Load() != 0 {
+			// Only write when needed: successes in a healthy period
+			// leave the cache line shared. A failure racing with this
+			// store may be forgotten; concurrent calls have no order
+			// that would make "consecutive" exact anyway.
+			per.consecutive.Store(0)
+		}
+	}
+	if per.win != nil {
+		calls, failures, slows := per.win.add(failed, slow, now)
+		if r == 0 && calls >= s.minCalls {
+			switch {
+			case exceeds(failures, calls, s.failureRate):
+				r = ReasonFailureRate
+			case exceeds(slows, calls, s.slowRate):
+				r = ReasonSlowCallRate
+			}
+		}
+	}
+	return r
+}
+
+// trip opens the breaker for reason if it is still closed in generation
+// gen; concurrent trips of the same generation open it once.
+func (b *Breaker) trip(gen uint64, r Reason) {
+	b.mu.Lock()
+	if w := b.word.Load(); genOf(w) == gen && stateOf(w) == Closed && modeOf(w) == Auto {
+		b.openLocked(w, r)
+	}
+	b.unlockAndDeliver()
+}
+
+// recordProbe records a half-open probe's outcome; it reports false when the
+// probe's generation is over.
+func (b *Breaker) recordProbe(gen uint64, o Outcome, slow bool) bool {
+	b.mu.Lock()
+	w := b.word.Load()
+	if genOf(w) != gen {
+		b.mu.Unlock()
+		return false
+	}
+	if b.probes.Load() > 0 {
+		b.probes.Add(-1)
+	}
+	switch {
+	case o == Ignored:
+	case o == Failure || (slow && b.s.slowRate > 0):
+		b.openLocked(w, ReasonProbeFailed)
+	default:
+		b.probeSuccesses++
+		if b.probeSuccesses >= b.s.successThreshold {
+			b.opens = 0
+			b.setLocked(w, Closed, Auto, ReasonProbesSucceeded, 0, true)
+		}
+	}
+	b.unlockAndDeliver()
+	return true
+}
+
+// openLocked opens the breaker in auto mode for the open duration of the
+// next consecutive open.
+func (b *Breaker) openLocked(w uint64, r Reason) {
+	b.opens++
+	d := b.s.timeout
+	if f := b.s.openDuration; f != nil {
+		if x := f(b.opens); x > 0 {
+			d = x
+		}
+	}
+	// openUntil is stored before the word says open, so a lock-free
+	// Allow that sees open also sees this deadline.
+	b.openUntil.Store(int64(addSat(b.now(), d)))
+	b.setLocked(w, Open, Auto, r, d, true)
+}
+
+// halfOpenLocked half-opens an auto-open breaker whose open duration ran
+// out, and returns the current word.
+func (b *Breaker) halfOpenLocked(w uint64) uint64 {
+	if stateOf(w) == Open && modeOf(w) == Auto && b.now() >= time.Duration(b.openUntil.Load()) {
+		b.setLocked(w, HalfOpen, Auto, ReasonTimeoutElapsed, 0, true)
+	}
+	return b.word.Load()
+}
+
+// setLocked moves the breaker from word w to state s in mode m, starting a
+// new generation, and queues a StateChange when notify is set.
+func (b *Breaker) setLocked(w uint64, s State, m Mode, r Reason, openFor time.Duration, notify bool) {
+	gen := genOf(w) + 1
+	switch s {
+	case Closed:
+		// Published before the word: see apply.
+		b.period.Store(b.newPeriod(gen))
+	case HalfOpen:
+		b.probes.Store(0)
+		b.probeSuccesses = 0
+	}
+	b.word.Store(pack(s, m, gen))
+	b.transitions++
+	if notify && b.s.onStateChange != nil {
+		b.events = append(b.events, StateChange{Name: b.s.name, From: stateOf(w), To: s, Mode: m, Reason: r, OpenFor: openFor})
+	}
+}
+
+// unlockAndDeliver releases mu and delivers the queued state changes.
+func (b *Breaker) unlockAndDeliver() {
+	pending := b.eventHead < len(b.events) && !b.delivering
+	b.mu.Unlock()
+	if pending {
+		b.deliver()
+	}
+}
+
+// deliver calls OnStateChange for every queued event, in order, without
+// holding mu. One goroutine delivers at a time: a goroutine that queues an
+// event while another delivers leaves it to that one, which picks it up
+// before it stops. This keeps the order of transitions and lets a listener
+// call back into the breaker (its own transitions are queued and delivered
+// after it returns).
+func (b *Breaker) deliver() {
+	b.mu.Lock()
+	if b.delivering || b.eventHead == len(b.events) {
+		b.mu.Unlock()
+		return
+	}
+	b.delivering = true
+	finished := false
+	defer func() {
+		if !finished { // the listener panicked: let the next caller deliver the rest
+			b.mu.Lock()
+			b.delivering = false
+			b.mu.Unlock()
+		}
+	}()
+	for b.eventHead < len(b.events) {
+		ev := b.events[b.eventHead]
+		b.eventHead++
+		b.mu.Unlock()
+		b.s.onStateChange(ev)
+		b.mu.Lock()
+	}
+	b.events, b.eventHead = b.events[:0], 0
+	b.delivering = false
+	finished = true
+	b.mu.Unlock()
+}
+
+// State returns the current state. An open breaker whose open duration ran
+// out half-opens on the first call that looks, State included, so State
+// reports [HalfOpen] from then on.
+func (b *Breaker) State() State {
+	w := b.word.Load()
+	if stateOf(w) == Open && modeOf(w) == Auto && b.now() >= time.Duration(b.openUntil.Load()) {
+		b.mu.Lock()
+		w = b.halfOpenLocked(b.word.Load())
+		b.unlockAndDeliver()
+	}
+	return stateOf(w)
+}
+
+// Mode returns whether the breaker runs by itself ([Auto]) or was forced
+// open or closed by hand.
+func (b *Breaker) Mode() Mode { return modeOf(b.word.Load()) }
+
+// ForceOpen isolates the breaker: it opens (if it was not) and rejects every
+// call, with an *[OpenError] whose Forced method reports true, until
+// [Breaker.ForceClosed] or [Breaker.Reset]. Outcomes of calls permitted
+// before are discarded. Calling it again has no effect.
+func (b *Breaker) ForceOpen() {
+	b.mu.Lock()
+	if w := b.word.Load(); modeOf(w) != ForcedOpen {
+		b.opens = 0
+		b.setLocked(w, Open, ForcedOpen, ReasonForcedOpen, 0, true)
+	}
+	b.unlockAndDeliver()
+}
+
+// ForceClosed disables the breaker: it closes (if it was not) and permits
+// every call, never opening, until [Breaker.ForceOpen] or [Breaker.Reset].
+// Outcomes still reach the metrics and Config.OnResult but no threshold.
+// Calling it again has no effect.
+func (b *Breaker) ForceClosed() {
+	b.mu.Lock()
+	if w := b.word.Load(); modeOf(w) != ForcedClosed {
+		b.opens = 0
+		b.setLocked(w, Closed, ForcedClosed, ReasonForcedClosed, 0, true)
+	}
+	b.unlockAndDeliver()
+}
+
+// Reset returns the breaker to closed in [Auto] mode with empty windows and
+// counts, as New left it (the cumulative metrics keep counting). Outcomes
+// of calls permitted before are discarded. OnStateChange hears of it only
+// when the state or the mode changed.
+func (b *Breaker) Reset() {
+	b.mu.Lock()
+	w := b.word.Load()
+	b.opens = 0
+	b.setLocked(w, Closed, Auto, ReasonReset, 0, stateOf(w) != Closed || modeOf(w) != Auto)
+	b.unlockAndDeliver()
+}
+
+func (b *Breaker) openRemaining() time.Duration {
+	w := b.word.Load()
+	if stateOf(w) != Open || modeOf(w) != Auto {
+		return 0
+	}
+	return max(time.Duration(b.openUntil.Load())-b.now(), 0)
+}
+
+// Metrics is a snapshot of a breaker's counts, from [Breaker.Metrics]. It
+// is plain data; the zero value is the snapshot of an unused breaker.
+type Metrics struct {
+	// Name is the breaker's Config.Name.
+	Name string
+	// State and Mode are the state and mode at the snapshot.
+	State State
+	Mode  Mode
+
+	// Calls is the number of outcomes recorded since New, discarded ones
+	// excluded: Successes + Failures + Ignored. The cumulative counts are
+	// never reset, Reset included.
+	Calls     uint64
+	Successes uint64
+	Failures  uint64
+	Ignored   uint64
+	// SlowCalls counts the recorded calls that were slow (they are also
+	// counted as successes or failures).
+	SlowCalls uint64
+	// Rejections counts the calls the breaker refused.
+	Rejections uint64
+	// Discarded counts outcomes recorded after the breaker changed state
+	// (stale generation).
+	Discarded uint64
+	// Transitions counts state and mode changes, plus resets.
+	Transitions uint64
+
+	// ConsecutiveFailures is the current run of failures of the latest
+	// closed period (the one that opened the breaker, while it is open).
+	ConsecutiveFailures int64
+	// ConsecutiveOpens is how many times the breaker opened since it last
+	// closed; it drives Config.OpenDuration.
+	ConsecutiveOpens int
+	// HalfOpenProbes is the number of probes in flight.
+	HalfOpenProbes int
+
+	// WindowCalls, WindowFailures and WindowSlowCalls are the counts in the
+	// sliding window of the latest closed period; zero when no rate
+	// threshold is set.
+	WindowCalls, WindowFailures, WindowSlowCalls int64
+	// FailureRate and SlowCallRate are the rates in the window, in
+	// percent; zero when the window is empty.
+	FailureRate, SlowCallRate float64
+
+	// OpenRemaining is how long an auto-open breaker stays open.
+	OpenRemaining time.Duration
+}
+
+// Metrics returns a snapshot of the breaker's counts. It is safe for
+// concurrent use; the counts are read one by one, so under concurrent calls
+// they may be a few calls apart from each other. Like State, it half-opens a
+// breaker whose open duration ran out.
+func (b *Breaker) Metrics() Metrics {
+	m := Metrics{Name: b.s.name, State: b.State()}
+	b.mu.Lock()
+	w := b.word.Load()
+	m.State, m.Mode = stateOf(w), modeOf(w)
+	m.Transitions = b.transitions
+	m.ConsecutiveOpens = b.opens
+	if m.State == HalfOpen {
+		m.HalfOpenProbes = int(b.probes.Load())
+	}
+	b.mu.Unlock()
+	for i := range b.stripes {
+		st := &b.stripes[i]
+		m.Successes += st.successes.Load()
+		m.Failures += st.failures.Load()
+		m.Ignored += st.ignored.Load()
+		m.SlowCalls += st.slows.Load()
+		m.Rejections += st.rejected.Load()
+		m.Discarded += st.discarded.Load()
+	}
+	m.Calls = m.Successes + m.Failures + m.Ignored
+	per := b.period.Load()
+	m.ConsecutiveFailures = per.consecutive.Load()
+	if per.win != nil {
+		var now time.Duration
+		if b.needNow {
+			now = b.now()
+		}
+		m.WindowCalls, m.WindowFailures, m.WindowSlowCalls = per.win.counts(now)
+		if m.WindowCalls > 0 {
+			m.FailureRate = float64(m.WindowFailures) * 100 / float64(m.WindowCalls)
+			m.SlowCallRate = float64(m.WindowSlowCalls) * 100 / float64(m.WindowCalls)
+		}
+	}
+	m.OpenRemaining = b.openRemaining()
+	return m
+}
+
+// addSat returns t+d, saturating at the largest Duration instead of
+// overflowing; d must not be negative.
+func addSat(t, d time.Duration) time.Duration {
+	if t > math.MaxInt64-d {
+		return math.MaxInt64
+	}
+	return t + d
+}

@@ -1,0 +1,82 @@
+// Package breaker is a circuit breaker: it prevents repeated calls to a
+// failing service, so that the service gets time to recover and callers fail
+// fast instead of piling up.
+//
+// # States
+//
+//   - [Closed]: normal operation, calls flow through and their outcomes are
+//     counted.
+//   - [Open]: too many failures, calls fail fast with an error that matches
+//     [resilience.ErrCircuitOpen] without running.
+//   - [HalfOpen]: testing whether the service recovered: a limited number of
+//     probe calls run; enough successes close the circuit, any failure opens
+//     it again.
+//
+// # Configuration
+//
+// The seed's configuration reads the same in Go:
+//
+//	b := breaker.New(breaker.Config{
+//		FailureThreshold: 5,                // failures before opening
+//		Timeout:          60 * time.Second, // wait before retry
+//		SuccessThreshold: 2,                // successes to close
+//	})
+//
+// Every field of [Config] has a documented default for its zero value, so
+// breaker.New(breaker.Config{}) is a working breaker (it is, in fact, the
+// configuration above). [New] never fails; [Config.Validate] reports the
+// fields New would replace by their defaults.
+//
+// # Usage
+//
+//	switch b.State() {
+//	case breaker.Closed:
+//		fmt.Println("Normal operation")
+//	case breaker.Open:
+//		fmt.Println("Circuit is open!")
+//	case breaker.HalfOpen:
+//		fmt.Println("Testing recovery")
+//	}
+//
+//	err := b.Execute(ctx, func(ctx context.Context) error {
+//		return externalAPICall(ctx)
+//	})
+//	if errors.Is(err, resilience.ErrCircuitOpen) {
+//		// Circuit is open, fail fast
+//		return cachedData()
+//	}
+//
+// Streams and interceptors that cannot wrap the call in a function use the
+// two-step form: [Breaker.Allow] returns a small [Permit] value, and the
+// caller reports the outcome with [Permit.Record] or [Permit.Done] once the
+// call finished.
+//
+// # Beyond consecutive failures
+//
+// Besides the seed's consecutive-failure threshold, a breaker can watch a
+// sliding window, count-based (the last N calls) or time-based (buckets over
+// a period), and open when the failure rate or the slow-call rate in it
+// reaches a threshold once a minimum number of calls was seen. The open
+// duration can grow while probes keep failing ([ExponentialOpenDuration]).
+// Half-open admits a bounded number of concurrent probes and rejects the
+// rest instead of queueing them. A result that arrives after the breaker
+// changed state is discarded (generation counting). The breaker can be
+// forced open (isolated), forced closed (disabled) and reset by hand.
+//
+// # Events and metrics
+//
+// [Config.OnStateChange], [Config.OnReject] and [Config.OnResult] report what
+// happens; they are never called while the breaker holds a lock.
+// [Breaker.Metrics] returns a snapshot of counts and rates. A [Registry]
+// keeps a bounded set of named breakers, one per target or method.
+//
+// # Performance
+//
+// In the closed state, Allow and the outcome's record take no mutex and
+// allocate nothing: they work on atomics only. The mutex is taken on state
+// transitions, for half-open probes, and by a time-based window once per
+// bucket duration to roll a bucket over. Rejections allocate nothing either.
+//
+// The package knows nothing of gRPC: the interceptors package maps status
+// codes to outcomes and turns the events into telemetry.
+package breaker
