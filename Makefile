@@ -8,11 +8,11 @@ FUZZTIME ?= 3s
 # Packages that hold fuzz targets, found from the sources.
 FUZZPKGS  = $(sort $(dir $(shell grep -rl --include='*_test.go' '^func Fuzz' . | grep -v '^./bench/')))
 
-.PHONY: test unit fuzz-seeds fuzz lint proto proto-check proto-breaking bench
+.PHONY: examples test unit fuzz-seeds fuzz lint proto proto-check proto-breaking bench
 
 ## test: everything a change must pass: unit and integration tests under -race
-## with goroutine-leak checks, then each fuzz target for $(FUZZTIME).
-test: unit fuzz-seeds
+## with goroutine-leak checks, the example programs, then each fuzz target for $(FUZZTIME).
+test: unit examples fuzz-seeds
 
 unit:
 	$(GO) test -race -count=1 -shuffle=on ./...
@@ -53,3 +53,12 @@ proto-breaking:
 ## bench: the benchmarks of every package.
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem -count=1 ./...
+
+## examples: run each example program and compare what it prints with its
+## output.txt.
+EXAMPLES = $(sort $(dir $(wildcard examples/*/output.txt)))
+examples:
+	@set -e; for dir in $(EXAMPLES); do \
+	  echo "example $$dir"; \
+	  $(GO) run ./$$dir | diff -u $${dir}output.txt - ; \
+	done
