@@ -68,7 +68,6 @@ type Server struct {
 
 	mu      sync.Mutex
 	grpcSrv *grpc.Server
-	lis     net.Listener      // nil while stopped
 	buf     *bufconn.Listener // bufconn: the listener clients dial now
 	serving sync.WaitGroup
 }

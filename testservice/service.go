@@ -175,9 +175,9 @@ func (a attempt) reply(payload []byte, sequence int) *testingv1.Reply {
 	}
 }
 
-// failure returns the status error of a failing attempt and the trailer to
-// send with it, if any.
-func (a attempt) failure() (error, metadata.MD) {
+// failure returns the trailer to send with a failing attempt, if any, and
+// its status error.
+func (a attempt) failure() (metadata.MD, error) {
 	b := a.behavior
 	code := codes.Code(b.GetFailCode())
 	if code == codes.OK {
@@ -197,7 +197,7 @@ func (a attempt) failure() (error, metadata.MD) {
 	if b.GetPushbackMs() != "" {
 		trailer = metadata.Pairs(PushbackTrailer, b.GetPushbackMs())
 	}
-	return st.Err(), trailer
+	return trailer, st.Err()
 }
 
 // Unary implements testingv1.TestServiceServer.
@@ -233,7 +233,7 @@ func (s *Service) unary(ctx context.Context, method string, b *testingv1.Behavio
 		return nil, err
 	}
 	if a.fail {
-		err, trailer := a.failure()
+		trailer, err := a.failure()
 		if trailer != nil {
 			// The error is already decided; a trailer that cannot be set
 			// only means the client sees no pushback.
@@ -268,7 +268,7 @@ func (a attempt) streamEnd(stream grpc.ServerStream) error {
 	if !a.fail {
 		return nil
 	}
-	err, trailer := a.failure()
+	trailer, err := a.failure()
 	if trailer != nil {
 		stream.SetTrailer(trailer)
 	}
