@@ -1,0 +1,228 @@
+package interceptors
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	resilience "github.com/engineeringlabs/grpc-resilience"
+	"github.com/engineeringlabs/grpc-resilience/breaker"
+	"github.com/engineeringlabs/grpc-resilience/bulkhead"
+	"github.com/engineeringlabs/grpc-resilience/interceptors/classify"
+)
+
+// PreviousAttemptsHeader is the request header that tells the server how
+// many attempts of the call came before this one (gRFC A6). The pipeline
+// sets it on every attempt after the first, retries and hedges alike.
+const PreviousAttemptsHeader = "grpc-previous-rpc-attempts"
+
+// attemptResult is what one attempt amounted to.
+type attemptResult struct {
+	// err is the attempt's error as the retry engine should see it: the
+	// invoker's status error, wrapped when the attempt's own timeout fired
+	// (a *StatusError with a *resilience.TimeoutError) or the server sent
+	// pushback (a pushbackError); a rejection's *StatusError; nil on
+	// success.
+	err error
+	// retryable is the classification table's verdict.
+	retryable bool
+	// invoked reports whether the attempt reached the invoker.
+	invoked bool
+	// pushback is what the server said about retrying.
+	pushback classify.Pushback
+	// code is the attempt's status code.
+	code codes.Code
+}
+
+// capture holds what one attempt needs to read the server's headers and
+// trailer without allocating: the call options with grpc.Header and
+// grpc.Trailer appended, and the metadata they fill. The invoker writes the
+// metadata before it returns and keeps no reference to the options after,
+// so a capture is reused once the attempt is over.
+type capture struct {
+	header, trailer metadata.MD
+	opts            []grpc.CallOption
+}
+
+var capturePool = sync.Pool{New: func() any { return new(capture) }}
+
+// attempt runs one attempt through the inner patterns: circuit breaker,
+// bulkhead, per-attempt timeout, then the invoker, with reply as the
+// message to decode into. capture asks for the server's header and trailer,
+// to read pushback. It never blocks beyond the bulkhead's queue and the
+// invoker.
+func (ms *methodState) attempt(ctx context.Context, r *rpc, reply any, info AttemptInfo, timeout time.Duration, idempotent, capt bool) attemptResult {
+	// Never start an attempt once the caller's context is done, its
+	// deadline included.
+	if err := ctx.Err(); err != nil {
+		err = finalError(err)
+		return attemptResult{err: err, code: status.Code(err)}
+	}
+	obs := ms.observer
+
+	var permit breaker.Permit
+	if b := ms.breaker; b != nil {
+		p, err := b.Allow()
+		if err != nil {
+			if obs != nil {
+				state := breaker.Open
+				if oe, ok := errors.AsType[*breaker.OpenError](err); ok {
+					state = oe.State()
+				}
+				obs.Event(ctx, Event{Kind: EventBreakerRejected, Method: ms.method, Target: ms.target, Attempt: info.Attempt, Err: err, BreakerState: state})
+			}
+			return attemptResult{err: newCodeError(codes.Unavailable, err), code: codes.Unavailable}
+		}
+		permit = p
+		info.Breaker, info.BreakerState = true, p.State()
+	}
+
+	var slot bulkhead.Permit
+	if bh := ms.bulkhead; bh != nil {
+		var start time.Time
+		if obs != nil {
+			start = time.Now()
+		}
+		s, err := bh.Acquire(ctx)
+		if err != nil {
+			permit.Done(breaker.Ignored) // the server was not asked
+			if errors.Is(err, resilience.ErrBulkheadFull) {
+				if obs != nil {
+					obs.Event(ctx, Event{Kind: EventBulkheadRejected, Method: ms.method, Target: ms.target, Attempt: info.Attempt, Err: err})
+				}
+				return attemptResult{err: newCodeError(codes.ResourceExhausted, err), code: codes.ResourceExhausted}
+			}
+			err = finalError(err)
+			return attemptResult{err: err, code: status.Code(err)}
+		}
+		slot = s
+		if obs != nil {
+			info.BulkheadWait = time.Since(start)
+		}
+	}
+
+	actx := ctx
+	if info.Attempt > 1 {
+		actx = metadata.AppendToOutgoingContext(actx, PreviousAttemptsHeader, strconv.Itoa(info.Attempt-1))
+	}
+	info.Timeout = timeout
+	if obs != nil {
+		info.Method, info.Target = ms.method, ms.target
+		actx = obs.AttemptStart(actx, info)
+	}
+	obsCtx := actx
+	var cancel context.CancelFunc
+	if timeout > 0 {
+		actx, cancel = context.WithTimeoutCause(actx, timeout, errAttemptTimeout)
+	}
+
+	var err error
+	var header, trailer metadata.MD
+	if capt {
+		c := capturePool.Get().(*capture)
+		c.opts = append(append(c.opts[:0], r.opts...), grpc.Header(&c.header), grpc.Trailer(&c.trailer))
+		err = r.invoker(actx, r.method, r.req, reply, r.cc, c.opts...)
+		header, trailer = c.header, c.trailer
+		clear(c.opts)
+		c.opts, c.header, c.trailer = c.opts[:0], nil, nil
+		capturePool.Put(c)
+	} else {
+		err = r.invoker(actx, r.method, r.req, reply, r.cc, r.opts...)
+	}
+	timedOut := err != nil && cancel != nil && ownTimeout(ctx, actx, errAttemptTimeout)
+	if cancel != nil {
+		cancel()
+	}
+
+	res := attemptResult{invoked: true}
+	if err == nil {
+		permit.Done(breaker.Success)
+		slot.Release()
+		if obs != nil {
+			obs.AttemptEnd(obsCtx, info, nil)
+		}
+		return res
+	}
+
+	st := statusOf(err)
+	res.code = st.Code()
+	inner := isRejection(err) // by an interceptor further in: no server was asked
+	if capt && !inner {
+		md := trailer
+		if len(md[classify.PushbackTrailer]) == 0 && len(header[classify.PushbackTrailer]) > 0 {
+			md = header
+		}
+		res.pushback = classify.PushbackOf(st, md)
+	}
+	attemptTimedOut := timedOut && res.code == codes.DeadlineExceeded && ctx.Err() == nil
+
+	switch {
+	case inner:
+		permit.Done(breaker.Ignored)
+	default:
+		permit.Done(breakerOutcome(ms.c.breakerTable.Breaker(res.code)))
+	}
+	switch res.code {
+	case codes.DeadlineExceeded:
+		slot.ReleaseWith(bulkhead.OutcomeDropped)
+	case codes.Canceled:
+		slot.ReleaseWith(bulkhead.OutcomeIgnored)
+	default:
+		slot.Release()
+	}
+
+	res.err = err
+	if attemptTimedOut {
+		res.err = &StatusError{st: st, cause: &resilience.TimeoutError{After: timeout}}
+	}
+	if res.pushback.Present {
+		res.err = &pushbackError{err: res.err, st: st, pb: res.pushback}
+	}
+	res.retryable = !inner && ms.c.retryTable.Retryable(classify.Attempt{
+		Code:            res.code,
+		Idempotent:      idempotent,
+		Pushback:        res.pushback,
+		AttemptTimedOut: attemptTimedOut,
+	})
+	if obs != nil {
+		info.Pushback = res.pushback
+		obs.AttemptEnd(obsCtx, info, res.err)
+	}
+	return res
+}
+
+// breakerOutcome maps the table's verdict to the breaker's outcome.
+func breakerOutcome(o classify.BreakerOutcome) breaker.Outcome {
+	switch o {
+	case classify.BreakerSuccess:
+		return breaker.Success
+	case classify.BreakerIgnore:
+		return breaker.Ignored
+	default:
+		return breaker.Failure
+	}
+}
+
+// ownTimeout reports whether actx, made from ctx with a timeout whose
+// cause is cause (the attempt's or the default timeout), has run out of its
+// own time rather than ctx's. Only actx's own timer sets cause (ctx's
+// deadline reaches actx with ctx's cause), but gRPC may report DEADLINE_EXCEEDED a moment before the timer
+// fires, when the server's reset arrives after the deadline: then the
+// attempt's deadline has passed while it was earlier than the caller's.
+func ownTimeout(ctx, actx context.Context, cause error) bool {
+	if context.Cause(actx) == cause {
+		return true
+	}
+	own, _ := actx.Deadline()
+	if caller, ok := ctx.Deadline(); ok && !own.Before(caller) {
+		return false
+	}
+	return !time.Now().Before(own)
+}

@@ -1,0 +1,160 @@
+package interceptors_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	grpcmw "github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
+
+	resilience "github.com/engineeringlabs/grpc-resilience"
+	"github.com/engineeringlabs/grpc-resilience/breaker"
+	"github.com/engineeringlabs/grpc-resilience/interceptors"
+	testingv1 "github.com/engineeringlabs/grpc-resilience/proto/gen/grpcresilience/testing/v1"
+	"github.com/engineeringlabs/grpc-resilience/retry"
+	"github.com/engineeringlabs/grpc-resilience/testservice"
+)
+
+// dial starts a test server and dials it through the interceptors, with
+// gRPC's own retries disabled so that attempts do not multiply.
+func dial(ints ...grpc.UnaryClientInterceptor) (testingv1.TestServiceClient, *testservice.Server, func()) {
+	srv, err := testservice.Start()
+	if err != nil {
+		panic(err)
+	}
+	conn, err := srv.Dial(grpc.WithDisableRetry(), grpc.WithChainUnaryInterceptor(ints...))
+	if err != nil {
+		panic(err)
+	}
+	return testingv1.NewTestServiceClient(conn), srv, func() { conn.Close(); srv.Stop() }
+}
+
+// One pipeline: retries with backoff, a circuit breaker per method and a
+// default deadline. The server fails twice with UNAVAILABLE; the third
+// attempt answers, and says how many attempts came before it.
+func Example() {
+	pipeline, err := interceptors.NewClient(interceptors.Policy{
+		Retry: &interceptors.RetryPolicy{
+			MaxAttempts: 4,
+			Backoff:     retry.Exponential(10*time.Millisecond, time.Second, 2),
+		},
+		Breaker:        &interceptors.BreakerPolicy{Config: breaker.Config{FailureThreshold: 5, Timeout: 30 * time.Second}},
+		DefaultTimeout: 5 * time.Second,
+	})
+	if err != nil {
+		panic(err)
+	}
+	client, _, stop := dial(pipeline.UnaryClientInterceptor())
+	defer stop()
+
+	resp, err := client.Unary(context.Background(), &testingv1.UnaryRequest{
+		Behavior: &testingv1.Behavior{CallId: "c1", FailAttempts: 2, FailCode: uint32(codes.Unavailable)},
+	})
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println("answered by attempt", resp.GetReply().GetAttempt())
+	fmt.Println("grpc-previous-rpc-attempts:", resp.GetReply().GetPreviousRpcAttempts())
+	// Output:
+	// answered by attempt 3
+	// grpc-previous-rpc-attempts: 2
+}
+
+// Per-method policies: Query, which has no side effects, is hedged; every
+// other method is retried. A per-call option turns retries off for one
+// call, whose error is then the server's status, unchanged.
+func ExampleWithMethodPolicy() {
+	pipeline, err := interceptors.NewClient(
+		interceptors.Policy{Retry: &interceptors.RetryPolicy{MaxAttempts: 3, Backoff: retry.Constant(time.Millisecond)}},
+		interceptors.WithMethodPolicy(testingv1.TestService_Query_FullMethodName, interceptors.Policy{
+			Hedging: &interceptors.HedgingPolicy{MaxExtraAttempts: 1, Delay: 20 * time.Millisecond},
+		}),
+	)
+	if err != nil {
+		panic(err)
+	}
+	client, srv, stop := dial(pipeline.UnaryClientInterceptor())
+	defer stop()
+	ctx := context.Background()
+
+	// The first attempt of the query is slow: the hedge answers.
+	resp, err := client.Query(ctx, &testingv1.QueryRequest{Behavior: &testingv1.Behavior{
+		CallId: "q", Sleep: durationpbOf(5 * time.Second), SleepAttempts: 1,
+	}})
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println("query answered by attempt", resp.GetReply().GetAttempt())
+
+	_, err = client.Unary(ctx, &testingv1.UnaryRequest{Behavior: &testingv1.Behavior{CallId: "once", FailAttempts: -1}},
+		interceptors.DisableRetry())
+	fmt.Println(status.Code(err), "after", srv.Service().Attempts("once"), "attempt")
+	// Output:
+	// query answered by attempt 2
+	// Unavailable after 1 attempt
+}
+
+// Composing by hand: a breaker applied to one method only, with
+// go-grpc-middleware's selector. Once open, it fails fast with UNAVAILABLE
+// that still matches resilience.ErrCircuitOpen, and the server is not
+// called.
+func ExampleUnaryClientBreaker() {
+	brk, err := interceptors.UnaryClientBreaker(interceptors.BreakerPolicy{
+		Config: breaker.Config{FailureThreshold: 2, Timeout: time.Minute},
+	})
+	if err != nil {
+		panic(err)
+	}
+	onlyUnary := selector.MatchFunc(func(_ context.Context, c grpcmw.CallMeta) bool { return c.Method == "Unary" })
+	client, srv, stop := dial(selector.UnaryClientInterceptor(brk, onlyUnary))
+	defer stop()
+	ctx := context.Background()
+
+	failing := &testingv1.UnaryRequest{Behavior: &testingv1.Behavior{CallId: "down", FailAttempts: -1, FailCode: uint32(codes.Internal)}}
+	for range 3 {
+		_, err = client.Unary(ctx, failing)
+		fmt.Println(status.Code(err), errors.Is(err, resilience.ErrCircuitOpen))
+	}
+	fmt.Println("server saw", srv.Service().Attempts("down"), "attempts")
+	// Output:
+	// Internal false
+	// Internal false
+	// Unavailable true
+	// server saw 2 attempts
+}
+
+// A fallback answers from a cache when the call fails with one of its
+// codes, here after every retry failed.
+func ExampleUnaryClientFallback() {
+	fallback, err := interceptors.UnaryClientFallback(interceptors.FallbackPolicy{
+		Func: func(_ context.Context, _ string, _, reply any, err error) error {
+			if r, ok := reply.(*testingv1.UnaryResponse); ok {
+				r.Reply = &testingv1.Reply{Payload: []byte("cached")}
+				return nil
+			}
+			return err
+		},
+	})
+	if err != nil {
+		panic(err)
+	}
+	retrier, err := interceptors.UnaryClientRetry(interceptors.RetryPolicy{MaxAttempts: 2, Backoff: retry.Constant(time.Millisecond)})
+	if err != nil {
+		panic(err)
+	}
+	client, _, stop := dial(fallback, retrier) // outermost first
+	defer stop()
+	resp, err := client.Unary(context.Background(), &testingv1.UnaryRequest{Behavior: &testingv1.Behavior{FailAttempts: -1}})
+	fmt.Println(string(resp.GetReply().GetPayload()), err)
+	// Output:
+	// cached <nil>
+}
+
+func durationpbOf(d time.Duration) *durationpb.Duration { return durationpb.New(d) }

@@ -1,0 +1,364 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	resilience "github.com/engineeringlabs/grpc-resilience"
+	"github.com/engineeringlabs/grpc-resilience/bulkhead"
+	"github.com/engineeringlabs/grpc-resilience/interceptors/classify"
+)
+
+// Partition says how a server bulkhead splits calls into partitions, each
+// with its own limit.
+type Partition uint8
+
+const (
+	// PartitionNone puts every call into one shared bulkhead: the server's
+	// whole capacity. It is the default.
+	PartitionNone Partition = iota
+	// PartitionByMethod gives each full method name its own bulkhead.
+	PartitionByMethod
+	// PartitionByHeader gives each value of the request metadata header
+	// [BulkheadConfig.Header] (a caller, a tenant) its own bulkhead. Calls
+	// without the header share the overflow partition.
+	PartitionByHeader
+	// PartitionByFunc gives each key returned by [BulkheadConfig.KeyFunc]
+	// its own bulkhead. Calls whose key is "" share the overflow partition.
+	PartitionByFunc
+)
+
+var partitionNames = [...]string{"none", "method", "header", "func"}
+
+// String returns "none", "method", "header" or "func".
+func (p Partition) String() string {
+	if int(p) < len(partitionNames) {
+		return partitionNames[p]
+	}
+	return "Partition(" + strconv.Itoa(int(p)) + ")"
+}
+
+// DefaultMaxPartitions is the cap on keyed partitions when
+// [BulkheadConfig.MaxPartitions] is zero.
+const DefaultMaxPartitions = 1024
+
+// DefaultPushbackDelay is the retry delay a shed call suggests when
+// [BulkheadConfig.PushbackDelay] is zero.
+const DefaultPushbackDelay = 100 * time.Millisecond
+
+// BulkheadConfig configures a server bulkhead. The zero value is a disabled
+// bulkhead that admits every call.
+type BulkheadConfig struct {
+	// Limit is how many calls each partition runs at once; with an
+	// adaptive strategy, the initial limit. The default, zero, disables
+	// the bulkhead and every other field must then be zero. Must not be
+	// negative.
+	Limit int
+	// PartitionBy says how calls are split into partitions. The default is
+	// PartitionNone, one bulkhead for every call.
+	PartitionBy Partition
+	// Header is the request metadata key whose value is the partition key
+	// of PartitionByHeader, such as "x-caller-id". Required for
+	// PartitionByHeader and must be empty otherwise. Metadata keys are
+	// case-insensitive; it is matched in lower case.
+	Header string
+	// KeyFunc returns the partition key of a call for PartitionByFunc. It
+	// must be safe for concurrent use and fast; it runs on every call.
+	// Required for PartitionByFunc and must be nil otherwise.
+	KeyFunc func(ctx context.Context, fullMethod string) string
+	// MaxPartitions caps the number of keyed partitions; calls with keys
+	// beyond the cap share one overflow partition, so that untrusted keys
+	// cannot grow memory without bound. The default, zero, is
+	// DefaultMaxPartitions. Must not be negative.
+	MaxPartitions int
+	// Queue lets up to this many calls per partition wait for a slot, in
+	// FIFO order, instead of being shed at once. The default, zero, sheds
+	// at once. Must not be negative.
+	Queue int
+	// MaxWait bounds how long a queued call waits before it is shed; the
+	// call's deadline bounds it as well. The default, zero, is no bound but
+	// the deadline. Must not be negative, and needs Queue.
+	MaxWait time.Duration
+	// Adaptive, when set, is called once per partition to build the
+	// strategy that adapts that partition's limit, such as
+	//
+	//	func() bulkhead.Strategy { return bulkhead.NewAIMD(bulkhead.AIMDConfig{}) }
+	//
+	// Each call must return a new strategy. The default, nil, keeps the
+	// limit fixed.
+	Adaptive func() bulkhead.Strategy
+	// Classify turns the error the rest of the chain returned into the
+	// outcome reported to the adaptive strategy. The default, nil, is
+	// [OutcomeOf]. It must be safe for concurrent use.
+	Classify func(ctx context.Context, err error) bulkhead.Outcome
+	// PushbackDelay is the delay a shed call asks the client to wait before
+	// retrying, sent as a google.rpc.RetryInfo detail and as the
+	// grpc-retry-pushback-ms trailer (rounded up to whole milliseconds).
+	// The default, zero, is DefaultPushbackDelay. Must not be negative.
+	PushbackDelay time.Duration
+	// NoPushback sends neither RetryInfo nor the trailer: the client's
+	// default policy then does not retry RESOURCE_EXHAUSTED. The default,
+	// false, sends both.
+	NoPushback bool
+}
+
+// Validate reports the first field that is out of range or inconsistent,
+// naming the field and the bad value. The zero value is valid.
+func (c BulkheadConfig) Validate() error {
+	switch {
+	case c.Limit < 0:
+		return fmt.Errorf("server: BulkheadConfig.Limit: %d, must be at least 0", c.Limit)
+	case c.PartitionBy > PartitionByFunc:
+		return fmt.Errorf("server: BulkheadConfig.PartitionBy: %v, must be one of none, method, header, func", c.PartitionBy)
+	case c.PartitionBy == PartitionByHeader && c.Header == "":
+		return fmt.Errorf("server: BulkheadConfig.Header: %q, must be set for PartitionByHeader", c.Header)
+	case c.PartitionBy != PartitionByHeader && c.Header != "":
+		return fmt.Errorf("server: BulkheadConfig.Header: %q, set but PartitionBy is %v", c.Header, c.PartitionBy)
+	case c.PartitionBy == PartitionByFunc && c.KeyFunc == nil:
+		return fmt.Errorf("server: BulkheadConfig.KeyFunc: nil, must be set for PartitionByFunc")
+	case c.PartitionBy != PartitionByFunc && c.KeyFunc != nil:
+		return fmt.Errorf("server: BulkheadConfig.KeyFunc: set but PartitionBy is %v", c.PartitionBy)
+	case c.MaxPartitions < 0:
+		return fmt.Errorf("server: BulkheadConfig.MaxPartitions: %d, must be at least 0", c.MaxPartitions)
+	case c.Queue < 0:
+		return fmt.Errorf("server: BulkheadConfig.Queue: %d, must be at least 0", c.Queue)
+	case c.MaxWait < 0:
+		return fmt.Errorf("server: BulkheadConfig.MaxWait: %v, must be at least 0", c.MaxWait)
+	case c.MaxWait > 0 && c.Queue == 0:
+		return fmt.Errorf("server: BulkheadConfig.MaxWait: %v, needs Queue above 0", c.MaxWait)
+	case c.PushbackDelay < 0:
+		return fmt.Errorf("server: BulkheadConfig.PushbackDelay: %v, must be at least 0", c.PushbackDelay)
+	case c.PushbackDelay > 0 && c.NoPushback:
+		return fmt.Errorf("server: BulkheadConfig.PushbackDelay: %v, set but NoPushback is true", c.PushbackDelay)
+	}
+	if c.Limit == 0 && (c.PartitionBy != PartitionNone || c.MaxPartitions != 0 || c.Queue != 0 || c.Adaptive != nil) {
+		return fmt.Errorf("server: BulkheadConfig.Limit: 0 disables the bulkhead, but other fields are set")
+	}
+	return nil
+}
+
+// OutcomeOf is the default [BulkheadConfig.Classify]: how a call ended, for
+// an adaptive limit.
+//   - A call whose ctx was cancelled (the client gave up) is
+//     [bulkhead.OutcomeIgnored], whatever it returned, and so is a
+//     CANCELLED status.
+//   - A call whose ctx's deadline passed is [bulkhead.OutcomeDropped], and
+//     so is an error whose status is DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED
+//     or UNAVAILABLE: the server or a dependency it called was too slow or
+//     shed the work, which is what an adaptive limit must back off from.
+//   - Success and every other code are [bulkhead.OutcomeSuccess]: the
+//     server answered, and its latency is a valid sample.
+//
+// It is safe for concurrent use.
+func OutcomeOf(ctx context.Context, err error) bulkhead.Outcome {
+	switch ctx.Err() {
+	case context.Canceled:
+		return bulkhead.OutcomeIgnored
+	case context.DeadlineExceeded:
+		return bulkhead.OutcomeDropped
+	}
+	if err == nil {
+		return bulkhead.OutcomeSuccess
+	}
+	if errors.Is(err, context.Canceled) {
+		return bulkhead.OutcomeIgnored
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return bulkhead.OutcomeDropped
+	}
+	switch status.Code(err) {
+	case codes.Canceled:
+		return bulkhead.OutcomeIgnored
+	case codes.DeadlineExceeded, codes.ResourceExhausted, codes.Unavailable:
+		return bulkhead.OutcomeDropped
+	}
+	return bulkhead.OutcomeSuccess
+}
+
+// Bulkhead is a server-side bulkhead: it bounds how many calls run at once
+// per partition and sheds the rest at once (or after a bounded queue, if
+// configured) with RESOURCE_EXHAUSTED, a google.rpc.RetryInfo detail and a
+// grpc-retry-pushback-ms trailer carrying the pushback delay. On the
+// server, the rejection also matches [resilience.ErrBulkheadFull].
+//
+// A call holds its slot until the handler returns (for a stream, until the
+// stream ends) and then reports its latency and outcome to the adaptive
+// strategy, if any.
+//
+// A Bulkhead is safe for concurrent use. Create it with [NewBulkhead]; the
+// zero value is not usable.
+type Bulkhead struct {
+	cfg      BulkheadConfig
+	exempt   *exemptions
+	obs      Observer
+	parts    *bulkhead.Partitioned // nil when disabled
+	classify func(context.Context, error) bulkhead.Outcome
+	reject   error       // immutable, shared by every shed call
+	trailer  metadata.MD // immutable; nil without pushback
+	delay    time.Duration
+}
+
+// NewBulkhead returns a Bulkhead configured by cfg and opts, or an error
+// naming the bad field when cfg or an option is invalid.
+func NewBulkhead(cfg BulkheadConfig, opts ...Option) (*Bulkhead, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	o, ex, err := buildOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	b := &Bulkhead{cfg: cfg, exempt: ex, obs: o.observer, classify: cfg.Classify}
+	if b.classify == nil {
+		b.classify = OutcomeOf
+	}
+	if cfg.Limit == 0 {
+		return b, nil
+	}
+	maxParts := cfg.MaxPartitions
+	if maxParts == 0 {
+		maxParts = DefaultMaxPartitions
+	}
+	if cfg.PartitionBy == PartitionNone {
+		maxParts = 0 // every call uses the overflow partition
+	}
+	b.parts = bulkhead.NewPartitioned(maxParts, func(string) *bulkhead.Bulkhead {
+		bopts := []bulkhead.Option{bulkhead.WithQueue(cfg.Queue), bulkhead.WithMaxWait(cfg.MaxWait)}
+		if cfg.Adaptive != nil {
+			bopts = append(bopts, bulkhead.WithAdaptive(cfg.Adaptive()))
+		}
+		return bulkhead.New(cfg.Limit, bopts...)
+	})
+	st := status.New(codes.ResourceExhausted, "server: overloaded, call shed")
+	if !cfg.NoPushback {
+		b.delay = cfg.PushbackDelay
+		if b.delay == 0 {
+			b.delay = DefaultPushbackDelay
+		}
+		st, b.trailer = withPushback(st, b.delay)
+	}
+	b.reject = newStatusError(st, resilience.ErrBulkheadFull)
+	return b, nil
+}
+
+// withPushback adds a RetryInfo detail with delay to st and returns it with
+// the matching grpc-retry-pushback-ms trailer.
+func withPushback(st *status.Status, delay time.Duration) (*status.Status, metadata.MD) {
+	// WithDetails fails only for a status with code OK.
+	if withInfo, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(delay)}); err == nil {
+		st = withInfo
+	}
+	return st, metadata.Pairs(classify.PushbackTrailer, strconv.FormatInt(pushbackMillis(delay), 10))
+}
+
+// pushbackMillis rounds d up to whole milliseconds, so that the client
+// never waits less than asked; negative d counts as 0.
+func pushbackMillis(d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	ms := int64(d / time.Millisecond)
+	if d%time.Millisecond != 0 {
+		ms++
+	}
+	return ms
+}
+
+// Partitions returns the bulkhead's partitions, for metrics: with
+// PartitionNone, every call uses its Overflow partition. It returns nil
+// when the bulkhead is disabled.
+func (b *Bulkhead) Partitions() *bulkhead.Partitioned { return b.parts }
+
+// key returns the partition key of a call.
+func (b *Bulkhead) key(ctx context.Context, fullMethod string) string {
+	switch b.cfg.PartitionBy {
+	case PartitionByMethod:
+		return fullMethod
+	case PartitionByHeader:
+		if v := metadata.ValueFromIncomingContext(ctx, b.cfg.Header); len(v) > 0 {
+			return v[0]
+		}
+	case PartitionByFunc:
+		return b.cfg.KeyFunc(ctx, fullMethod)
+	}
+	return ""
+}
+
+// acquire admits the call or sheds it. On admission it returns the permit
+// to release with the call's outcome. On a shed call it sets the pushback
+// trailer through setTrailer and returns the rejection. A call whose ctx
+// ends while it is queued gets its context's status.
+func (b *Bulkhead) acquire(ctx context.Context, fullMethod string, setTrailer func(metadata.MD)) (bulkhead.Permit, error) {
+	key := b.key(ctx, fullMethod)
+	p, err := b.parts.Get(key).Acquire(ctx)
+	if err == nil {
+		return p, nil
+	}
+	if !errors.Is(err, resilience.ErrBulkheadFull) {
+		return p, status.FromContextError(err).Err()
+	}
+	if b.trailer != nil {
+		setTrailer(b.trailer)
+	}
+	b.obs.Observe(ctx, Event{Kind: EventShed, FullMethod: fullMethod, Code: codes.ResourceExhausted, Key: key, Delay: b.delay})
+	return p, b.reject
+}
+
+// UnaryServerInterceptor returns the unary interceptor. A shed call's
+// handler never runs.
+func (b *Bulkhead) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if b.parts == nil || b.exempt.match(info.FullMethod) {
+			return handler(ctx, req)
+		}
+		return b.unary(ctx, req, info, handler)
+	}
+}
+
+// unary runs handler inside the bulkhead.
+func (b *Bulkhead) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+	p, err := b.acquire(ctx, info.FullMethod, func(md metadata.MD) { _ = grpc.SetTrailer(ctx, md) })
+	if err != nil {
+		return nil, err
+	}
+	o := bulkhead.OutcomeIgnored // stays so only if the handler panics
+	defer func() { p.ReleaseWith(o) }()
+	resp, err = handler(ctx, req)
+	o = b.classify(ctx, err)
+	return resp, err
+}
+
+// StreamServerInterceptor returns the stream interceptor: a stream holds
+// its slot for its whole life. A shed stream's handler never runs.
+func (b *Bulkhead) StreamServerInterceptor() grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		if b.parts == nil || b.exempt.match(info.FullMethod) {
+			return handler(srv, ss)
+		}
+		return b.stream(srv, ss, info, handler)
+	}
+}
+
+// stream runs handler inside the bulkhead.
+func (b *Bulkhead) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	ctx := ss.Context()
+	p, err := b.acquire(ctx, info.FullMethod, ss.SetTrailer)
+	if err != nil {
+		return err
+	}
+	o := bulkhead.OutcomeIgnored // stays so only if the handler panics
+	defer func() { p.ReleaseWith(o) }()
+	err = handler(srv, ss)
+	o = b.classify(ctx, err)
+	return err
+}

@@ -1,0 +1,56 @@
+// Package server holds the server-side resilience interceptors of
+// grpc-resilience: deadline enforcement, a default deadline, a bulkhead that
+// sheds load per method or per caller key (optionally with an adaptive
+// limit), and a fault-injection (chaos) interceptor for tests and drills.
+//
+// Most servers want the whole [Pipeline]:
+//
+//	p, err := server.New(server.Config{
+//		Deadline: server.DeadlineConfig{MinRemaining: 5 * time.Millisecond},
+//		Bulkhead: server.BulkheadConfig{Limit: 64, PartitionBy: server.PartitionByMethod},
+//	})
+//	if err != nil { ... }
+//	s := grpc.NewServer(
+//		grpc.ChainUnaryInterceptor(p.UnaryServerInterceptor()),
+//		grpc.ChainStreamInterceptor(p.StreamServerInterceptor()),
+//	)
+//
+// The pipeline applies its stages in this order, outermost first:
+//
+//  1. Exemption: health checks (grpc.health.v1.Health), server reflection
+//     (v1 and v1alpha) and the methods of [Config.Exempt] go straight to the
+//     handler. They are never shed, never rejected for their deadline and
+//     never faulted, so that a load balancer still sees a healthy, if busy,
+//     server.
+//  2. Deadline enforcement: a call whose deadline has passed, or leaves less
+//     than [DeadlineConfig.MinRemaining], is rejected with DEADLINE_EXCEEDED
+//     before it takes a bulkhead slot or runs any code.
+//  3. Default deadline: a call without a deadline gets
+//     [DeadlineConfig.Default], so that a queued or slow call cannot hold a
+//     slot forever.
+//  4. Bulkhead: at most [BulkheadConfig.Limit] calls per partition run at
+//     once; the next one is shed at once with RESOURCE_EXHAUSTED, a
+//     google.rpc.RetryInfo detail and a grpc-retry-pushback-ms trailer.
+//  5. Fault injection ([Chaos]): errors, latency and stream aborts as the
+//     current [FaultConfig] says. It runs inside the bulkhead on purpose:
+//     injected latency occupies slots exactly as a slow dependency would,
+//     so that a drill that slows the server down shows shedding, and
+//     injected UNAVAILABLE or DEADLINE_EXCEEDED errors reach the adaptive
+//     limit as drops, as real ones would. Chaos outside the bulkhead would
+//     slow callers down without loading the server, which tests nothing.
+//  6. The handler.
+//
+// Each stage is also available on its own ([NewDeadline], [NewBulkhead],
+// [NewChaos]) for callers who compose their own chain; each honours the
+// same exemptions.
+//
+// Every error these interceptors return is a gRPC status ([status.FromError]
+// works) that also unwraps to the vocabulary of the resilience package: a
+// shed call matches [resilience.ErrBulkheadFull], a deadline rejection
+// matches *[resilience.TimeoutError] and [context.DeadlineExceeded], an
+// injected fault matches [ErrFaultInjected]. The client sees only the status.
+//
+// An [Observer] hears about every shed call, deadline rejection, default
+// deadline and injected fault, with the call's context, so that telemetry
+// can annotate the server span.
+package server

@@ -1,0 +1,110 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/engineeringlabs/grpc-resilience/interceptors/classify"
+	"github.com/engineeringlabs/grpc-resilience/interceptors/server"
+	testingv1 "github.com/engineeringlabs/grpc-resilience/proto/gen/grpcresilience/testing/v1"
+	"github.com/engineeringlabs/grpc-resilience/testservice"
+)
+
+// A server whose bulkhead admits one call at a time: while a slow call
+// runs, the next one is shed with RESOURCE_EXHAUSTED and a pushback the
+// client can honour.
+func Example() {
+	p, err := server.New(server.Config{
+		Deadline: server.DeadlineConfig{MinRemaining: time.Millisecond},
+		Bulkhead: server.BulkheadConfig{Limit: 1, PushbackDelay: 200 * time.Millisecond},
+	})
+	if err != nil {
+		panic(err)
+	}
+	srv, err := testservice.Start(testservice.WithTCP("127.0.0.1:0"), testservice.WithServerOptions(
+		grpc.ChainUnaryInterceptor(p.UnaryServerInterceptor()),
+		grpc.ChainStreamInterceptor(p.StreamServerInterceptor()),
+	))
+	if err != nil {
+		panic(err)
+	}
+	defer srv.Stop()
+	conn, err := srv.Dial()
+	if err != nil {
+		panic(err)
+	}
+	defer conn.Close()
+	client := testingv1.NewTestServiceClient(conn)
+
+	// A slow call takes the only slot.
+	ctx, cancel := context.WithCancel(context.Background())
+	slow := make(chan struct{})
+	go func() {
+		defer close(slow)
+		_, _ = client.Unary(ctx, &testingv1.UnaryRequest{Behavior: &testingv1.Behavior{CallId: "slow", Sleep: durationpb.New(time.Hour)}})
+	}()
+	if err := srv.Service().WaitAttempts(context.Background(), "slow", 1); err != nil {
+		panic(err)
+	}
+
+	var trailer metadata.MD
+	_, err = client.Unary(context.Background(), &testingv1.UnaryRequest{}, grpc.Trailer(&trailer))
+	st, _ := status.FromError(err)
+	pb := classify.PushbackOf(st, trailer)
+	fmt.Println(st.Code(), "retry after", pb.Delay)
+
+	cancel()
+	<-slow
+	// Output:
+	// ResourceExhausted retry after 200ms
+}
+
+// A chaos drill: healthy, then a partial outage of one method, then a full
+// outage, then recovery, switched at run time.
+func ExampleChaos_Set() {
+	chaos, err := server.NewChaos(server.ChaosConfig{Seed: 1})
+	if err != nil {
+		panic(err)
+	}
+	srv, err := testservice.Start(testservice.WithTCP("127.0.0.1:0"), testservice.WithServerOptions(
+		grpc.ChainUnaryInterceptor(chaos.UnaryServerInterceptor()),
+		grpc.ChainStreamInterceptor(chaos.StreamServerInterceptor()),
+	))
+	if err != nil {
+		panic(err)
+	}
+	defer srv.Stop()
+	conn, err := srv.Dial()
+	if err != nil {
+		panic(err)
+	}
+	defer conn.Close()
+	client := testingv1.NewTestServiceClient(conn)
+
+	probe := func(step string) {
+		_, errU := client.Unary(context.Background(), &testingv1.UnaryRequest{})
+		_, errQ := client.Query(context.Background(), &testingv1.QueryRequest{})
+		fmt.Printf("%-8s Unary %v, Query %v\n", step, status.Code(errU), status.Code(errQ))
+	}
+	probe("healthy")
+	_ = chaos.Set(server.FaultConfig{Methods: map[string]server.Fault{
+		testingv1.TestService_Unary_FullMethodName: {ErrorRate: 1},
+	}})
+	probe("partial")
+	_ = chaos.Set(server.FaultConfig{All: server.Fault{ErrorRate: 1, Code: codes.Unavailable}})
+	probe("outage")
+	_ = chaos.Set(server.FaultConfig{})
+	probe("recovery")
+	// Output:
+	// healthy  Unary OK, Query OK
+	// partial  Unary Unavailable, Query OK
+	// outage   Unary Unavailable, Query Unavailable
+	// recovery Unary OK, Query OK
+}
