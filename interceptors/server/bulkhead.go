@@ -16,6 +16,7 @@ import (
 
 	resilience "github.com/engineeringlabs/grpc-resilience"
 	"github.com/engineeringlabs/grpc-resilience/bulkhead"
+	"github.com/engineeringlabs/grpc-resilience/interceptors"
 	"github.com/engineeringlabs/grpc-resilience/interceptors/classify"
 )
 
@@ -247,7 +248,7 @@ func NewBulkhead(cfg BulkheadConfig, opts ...Option) (*Bulkhead, error) {
 		}
 		st, b.trailer = withPushback(st, b.delay)
 	}
-	b.reject = newStatusError(st, resilience.ErrBulkheadFull)
+	b.reject = interceptors.NewStatusError(st, resilience.ErrBulkheadFull)
 	return b, nil
 }
 

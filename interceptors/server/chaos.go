@@ -16,6 +16,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	"github.com/engineeringlabs/grpc-resilience/interceptors"
 )
 
 // Fault is what the chaos interceptor does to the calls of one method (or
@@ -193,7 +195,7 @@ func compileFault(f Fault) *compiledFault {
 	if f.Pushback > 0 {
 		st, c.trailer = withPushback(st, f.Pushback)
 	}
-	c.err = newStatusError(st, ErrFaultInjected)
+	c.err = interceptors.NewStatusError(st, ErrFaultInjected)
 	return c
 }
 

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	resilience "github.com/engineeringlabs/grpc-resilience"
+	"github.com/engineeringlabs/grpc-resilience/interceptors"
 )
 
 // DeadlineConfig configures deadline enforcement. The zero value rejects
@@ -144,7 +145,7 @@ func deadlineError(remaining, minRemaining time.Duration) error {
 	} else {
 		msg = fmt.Sprintf("server: %v left before the deadline, below the minimum of %v", remaining, minRemaining)
 	}
-	return newStatusError(status.New(codes.DeadlineExceeded, msg), &resilience.TimeoutError{After: max(remaining, 0)})
+	return interceptors.NewStatusError(status.New(codes.DeadlineExceeded, msg), &resilience.TimeoutError{After: max(remaining, 0)})
 }
 
 // contextStream is a grpc.ServerStream whose Context is replaced.
