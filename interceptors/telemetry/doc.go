@@ -1,0 +1,184 @@
+// Package telemetry turns what the grpc-resilience pipelines do into
+// OpenTelemetry spans and metrics and log/slog records: one span per logical
+// client call, one child span per attempt (retry or hedge) whose trace
+// context is injected into that attempt's metadata, events for rejections
+// and retries, metrics of attempts, retries, rejections, breakers and
+// bulkheads, and logs at levels that keep a healthy system quiet.
+//
+//	tel, err := telemetry.New(telemetry.Options{}) // the otel globals, slog.Default()
+//	client, err := interceptors.NewClient(policy, interceptors.WithObserver(tel.ClientObserver()))
+//	conn, err := grpc.NewClient(target, grpc.WithDisableRetry(),
+//		grpc.WithChainUnaryInterceptor(client.UnaryClientInterceptor()))
+//
+//	p, err := server.New(server.Config{Observer: tel.ServerObserver(), ...})
+//	s := grpc.NewServer(grpc.StatsHandler(otelgrpc.NewServerHandler()),
+//		grpc.ChainUnaryInterceptor(p.UnaryServerInterceptor()))
+//
+// # Providers
+//
+// Options.TracerProvider, MeterProvider, Logger and Propagator default to
+// otel.GetTracerProvider(), otel.GetMeterProvider(), slog.Default() and
+// otel.GetTextMapPropagator(). With no provider configured, telemetry costs
+// next to nothing: no span is started while the global TracerProvider is
+// unset (a provider set later is picked up on the next call) or when
+// Options.TracerProvider is a trace/noop provider, and a call's timing state
+// is kept only when a span or a duration histogram needs it. BenchmarkTelemetry
+// measures it against the same pipeline without an observer, in alternating
+// chunks of the same run: on this project's loaded 2-core machine, a call
+// through retry, breaker and bulkhead over an in-process invoker (about
+// 0.6-1.4µs bare) allocates nothing more with telemetry on no-op providers
+// or on unset globals (2 allocations, both the invoker's) and takes about
+// 1.5 times as long, some 0.3-0.5µs more (a real gRPC call over loopback
+// takes tens of microseconds). With the SDK (every span sampled, a manual
+// metric reader) a call makes 24 more allocations and costs 20-30µs more.
+//
+// # Spans
+//
+// The client observer starts, for each logical call, a span named after the
+// method as the RPC semantic conventions name RPC spans,
+// "pkg.Service/Method", of kind client, as a child of the span in the
+// caller's context. Each attempt that reaches the invoker gets a child span
+// of it, "pkg.Service/Method attempt", of kind client, and the attempt's
+// trace context is injected into the attempt's outgoing metadata with the
+// propagator (into a copy of it, replacing the propagator's keys, as
+// otelgrpc does), so that the server's span nests under its attempt.
+// Attempts that run concurrently (hedges) are siblings under the call.
+// A span whose call or attempt fails gets the error status, described by
+// the gRPC code and message.
+//
+// Attributes of the call span:
+//
+//	rpc.system                 "grpc"
+//	rpc.service, rpc.method    "pkg.Service", "Method"
+//	rpc.grpc.status_code       the call's final code (int), set at its end
+//	resilience.pattern         "single", "retry" or "hedging"
+//	resilience.max_attempts    the most attempts allowed, the first included
+//	resilience.idempotent      whether the call counted as idempotent
+//	resilience.attempts        attempts that reached the invoker, set at the end
+//	resilience.fallback        whether the fallback answered, set at the end
+//	resilience.outcome         "ok", "error", "retries_exhausted" or "fallback"
+//
+// Attributes of an attempt span:
+//
+//	rpc.system, rpc.service, rpc.method
+//	rpc.grpc.status_code                 the attempt's code (int)
+//	resilience.attempt                   its number, from 1
+//	resilience.attempt.delay_ms          the wait before it: backoff or pushback,
+//	                                     for a hedge the time since the previous attempt
+//	resilience.attempt.hedge             an extra attempt of a hedged call
+//	resilience.attempt.pushback_honoured the delay was the server's pushback
+//	resilience.attempt.timeout_ms        its own timeout, when it has one
+//	resilience.attempt.timed_out         it ran out of its own timeout
+//	resilience.attempt.server_pushback_ms what the server's pushback or RetryInfo
+//	                                     asked for after it; -1 means "do not retry"
+//	resilience.breaker.state             the state that granted it: "closed",
+//	                                     or "half-open" for a probe (with a breaker)
+//	resilience.bulkhead.wait_ms          time it waited for a client bulkhead slot
+//	                                     (with a bulkhead)
+//
+// Events on the call span, each with resilience.attempt, and resilience.error
+// when an error caused it:
+//
+//	resilience.retry               a retry was decided (rpc.grpc.status_code,
+//	                               resilience.attempt.delay_ms)
+//	resilience.retries_exhausted   the last allowed attempt failed retryably
+//	resilience.retry.deadline      the retry's wait would pass the call's deadline
+//	resilience.retry.budget_denied the retry budget refused a retry or hedge
+//	resilience.breaker.rejected    the breaker rejected an attempt
+//	                               (resilience.breaker.state); error status
+//	resilience.bulkhead.rejected   the client bulkhead rejected an attempt; error status
+//	resilience.hedge               a hedged attempt starts
+//	resilience.fallback            the fallback was asked to answer
+//
+// The server observer adds events to the span it finds in the call's
+// context, normally otelgrpc's server span; without a recording span there
+// it adds none (it does not start spans of its own):
+//
+//	resilience.shed              the bulkhead shed the call (rpc.grpc.status_code,
+//	                             resilience.bulkhead.key, resilience.attempt.server_pushback_ms)
+//	resilience.deadline.rejected rejected for its deadline
+//	                             (resilience.deadline.remaining_ms)
+//	resilience.deadline.default  the call got the default deadline
+//	                             (resilience.attempt.timeout_ms)
+//	resilience.fault             the chaos interceptor injected a fault
+//	                             (resilience.fault.kind: "latency", "error" or "abort")
+//
+// # With and without otelgrpc
+//
+// Recommended set-up: on the client, this package's observer alone; on the
+// server, otelgrpc's server stats handler (it makes the server span and
+// extracts the trace context) and this package's server observer. The trace
+// of a call retried twice is then
+//
+//	pkg.Service/Method                (client, call)
+//	├── pkg.Service/Method attempt    (client, resilience.attempt=1)
+//	│   └── pkg.Service/Method        (server, otelgrpc)
+//	├── pkg.Service/Method attempt    (resilience.attempt=2)
+//	│   └── pkg.Service/Method        (server)
+//	└── pkg.Service/Method attempt    (resilience.attempt=3)
+//	    └── pkg.Service/Method        (server)
+//
+// With otelgrpc's client stats handler installed as well
+// (grpc.WithStatsHandler(otelgrpc.NewClientHandler())), gRPC calls it once
+// per attempt, inside the attempt's context: its span is a child of the
+// attempt span, it injects its own span's context (replacing the one this
+// package injected, so no header is sent twice) and the server span nests
+// under it. There is still one call span; each attempt then has two client
+// spans, ours with the resilience attributes and otelgrpc's with its
+// message events. To keep otelgrpc's client metrics without its spans,
+// give its client handler otelgrpc.WithTracerProvider(noop.NewTracerProvider()):
+// its non-recording span carries our attempt's context, which it injects.
+// The tests of this package run both set-ups over real servers.
+//
+// # Metrics
+//
+// Instruments are created once, in New, from the meter named ScopeName.
+// Attribute sets are built once per method and code, so that recording
+// allocates nothing. rpc.* below stands for rpc.system, rpc.service and
+// rpc.method.
+//
+//	name                                 instrument               unit       attributes
+//	resilience.client.attempts           Int64Counter             {attempt}  rpc.*, rpc.grpc.status_code
+//	resilience.client.retries            Int64Counter             {retry}    rpc.*, rpc.grpc.status_code (of the failed attempt)
+//	resilience.client.hedges             Int64Counter             {hedge}    rpc.*
+//	resilience.client.rejections         Int64Counter             {rejection} rpc.*, resilience.reason: breaker_open,
+//	                                                                         breaker_half_open, bulkhead_full, retry_budget, retry_deadline
+//	resilience.client.attempts.active    Int64UpDownCounter       {attempt}  rpc.*: attempts in flight
+//	resilience.client.call.duration      Float64Histogram         s          rpc.*, rpc.grpc.status_code, resilience.outcome
+//	resilience.client.attempt.duration   Float64Histogram         s          rpc.*, rpc.grpc.status_code
+//	resilience.client.bulkhead.wait      Float64Histogram         s          rpc.*: an attempt's wait for a client bulkhead slot
+//	resilience.breaker.state             Int64ObservableGauge     {state}    resilience.breaker.name: 0 closed, 1 open, 2 half-open
+//	resilience.breaker.transitions       Int64Counter             {transition} resilience.breaker.name, .from, .to
+//	resilience.bulkhead.in_flight        Int64ObservableGauge     {call}     resilience.bulkhead.name, resilience.bulkhead.key
+//	resilience.bulkhead.limit            Int64ObservableGauge     {call}     resilience.bulkhead.name, resilience.bulkhead.key
+//	resilience.bulkhead.waiting          Int64ObservableGauge     {call}     resilience.bulkhead.name, resilience.bulkhead.key
+//	resilience.server.rejections         Int64Counter             {call}     rpc.*, resilience.reason: shed, deadline
+//	resilience.server.faults             Int64Counter             {fault}    rpc.*, resilience.fault.kind
+//	resilience.server.default_deadlines  Int64Counter             {call}     rpc.*
+//
+// The breaker gauge reports the breakers that changed state at least once
+// (a breaker starts closed and the observer hears of transitions only).
+// The bulkhead gauges report the bulkheads handed to ObserveBulkhead or
+// ObservePartitioned, such as a server pipeline's
+// Pipeline.Bulkhead().Partitions(); the client pipeline does not expose its
+// bulkheads, so on the client resilience.client.attempts.active (equal to a
+// per-method bulkhead's in-flight count) and resilience.client.bulkhead.wait
+// stand in, and the client bulkhead's limit is not reported.
+//
+// # Logs
+//
+// Records go to Options.Logger with the call's context (so a handler can add
+// its trace id) and the attributes method, attempt, code, error and delay as
+// they apply. The levels keep a healthy system quiet at Info:
+//
+//	Debug  an attempt failed; a retry or hedge was decided; a client breaker or
+//	       bulkhead rejected an attempt (each rejection is counted, and the
+//	       breaker's opening is a warning); every server event: shed, deadline
+//	       rejected, default deadline, fault injected
+//	Info   a retry skipped for the call's deadline; a fallback answered; a
+//	       breaker half-opened or closed
+//	Warn   a call failed after its last allowed attempt; a breaker opened; the
+//	       retry budget denied a retry
+//
+// Nothing is logged at Error: the caller receives the error and decides.
+package telemetry
