@@ -60,9 +60,14 @@ var capturePool = sync.Pool{New: func() any { return new(capture) }}
 // invoker.
 func (ms *methodState) attempt(ctx context.Context, r *rpc, reply any, info AttemptInfo, timeout time.Duration, idempotent, capt bool) attemptResult {
 	// Never start an attempt once the caller's context is done, its
-	// deadline included.
+	// deadline included; the deadline is read from the clock too, since
+	// the timer that ends the context may run late on a loaded machine.
 	if err := ctx.Err(); err != nil {
 		err = finalError(err)
+		return attemptResult{err: err, code: status.Code(err)}
+	}
+	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+		err := finalError(context.DeadlineExceeded)
 		return attemptResult{err: err, code: status.Code(err)}
 	}
 	obs := ms.observer

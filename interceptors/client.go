@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	resilience "github.com/engineeringlabs/grpc-resilience"
 	"github.com/engineeringlabs/grpc-resilience/breaker"
@@ -33,8 +34,9 @@ var (
 // Client is the client-side resilience pipeline: it applies a [Policy] per
 // method, service or by default, and owns the state the patterns share
 // between calls: circuit breakers, bulkheads, retry budgets per target and
-// hedging latency histograms. Its interceptor,
-// [Client.UnaryClientInterceptor], goes into grpc.WithChainUnaryInterceptor.
+// hedging latency histograms. Its interceptors,
+// [Client.UnaryClientInterceptor] and [Client.StreamClientInterceptor], go
+// into grpc.WithChainUnaryInterceptor and grpc.WithChainStreamInterceptor.
 //
 // Per call, the patterns run in this order, outermost first:
 //
@@ -324,13 +326,16 @@ type methodState struct {
 	hist           *latencyHistogram  // PatternHedging with a percentile
 	breaker        *breaker.Breaker   // nil: no breaker
 	bulkhead       *bulkhead.Bulkhead // nil: no bulkhead
+	// respType is the method's response type from protoregistry, nil
+	// when unknown; streams drain ended attempts into it.
+	respType protoreflect.MessageType
 }
 
 // newState builds the state of method on target; c.mu is held.
 func (c *Client) newState(target, method string) *methodState {
 	cp := c.policyFor(method)
 	p := &cp.p
-	ms := &methodState{c: cp, observer: c.observer, method: method, target: target, maxAttempts: 1}
+	ms := &methodState{c: cp, observer: c.observer, method: method, target: target, maxAttempts: 1, respType: responseType(method)}
 	switch p.Idempotent {
 	case Idempotent:
 		ms.idempotent = true

@@ -1,7 +1,8 @@
 // Package interceptors is the gRPC side of grpc-resilience: it turns gRPC
 // status codes into outcomes for the retry, breaker and bulkhead engines and
 // applies retry, hedging, circuit breaking, bulkheads, timeouts and fallback
-// to unary client calls.
+// to unary client calls, and retry, circuit breaking, bulkheads and timeouts
+// to client streams.
 //
 // # One pipeline
 //
@@ -14,7 +15,8 @@
 //	}, interceptors.WithMethodPolicy("/pkg.Svc/Get", getPolicy))
 //	conn, err := grpc.NewClient(target,
 //		grpc.WithDisableRetry(), // see "Stacking" below
-//		grpc.WithChainUnaryInterceptor(c.UnaryClientInterceptor()))
+//		grpc.WithChainUnaryInterceptor(c.UnaryClientInterceptor()),
+//		grpc.WithChainStreamInterceptor(c.StreamClientInterceptor()))
 //
 // A policy applies per method ("/pkg.Svc/Method"), per service ("pkg.Svc")
 // or by default; the most specific one replaces the others as a whole.
@@ -83,6 +85,77 @@
 // go-grpc-middleware v2's selector.UnaryClientInterceptor to apply one to
 // some methods only.
 //
+// # Streams
+//
+// [Client.StreamClientInterceptor] applies the same policies to streams
+// (server-, client- and bidi-streaming), resolved per method in the same
+// way.
+//
+// Retry. A stream is retried until it is committed, as in gRFC A6 and
+// gRPC's own retries. It commits when the first response message is handed
+// to the application (RecvMsg returned a message), when Header returned
+// headers, or when the messages sent so far no longer fit the replay
+// buffer (RetryPolicy.StreamBufferLimit, by default 256 KiB of proto.Size;
+// a message that is not a proto message commits at once, since it can be
+// neither sized nor cloned). Before commit, a failed attempt (an error from
+// RecvMsg, or io.EOF from SendMsg or missing headers from Header, whose
+// status is then fetched from the attempt) is classified exactly as a
+// unary attempt is: the same table, pushback, idempotency and per-call
+// options, the same backoff, budget and deadline. A new attempt then opens
+// with grpc-previous-rpc-attempts, the messages sent so far are replayed
+// to it in order (clones taken at SendMsg, so the application may reuse and
+// change its messages), and CloseSend is repeated if the application had
+// called it. The application sees none of this: never a message of an
+// abandoned attempt, never a duplicate. After commit, the stream is the
+// committed attempt's: its errors reach the application as they are. A
+// stream's retry errors match the vocabulary as unary ones do, for
+// instance *resilience.RetriesExhaustedError.
+//
+// gRPC lets one goroutine send while another receives; a retry caused by
+// either one replays under the stream's lock, and a send racing with it
+// lands after the replay, so no message is lost, reordered or sent twice to
+// one attempt. A send that finds the attempt over while no goroutine
+// receives fetches the attempt's status itself, so a client stream that
+// fails early is retried at once rather than when the application closes
+// it. That needs the method's response type from protoregistry (generated
+// code registers it); for other methods the send buffers and the next
+// RecvMsg retries.
+//
+// Every attempt has its own context, cancelled when the attempt is
+// abandoned or the stream ends: when RecvMsg returns an error (io.EOF
+// included) or the stream's context ends, so a caller that cancels
+// instead of reading to the end leaks nothing.
+//
+// Timeouts. Policy.DefaultTimeout bounds a whole stream that has no
+// deadline, all attempts included. RetryPolicy.AttemptTimeout and
+// [WithAttemptTimeout] do not apply to streams: a stream's life is
+// open-ended, and a timer that cut committed streams short would turn
+// long-lived streams into failures.
+//
+// Hedging does not apply to streams: a method whose policy hedges makes a
+// single attempt per stream, with its breaker, bulkhead and default
+// timeout.
+//
+// Breaker. Each attempt asks the breaker for a permit when it starts; a
+// rejection of the first attempt fails the stream at once, without network,
+// with UNAVAILABLE matching resilience.ErrCircuitOpen (a rejection of a
+// later attempt ends the stream the same way). The outcome is the
+// attempt's final status through BreakerPolicy.Table; a stream the caller
+// cancels counts for nothing, and a stream's duration, for slow-call
+// detection, is the time to its first response. A stream that runs until
+// the caller's deadline ends with DEADLINE_EXCEEDED, a failure in the
+// default table: give such methods a policy whose table ignores it.
+//
+// Bulkhead. A stream holds one slot of its bulkhead from its first attempt
+// until it ends, whatever the number of its attempts.
+//
+// Telemetry. The observer hears of a stream as of a unary call: CallStart
+// and CallEnd (with CallInfo.ClientStreams and ServerStreams set), an
+// AttemptStart and AttemptEnd per attempt, and the same events.
+//
+// [StreamClientRetry], [StreamClientBreaker], [StreamClientBulkhead] and
+// [StreamClientTimeout] apply one pattern each to streams.
+//
 // # Stacking with gRPC's own retries
 //
 // gRPC retries by itself when the service config has a retryPolicy or
@@ -108,5 +181,8 @@
 // besides the contexts its timeouts need (the default timeout when the
 // caller set no deadline, the per-attempt timeout when configured). Hedged
 // calls allocate per call: a goroutine, a result channel and a reply
-// message per extra attempt.
+// message per extra attempt. A stream allocates its state, its attempt's
+// context and a clone of each message sent before commit (13 allocations
+// for a server stream of one message, beside gRPC's own 170); a stream whose
+// policy sets no pattern goes straight to gRPC.
 package interceptors

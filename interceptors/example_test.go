@@ -158,3 +158,50 @@ func ExampleUnaryClientFallback() {
 }
 
 func durationpbOf(d time.Duration) *durationpb.Duration { return durationpb.New(d) }
+
+// A server stream retried until it is committed: the first attempt fails
+// before sending anything, so the pipeline opens a second one and the
+// application reads its messages as if nothing had happened. Had the
+// server failed after a message, the application would get that message
+// and then the error, never a duplicate.
+func ExampleClient_StreamClientInterceptor() {
+	pipeline, err := interceptors.NewClient(interceptors.Policy{
+		Retry: &interceptors.RetryPolicy{MaxAttempts: 3, Backoff: retry.Constant(10 * time.Millisecond)},
+	})
+	if err != nil {
+		panic(err)
+	}
+	srv, err := testservice.Start()
+	if err != nil {
+		panic(err)
+	}
+	defer srv.Stop()
+	conn, err := srv.Dial(grpc.WithDisableRetry(), grpc.WithChainStreamInterceptor(pipeline.StreamClientInterceptor()))
+	if err != nil {
+		panic(err)
+	}
+	defer conn.Close()
+	client := testingv1.NewTestServiceClient(conn)
+
+	stream, err := client.ServerStream(context.Background(), &testingv1.ServerStreamRequest{
+		Behavior: &testingv1.Behavior{CallId: "s1", FailAttempts: 1, StreamMessages: 3},
+	})
+	if err != nil {
+		panic(err)
+	}
+	for {
+		resp, err := stream.Recv()
+		if err != nil {
+			fmt.Println("end:", err)
+			break
+		}
+		fmt.Println("message", resp.GetReply().GetSequence(), "from attempt", resp.GetReply().GetAttempt())
+	}
+	fmt.Println("server saw", srv.Service().Attempts("s1"), "attempts")
+	// Output:
+	// message 0 from attempt 2
+	// message 1 from attempt 2
+	// message 2 from attempt 2
+	// end: EOF
+	// server saw 2 attempts
+}

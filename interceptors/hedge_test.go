@@ -29,7 +29,9 @@ func hedging(extra int, delay time.Duration, nonFatal ...codes.Code) *intercepto
 // cancelled.
 func TestHedgingReturnsTheFastAnswerAndCancelsTheSlow(t *testing.T) {
 	forTransports(t, func(t *testing.T, topts []testservice.Option) {
-		c := newPipeline(t, interceptors.Policy{Hedging: hedging(2, 50*time.Millisecond)})
+		// The hedging delay is long enough for the fast hedge to answer
+		// before a third attempt is due, even on a loaded machine.
+		c := newPipeline(t, interceptors.Policy{Hedging: hedging(2, 300*time.Millisecond)})
 		e := newEnv(t, topts, c.UnaryClientInterceptor())
 		ctx := ctxTimeout(t, 10*time.Second)
 		start := time.Now()
@@ -42,7 +44,7 @@ func TestHedgingReturnsTheFastAnswerAndCancelsTheSlow(t *testing.T) {
 		if r.GetAttempt() != 2 || r.GetPreviousRpcAttempts() != "1" || string(r.GetPayload()) != "p" {
 			t.Errorf("reply %+v, want attempt 2's, with grpc-previous-rpc-attempts 1", r)
 		}
-		if elapsed < 50*time.Millisecond || elapsed > 3*time.Second {
+		if elapsed < 300*time.Millisecond || elapsed > 3*time.Second {
 			t.Errorf("took %v: want after the hedging delay, long before the slow attempt", elapsed)
 		}
 		// The slow attempt's handler returns because its context was

@@ -110,6 +110,10 @@ type CallInfo struct {
 	MaxAttempts int
 	// Idempotent is whether the call counts as idempotent.
 	Idempotent bool
+	// ClientStreams and ServerStreams say which sides of a stream carry
+	// several messages, as in grpc.StreamDesc; both false for a unary
+	// call.
+	ClientStreams, ServerStreams bool
 	// Attempts is how many attempts reached the invoker; set for CallEnd.
 	Attempts int
 	// Fallback reports that the fallback answered the call; set for

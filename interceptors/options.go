@@ -123,7 +123,8 @@ type AttemptTimeoutCallOption struct {
 
 // WithAttemptTimeout bounds each attempt of one call to d, instead of its
 // RetryPolicy's AttemptTimeout; d of zero or less removes the per-attempt
-// timeout. It applies to hedged attempts as well.
+// timeout. It applies to hedged attempts as well; streams ignore it (see
+// "Streams" in the package documentation).
 func WithAttemptTimeout(d time.Duration) AttemptTimeoutCallOption {
 	return AttemptTimeoutCallOption{D: max(d, 0)}
 }

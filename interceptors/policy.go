@@ -74,7 +74,7 @@ type RetryPolicy struct {
 	// An attempt that runs out of it ends with DEADLINE_EXCEEDED matching
 	// *resilience.TimeoutError and is retried only for idempotent methods
 	// (see classify.RetryIfAttemptTimeout). Zero: no per-attempt timeout.
-	// Negative values are invalid.
+	// Negative values are invalid. Streams do not use it.
 	AttemptTimeout time.Duration
 	// Budget limits retries across calls. Nil means the client's budget
 	// for the call's target (see [WithTargetBudget]), shared by every
@@ -85,6 +85,12 @@ type RetryPolicy struct {
 	// Table decides which codes are retried (its retry column). Nil means
 	// classify.Default().
 	Table *classify.Table
+	// StreamBufferLimit bounds, in bytes of encoded size (proto.Size), the
+	// messages a stream keeps to replay on a retry. A send that would
+	// exceed it commits the stream: from then on it is not retried.
+	// Zero means 256 KiB, gRPC's own default. Negative values are invalid.
+	// Unary calls do not use it.
+	StreamBufferLimit int
 }
 
 // HedgingPolicy configures hedging (gRFC A6): the first attempt starts at
@@ -146,7 +152,8 @@ type BreakerPolicy struct {
 // BulkheadPolicy configures the client-side bulkheads that bound the
 // attempts in flight. A rejected attempt fails with RESOURCE_EXHAUSTED
 // matching resilience.ErrBulkheadFull; it is not retried and does not count
-// for the breaker.
+// for the breaker. A stream holds one slot from its first attempt until it
+// ends, whatever the number of its attempts.
 type BulkheadPolicy struct {
 	// Limit is the most attempts in flight at once in one bulkhead. It
 	// must be at least 1.
@@ -274,6 +281,9 @@ func (p Policy) Validate() error {
 		}
 		if r.AttemptTimeout < 0 {
 			bad("Retry.AttemptTimeout", r.AttemptTimeout, "must not be negative")
+		}
+		if r.StreamBufferLimit < 0 {
+			bad("Retry.StreamBufferLimit", r.StreamBufferLimit, "must not be negative")
 		}
 	}
 	if h := p.Hedging; h != nil {

@@ -338,9 +338,12 @@ func TestNeverPastTheDeadline(t *testing.T) {
 		if len(log) < 2 {
 			t.Errorf("server saw %d attempts, want retries within the deadline", len(log))
 		}
+		// The client starts no attempt after the deadline; the server sees
+		// the last one at most a loopback transit later.
+		const transit = 20 * time.Millisecond
 		for i, a := range log {
-			if !a.start.Before(deadline) {
-				t.Errorf("attempt %d started %v after the deadline", i+1, a.start.Sub(deadline))
+			if !a.start.Before(deadline.Add(transit)) {
+				t.Errorf("attempt %d reached the server %v after the deadline", i+1, a.start.Sub(deadline))
 			}
 		}
 		// The engine gives up when the next wait cannot end in time,

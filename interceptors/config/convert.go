@@ -1,0 +1,802 @@
+package config
+
+import (
+	"fmt"
+	"math"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/engineeringlabs/grpc-resilience/breaker"
+	"github.com/engineeringlabs/grpc-resilience/bulkhead"
+	"github.com/engineeringlabs/grpc-resilience/interceptors"
+	"github.com/engineeringlabs/grpc-resilience/interceptors/classify"
+	"github.com/engineeringlabs/grpc-resilience/interceptors/server"
+	configv1 "github.com/engineeringlabs/grpc-resilience/proto/gen/grpcresilience/config/v1"
+	"github.com/engineeringlabs/grpc-resilience/retry"
+)
+
+// Defaults of the schema that differ from the Go types' zero values.
+const (
+	// defaultMultiplier is the multiplier of an exponential backoff or an
+	// open backoff whose multiplier is unset.
+	defaultMultiplier = 2
+)
+
+// codeNames are the canonical names of the status codes, indexed by code.
+var codeNames = [...]string{
+	"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
+	"NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
+	"FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED",
+	"INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED",
+}
+
+// parseCode returns the code named name, upper case as in google.rpc.Code.
+func parseCode(name string) (codes.Code, bool) {
+	for i, n := range codeNames {
+		if n == name {
+			return codes.Code(i), true
+		}
+	}
+	return 0, false
+}
+
+// maxDuration is the longest duration a time.Duration holds, as the
+// problems print it.
+const maxDuration = time.Duration(math.MaxInt64)
+
+// toDuration converts d to a time.Duration: ok is false when d is not a
+// valid google.protobuf.Duration or does not fit a time.Duration. A nil d
+// is zero.
+func toDuration(d *durationpb.Duration) (time.Duration, bool) {
+	if d == nil {
+		return 0, true
+	}
+	if d.CheckValid() != nil {
+		return 0, false
+	}
+	td := d.AsDuration()
+	// AsDuration saturates on overflow: converting back tells.
+	back := durationpb.New(td)
+	if back.Seconds != d.Seconds || back.Nanos != d.Nanos {
+		return 0, false
+	}
+	return td, true
+}
+
+// durationText prints d as the file spells it ("1.5s"), for problems.
+func durationText(d *durationpb.Duration) string {
+	if td, ok := toDuration(d); ok {
+		return td.String()
+	}
+	return fmt.Sprintf("{seconds: %d, nanos: %d}", d.GetSeconds(), d.GetNanos())
+}
+
+// conv converts the schema to the Go types of the interceptors and
+// records every problem on the way. Conversion goes on after a problem
+// (with the bad value replaced by its default), so that one pass reports
+// everything.
+type conv struct {
+	ps problems
+}
+
+// duration converts a non-negative duration field.
+func (c *conv) duration(path string, d *durationpb.Duration) time.Duration {
+	td, ok := toDuration(d)
+	switch {
+	case !ok:
+		c.ps.add(path, durationText(d), fmt.Sprintf("must be a valid duration of at most %v", maxDuration))
+		return 0
+	case td < 0:
+		c.ps.add(path, td, "must not be negative")
+		return 0
+	}
+	return td
+}
+
+// code converts a status code name.
+func (c *conv) code(path, name string) (codes.Code, bool) {
+	code, ok := parseCode(name)
+	if !ok {
+		c.ps.add(path, strconv.Quote(name), "must be a status code name such as \"UNAVAILABLE\"")
+	}
+	return code, ok
+}
+
+// errorCodes converts a list of code names that must not hold OK or the
+// same code twice.
+func (c *conv) errorCodes(path string, names []string) []codes.Code {
+	var out []codes.Code
+	for i, n := range names {
+		p := index(path, i)
+		code, ok := c.code(p, n)
+		switch {
+		case !ok:
+		case code == codes.OK:
+			c.ps.add(p, `"OK"`, "must be an error code")
+		case slices.Contains(out, code):
+			c.ps.add(p, strconv.Quote(n), "listed twice")
+		default:
+			out = append(out, code)
+		}
+	}
+	return out
+}
+
+// policy converts one method policy. Budgets are created anew on every
+// call: a policy's budget belongs to the pipeline built from it.
+func (c *conv) policy(path string, mp *configv1.MethodPolicy) interceptors.Policy {
+	var p interceptors.Policy
+	if r := mp.GetRetry(); r != nil {
+		p.Retry = c.retry(join(path, "retry"), r)
+	}
+	if h := mp.GetHedging(); h != nil {
+		p.Hedging = c.hedging(join(path, "hedging"), h)
+	}
+	if b := mp.GetBreaker(); b != nil {
+		p.Breaker = c.breaker(join(path, "breaker"), b)
+	}
+	if b := mp.GetBulkhead(); b != nil {
+		p.Bulkhead = &interceptors.BulkheadPolicy{
+			Limit:   int(b.GetLimit()),
+			Queue:   int(b.GetQueue()),
+			MaxWait: c.duration(join(path, "bulkhead.max_wait"), b.GetMaxWait()),
+			Scope:   c.scope(join(path, "bulkhead.scope"), b.GetScope()),
+		}
+	}
+	p.DefaultTimeout = c.duration(join(path, "timeout"), mp.GetTimeout())
+	switch i := mp.GetIdempotency(); i {
+	case configv1.Idempotency_IDEMPOTENCY_UNSPECIFIED:
+	case configv1.Idempotency_IDEMPOTENCY_IDEMPOTENT:
+		p.Idempotent = interceptors.Idempotent
+	case configv1.Idempotency_IDEMPOTENCY_NOT_IDEMPOTENT:
+		p.Idempotent = interceptors.NotIdempotent
+	default:
+		c.ps.add(join(path, "idempotency"), i, "unknown idempotency")
+	}
+	// The schema's checks above replaced every bad value they found by
+	// its default, so what Policy.Validate reports is new.
+	c.goPolicy(path, p)
+	return p
+}
+
+func (c *conv) scope(path string, s configv1.Scope) interceptors.Scope {
+	switch s {
+	case configv1.Scope_SCOPE_UNSPECIFIED, configv1.Scope_SCOPE_METHOD:
+		return interceptors.ScopeMethod
+	case configv1.Scope_SCOPE_SERVICE:
+		return interceptors.ScopeService
+	case configv1.Scope_SCOPE_TARGET:
+		return interceptors.ScopeTarget
+	}
+	c.ps.add(path, s, "unknown scope")
+	return interceptors.ScopeMethod
+}
+
+func (c *conv) retry(path string, r *configv1.RetryPolicy) *interceptors.RetryPolicy {
+	out := &interceptors.RetryPolicy{}
+	if r.MaxAttempts != nil {
+		if n := r.GetMaxAttempts(); n < 1 {
+			c.ps.add(join(path, "max_attempts"), n, "must be at least 1")
+		} else {
+			out.MaxAttempts = int(n)
+		}
+	}
+	if b := r.GetBackoff(); b != nil {
+		out.Backoff = c.backoff(join(path, "backoff"), b)
+	}
+	out.Jitter = c.jitter(path, r.GetJitter(), r.GetJitterFactor())
+	out.AttemptTimeout = c.duration(join(path, "attempt_timeout"), r.GetAttemptTimeout())
+	if b := r.GetBudget(); b != nil {
+		out.Budget = c.budget(join(path, "budget"), b, true)
+	}
+	if len(r.GetRetryableCodes()) > 0 || len(r.GetCodeRules()) > 0 {
+		t := classify.Default()
+		if names := r.GetRetryableCodes(); len(names) > 0 {
+			on := c.errorCodes(join(path, "retryable_codes"), names)
+			for code := codes.OK; code <= codes.Unauthenticated; code++ {
+				rule := t.Rule(code)
+				rule.Retry = classify.RetryNever
+				if slices.Contains(on, code) {
+					rule.Retry = classify.RetryAlways
+				}
+				t = t.With(code, rule)
+			}
+		}
+		var seen []codes.Code
+		for i, cr := range r.GetCodeRules() {
+			p := index(join(path, "code_rules"), i)
+			code, ok := c.code(join(p, "code"), cr.GetCode())
+			switch {
+			case !ok:
+			case code == codes.OK:
+				c.ps.add(join(p, "code"), `"OK"`, "must be an error code")
+				ok = false
+			case slices.Contains(seen, code):
+				c.ps.add(join(p, "code"), strconv.Quote(cr.GetCode()), "has a rule already")
+				ok = false
+			}
+			seen = append(seen, code)
+			rule, rok := retryRule(cr.GetRule())
+			if !rok {
+				c.ps.add(join(p, "rule"), cr.GetRule(), "must be one of RETRY_RULE_NEVER, RETRY_RULE_ALWAYS, RETRY_RULE_IF_IDEMPOTENT, RETRY_RULE_IF_PUSHBACK, RETRY_RULE_IF_ATTEMPT_TIMEOUT")
+			}
+			if ok && rok {
+				row := t.Rule(code)
+				row.Retry = rule
+				t = t.With(code, row)
+			}
+		}
+		out.Table = &t
+	}
+	return out
+}
+
+func retryRule(r configv1.RetryRule) (classify.RetryRule, bool) {
+	switch r {
+	case configv1.RetryRule_RETRY_RULE_NEVER:
+		return classify.RetryNever, true
+	case configv1.RetryRule_RETRY_RULE_ALWAYS:
+		return classify.RetryAlways, true
+	case configv1.RetryRule_RETRY_RULE_IF_IDEMPOTENT:
+		return classify.RetryIfIdempotent, true
+	case configv1.RetryRule_RETRY_RULE_IF_PUSHBACK:
+		return classify.RetryIfPushback, true
+	case configv1.RetryRule_RETRY_RULE_IF_ATTEMPT_TIMEOUT:
+		return classify.RetryIfAttemptTimeout, true
+	}
+	return 0, false
+}
+
+func (c *conv) jitter(path string, k configv1.JitterKind, factor float64) retry.Jitter {
+	if k != configv1.JitterKind_JITTER_KIND_PROPORTIONAL && factor != 0 {
+		c.ps.add(join(path, "jitter_factor"), factor, fmt.Sprintf("set but jitter is %v (only JITTER_KIND_PROPORTIONAL takes a factor)", k))
+	}
+	switch k {
+	case configv1.JitterKind_JITTER_KIND_UNSPECIFIED:
+		return nil
+	case configv1.JitterKind_JITTER_KIND_NONE:
+		return retry.NoJitter
+	case configv1.JitterKind_JITTER_KIND_FULL:
+		return retry.FullJitter
+	case configv1.JitterKind_JITTER_KIND_EQUAL:
+		return retry.EqualJitter
+	case configv1.JitterKind_JITTER_KIND_PROPORTIONAL:
+		if math.IsNaN(factor) || factor < 0 || factor > 1 {
+			c.ps.add(join(path, "jitter_factor"), factor, "must be in [0, 1]")
+			return nil
+		}
+		return retry.ProportionalJitter(factor)
+	}
+	c.ps.add(join(path, "jitter"), k, "unknown jitter kind")
+	return nil
+}
+
+// backoff converts a backoff. Parameters the kind does not take are
+// problems, so that a typo in the kind is not silently a constant wait.
+func (c *conv) backoff(path string, b *configv1.Backoff) retry.Backoff {
+	kind := b.GetKind()
+	type param struct {
+		name string
+		set  bool
+	}
+	params := []param{
+		{"delay", b.Delay != nil}, {"initial", b.Initial != nil}, {"step", b.Step != nil},
+		{"max", b.Max != nil}, {"multiplier", b.Multiplier != nil},
+	}
+	var takes []string
+	switch kind {
+	case configv1.BackoffKind_BACKOFF_KIND_UNSPECIFIED:
+	case configv1.BackoffKind_BACKOFF_KIND_CONSTANT:
+		takes = []string{"delay"}
+	case configv1.BackoffKind_BACKOFF_KIND_LINEAR:
+		takes = []string{"initial", "step", "max"}
+	case configv1.BackoffKind_BACKOFF_KIND_EXPONENTIAL:
+		takes = []string{"initial", "max", "multiplier"}
+	case configv1.BackoffKind_BACKOFF_KIND_FIBONACCI,
+		configv1.BackoffKind_BACKOFF_KIND_DECORRELATED_JITTER,
+		configv1.BackoffKind_BACKOFF_KIND_DECORRELATED_JITTER_V2:
+		takes = []string{"initial", "max"}
+	default:
+		c.ps.add(join(path, "kind"), kind, "unknown backoff kind")
+		return nil
+	}
+	for _, p := range params {
+		if p.set && !slices.Contains(takes, p.name) {
+			if kind == configv1.BackoffKind_BACKOFF_KIND_UNSPECIFIED {
+				c.ps.add(join(path, "kind"), kind, fmt.Sprintf("must be set when %s is", p.name))
+				return nil
+			}
+			c.ps.addMsg(join(path, p.name), fmt.Sprintf("set but %v does not take it", kind))
+		}
+	}
+	delay := c.duration(join(path, "delay"), b.GetDelay())
+	initial := c.duration(join(path, "initial"), b.GetInitial())
+	step := c.duration(join(path, "step"), b.GetStep())
+	ceiling := c.duration(join(path, "max"), b.GetMax())
+	if slices.Contains(takes, "initial") && initial <= 0 && b.Initial.CheckValid() == nil {
+		c.ps.add(join(path, "initial"), durationText(b.GetInitial()), fmt.Sprintf("must be positive for %v", kind))
+	}
+	if b.Max != nil && slices.Contains(takes, "max") && ceiling < initial {
+		c.ps.add(join(path, "max"), ceiling, fmt.Sprintf("must be at least initial (%v)", initial))
+	}
+	mult := float64(defaultMultiplier)
+	if b.Multiplier != nil {
+		mult = b.GetMultiplier()
+		if math.IsNaN(mult) || mult < 1 {
+			c.ps.add(join(path, "multiplier"), mult, "must be at least 1")
+		}
+	}
+	switch kind {
+	case configv1.BackoffKind_BACKOFF_KIND_CONSTANT:
+		return retry.Constant(delay)
+	case configv1.BackoffKind_BACKOFF_KIND_LINEAR:
+		return retry.Linear(initial, step, ceiling)
+	case configv1.BackoffKind_BACKOFF_KIND_EXPONENTIAL:
+		return retry.Exponential(initial, ceiling, mult)
+	case configv1.BackoffKind_BACKOFF_KIND_FIBONACCI:
+		return retry.Fibonacci(initial, ceiling)
+	case configv1.BackoffKind_BACKOFF_KIND_DECORRELATED_JITTER:
+		return retry.DecorrelatedJitter(initial, ceiling)
+	case configv1.BackoffKind_BACKOFF_KIND_DECORRELATED_JITTER_V2:
+		return retry.DecorrelatedJitterV2(initial, ceiling)
+	}
+	return nil
+}
+
+// budget converts a budget; unspecified says whether
+// BUDGET_KIND_UNSPECIFIED (the target budget) is allowed.
+func (c *conv) budget(path string, b *configv1.Budget, unspecified bool) retry.Budget {
+	kind := b.GetKind()
+	ratio := b.Ttl != nil || b.GetMinRetriesPerSecond() != 0 || b.GetRatio() != 0
+	bucket := b.GetMaxTokens() != 0 || b.GetTokenRatio() != 0
+	if kind != configv1.BudgetKind_BUDGET_KIND_RATIO && ratio {
+		c.ps.addMsg(path, fmt.Sprintf("ttl, min_retries_per_second or ratio set but kind is %v", kind))
+	}
+	if kind != configv1.BudgetKind_BUDGET_KIND_TOKEN_BUCKET && bucket {
+		c.ps.addMsg(path, fmt.Sprintf("max_tokens or token_ratio set but kind is %v", kind))
+	}
+	switch kind {
+	case configv1.BudgetKind_BUDGET_KIND_UNSPECIFIED:
+		if !unspecified {
+			c.ps.add(join(path, "kind"), kind, "must be BUDGET_KIND_RATIO, BUDGET_KIND_TOKEN_BUCKET or BUDGET_KIND_NONE")
+		}
+		return nil
+	case configv1.BudgetKind_BUDGET_KIND_NONE:
+		return interceptors.NoBudget
+	case configv1.BudgetKind_BUDGET_KIND_RATIO:
+		ttl := c.duration(join(path, "ttl"), b.GetTtl())
+		if b.Ttl != nil && ttl == 0 && b.Ttl.CheckValid() == nil && b.Ttl.AsDuration() == 0 {
+			c.ps.add(join(path, "ttl"), "0s", "must be positive")
+		}
+		if n := b.GetMinRetriesPerSecond(); n < 0 {
+			c.ps.add(join(path, "min_retries_per_second"), n, "must not be negative")
+		}
+		if r := b.GetRatio(); math.IsNaN(r) || r < 0 || r > 1000 {
+			c.ps.add(join(path, "ratio"), r, "must be in [0, 1000]")
+		}
+		return retry.NewRatioBudget(ttl, int(b.GetMinRetriesPerSecond()), b.GetRatio())
+	case configv1.BudgetKind_BUDGET_KIND_TOKEN_BUCKET:
+		if m := b.GetMaxTokens(); !(m > 0 && m <= 1000) {
+			c.ps.add(join(path, "max_tokens"), m, "must be in (0, 1000]")
+		}
+		if r := b.GetTokenRatio(); !(r > 0 && r <= 1000) {
+			c.ps.add(join(path, "token_ratio"), r, "must be in (0, 1000]")
+		}
+		return retry.NewTokenBucket(b.GetMaxTokens(), b.GetTokenRatio())
+	}
+	c.ps.add(join(path, "kind"), kind, "unknown budget kind")
+	return nil
+}
+
+func (c *conv) hedging(path string, h *configv1.HedgingPolicy) *interceptors.HedgingPolicy {
+	out := &interceptors.HedgingPolicy{
+		Delay:      c.duration(join(path, "delay"), h.GetDelay()),
+		Percentile: h.GetPercentile(),
+		MinSamples: int(h.GetMinSamples()),
+	}
+	if h.MaxExtraAttempts != nil {
+		if n := h.GetMaxExtraAttempts(); n < 1 {
+			c.ps.add(join(path, "max_extra_attempts"), n, "must be at least 1")
+		} else {
+			out.MaxExtraAttempts = int(n)
+		}
+	}
+	if names := h.GetNonFatalCodes(); len(names) > 0 {
+		out.NonFatalCodes = c.errorCodes(join(path, "non_fatal_codes"), names)
+	}
+	if b := h.GetBudget(); b != nil {
+		out.Budget = c.budget(join(path, "budget"), b, true)
+	}
+	return out
+}
+
+func (c *conv) breaker(path string, b *configv1.BreakerPolicy) *interceptors.BreakerPolicy {
+	cfg := breaker.Config{
+		FailureThreshold:      int(b.GetFailureThreshold()),
+		Timeout:               c.duration(join(path, "open_duration"), b.GetOpenDuration()),
+		SuccessThreshold:      int(b.GetSuccessThreshold()),
+		MaxHalfOpenProbes:     int(b.GetMaxHalfOpenProbes()),
+		WindowSize:            int(b.GetWindowSize()),
+		WindowPeriod:          c.duration(join(path, "window_period"), b.GetWindowPeriod()),
+		WindowBuckets:         int(b.GetWindowBuckets()),
+		FailureRateThreshold:  b.GetFailureRateThreshold(),
+		SlowCallRateThreshold: b.GetSlowCallRateThreshold(),
+		MinimumCalls:          int(b.GetMinimumCalls()),
+		SlowCallDuration:      c.duration(join(path, "slow_call_duration"), b.GetSlowCallDuration()),
+	}
+	switch w := b.GetWindowType(); w {
+	case configv1.WindowType_WINDOW_TYPE_UNSPECIFIED, configv1.WindowType_WINDOW_TYPE_COUNT:
+		cfg.WindowType = breaker.CountWindow
+	case configv1.WindowType_WINDOW_TYPE_TIME:
+		cfg.WindowType = breaker.TimeWindow
+	default:
+		c.ps.add(join(path, "window_type"), w, "unknown window type")
+	}
+	if ob := b.GetOpenBackoff(); ob != nil {
+		op := join(path, "open_backoff")
+		initial := cfg.Timeout
+		if initial == 0 {
+			initial = breaker.DefaultTimeout
+		}
+		ceiling := c.duration(join(op, "max"), ob.GetMax())
+		switch {
+		case ob.Max == nil:
+			c.ps.addMsg(join(op, "max"), "unset, must be set")
+		case ceiling < initial && ob.Max.CheckValid() == nil && ceiling >= 0:
+			c.ps.add(join(op, "max"), ceiling, fmt.Sprintf("must be at least open_duration (%v)", initial))
+		}
+		mult := float64(defaultMultiplier)
+		if ob.Multiplier != nil {
+			mult = ob.GetMultiplier()
+			if math.IsNaN(mult) || mult < 1 {
+				c.ps.add(join(op, "multiplier"), mult, "must be at least 1")
+			}
+		}
+		cfg.OpenDuration = breaker.ExponentialOpenDuration(initial, ceiling, mult)
+	}
+	out := &interceptors.BreakerPolicy{Config: cfg, Scope: c.scope(join(path, "scope"), b.GetScope())}
+	if rules := b.GetCodeOutcomes(); len(rules) > 0 {
+		t := classify.Default()
+		var seen []codes.Code
+		for i, r := range rules {
+			p := index(join(path, "code_outcomes"), i)
+			code, ok := c.code(join(p, "code"), r.GetCode())
+			if ok && slices.Contains(seen, code) {
+				c.ps.add(join(p, "code"), strconv.Quote(r.GetCode()), "has an outcome already")
+				ok = false
+			}
+			seen = append(seen, code)
+			var o classify.BreakerOutcome
+			switch r.GetOutcome() {
+			case configv1.BreakerOutcome_BREAKER_OUTCOME_SUCCESS:
+				o = classify.BreakerSuccess
+			case configv1.BreakerOutcome_BREAKER_OUTCOME_FAILURE:
+				o = classify.BreakerFailure
+			case configv1.BreakerOutcome_BREAKER_OUTCOME_IGNORED:
+				o = classify.BreakerIgnore
+			default:
+				c.ps.add(join(p, "outcome"), r.GetOutcome(), "must be one of BREAKER_OUTCOME_SUCCESS, BREAKER_OUTCOME_FAILURE, BREAKER_OUTCOME_IGNORED")
+				ok = false
+			}
+			if ok {
+				row := t.Rule(code)
+				row.Breaker = o
+				t = t.With(code, row)
+			}
+		}
+		out.Table = &t
+	}
+	return out
+}
+
+// goFields maps the field names of interceptors.Policy.Validate and
+// breaker.Config.Validate to the file's, so that their messages can be
+// reported with the file's paths.
+var goFields = map[string]string{
+	"Retry.MaxAttempts":        "retry.max_attempts",
+	"Retry.AttemptTimeout":     "retry.attempt_timeout",
+	"Hedging.MaxExtraAttempts": "hedging.max_extra_attempts",
+	"Hedging.Delay":            "hedging.delay",
+	"Hedging.Percentile":       "hedging.percentile",
+	"Hedging.MinSamples":       "hedging.min_samples",
+	"Hedging.NonFatalCodes":    "hedging.non_fatal_codes",
+	"Breaker.Scope":            "breaker.scope",
+	"Bulkhead.Limit":           "bulkhead.limit",
+	"Bulkhead.Queue":           "bulkhead.queue",
+	"Bulkhead.MaxWait":         "bulkhead.max_wait",
+	"Bulkhead.Scope":           "bulkhead.scope",
+	"DefaultTimeout":           "timeout",
+	"Idempotent":               "idempotency",
+	"FailureThreshold":         "failure_threshold",
+	"Timeout":                  "open_duration",
+	"SuccessThreshold":         "success_threshold",
+	"MaxHalfOpenProbes":        "max_half_open_probes",
+	"WindowType":               "window_type",
+	"WindowSize":               "window_size",
+	"WindowPeriod":             "window_period",
+	"WindowBuckets":            "window_buckets",
+	"FailureRateThreshold":     "failure_rate_threshold",
+	"SlowCallRateThreshold":    "slow_call_rate_threshold",
+	"MinimumCalls":             "minimum_calls",
+	"SlowCallDuration":         "slow_call_duration",
+	"OpenDuration":             "open_backoff",
+}
+
+var (
+	// "Field: value: why" of interceptors.Policy.Validate.
+	policyProblem = regexp.MustCompile(`^([A-Za-z]+(?:\.[A-Za-z]+)?)(\[[0-9]+\])?: (.*?): (.*)$`)
+	// "Breaker.Config: breaker: Config.Field: value, why".
+	breakerProblem = regexp.MustCompile(`^Breaker\.Config: breaker: Config\.([A-Za-z]+): (.*)$`)
+	goName         = regexp.MustCompile(`\b[A-Z][a-z]+(?:[A-Z][a-z]+)+\b`)
+)
+
+// goPolicy runs interceptors.Policy.Validate on a policy that passed the
+// schema's own checks, and reports what it finds with the file's paths.
+func (c *conv) goPolicy(path string, p interceptors.Policy) {
+	err := p.Validate()
+	if err == nil {
+		return
+	}
+	for _, e := range unjoin(err) {
+		msg := e.Error()
+		if m := breakerProblem.FindStringSubmatch(msg); m != nil {
+			c.ps.addMsg(join(path, "breaker."+fileField(m[1])), renameGoFields(m[2]))
+			continue
+		}
+		if m := policyProblem.FindStringSubmatch(msg); m != nil {
+			if f, ok := goFields[m[1]]; ok && f != "" {
+				c.ps.addMsg(join(path, f)+m[2], m[3]+", "+renameGoFields(m[4]))
+				continue
+			}
+		}
+		if strings.HasPrefix(msg, "Retry and Hedging:") {
+			c.ps.addMsg(join(path, "hedging"), "set together with retry; they are alternatives per method (gRFC A6), set one")
+			continue
+		}
+		c.ps.addMsg(path, msg)
+	}
+}
+
+// fileField returns the file's name of a breaker.Config field.
+func fileField(goField string) string {
+	if f, ok := goFields[goField]; ok {
+		return f
+	}
+	return goField
+}
+
+// renameGoFields replaces the Go field names in a message by the file's.
+func renameGoFields(msg string) string {
+	return goName.ReplaceAllStringFunc(msg, func(s string) string {
+		if f, ok := goFields[s]; ok && !strings.Contains(f, ".") {
+			return f
+		}
+		return s
+	})
+}
+
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+// serverConfig converts the server section.
+func (c *conv) serverConfig(path string, s *configv1.ServerConfig) server.Config {
+	var cfg server.Config
+	if s == nil {
+		return cfg
+	}
+	start := len(c.ps)
+	for i, m := range s.GetExempt() {
+		if !methodPattern(m) {
+			c.ps.add(index(join(path, "exempt"), i), strconv.Quote(m), `must be "/pkg.Service/Method" or "/pkg.Service/"`)
+		}
+	}
+	cfg.Exempt = slices.Clone(s.GetExempt())
+	if d := s.GetDeadline(); d != nil {
+		cfg.Deadline = server.DeadlineConfig{
+			MinRemaining: c.duration(join(path, "deadline.min_remaining"), d.GetMinRemaining()),
+			Default:      c.duration(join(path, "deadline.default"), d.GetDefault()),
+		}
+	}
+	if b := s.GetBulkhead(); b != nil {
+		cfg.Bulkhead = c.serverBulkhead(join(path, "bulkhead"), b)
+	}
+	if ch := s.GetChaos(); ch != nil {
+		cfg.Chaos = server.ChaosConfig{Seed: ch.GetSeed(), Faults: c.faults(join(path, "chaos"), ch)}
+	}
+	if len(c.ps) == start {
+		if err := cfg.Validate(); err != nil {
+			c.ps.addMsg(path, strings.TrimPrefix(err.Error(), "server: "))
+		}
+	}
+	return cfg
+}
+
+// faults converts the fault schedule of a chaos section.
+func (c *conv) faults(path string, ch *configv1.Chaos) server.FaultConfig {
+	var fc server.FaultConfig
+	if a := ch.GetAll(); a != nil {
+		fc.All = c.fault(join(path, "all"), a)
+	}
+	if ms := ch.GetMethods(); len(ms) > 0 {
+		fc.Methods = make(map[string]server.Fault, len(ms))
+		for _, m := range sortedKeys(ms) {
+			p := key(join(path, "methods"), m)
+			if !methodPattern(m) {
+				c.ps.addMsg(p, `must be keyed by "/pkg.Service/Method" or "/pkg.Service/"`)
+			}
+			fc.Methods[m] = c.fault(p, ms[m])
+		}
+	}
+	return fc
+}
+
+func (c *conv) fault(path string, f *configv1.Fault) server.Fault {
+	out := server.Fault{
+		ErrorRate:   f.GetErrorRate(),
+		Pushback:    c.duration(join(path, "pushback"), f.GetPushback()),
+		Latency:     c.duration(join(path, "latency"), f.GetLatency()),
+		LatencyMax:  c.duration(join(path, "latency_max"), f.GetLatencyMax()),
+		TailRate:    f.GetTailRate(),
+		TailLatency: c.duration(join(path, "tail_latency"), f.GetTailLatency()),
+		AbortRate:   f.GetAbortRate(),
+		AbortAfter:  int(f.GetAbortAfter()),
+	}
+	for _, r := range []struct {
+		name string
+		v    float64
+	}{{"error_rate", out.ErrorRate}, {"tail_rate", out.TailRate}, {"abort_rate", out.AbortRate}} {
+		if math.IsNaN(r.v) || r.v < 0 || r.v > 1 {
+			c.ps.add(join(path, r.name), r.v, "must be in [0, 1]")
+		}
+	}
+	if name := f.GetCode(); name != "" {
+		if code, ok := c.code(join(path, "code"), name); ok {
+			if code == codes.OK {
+				c.ps.add(join(path, "code"), `"OK"`, "must be an error code")
+			}
+			out.Code = code
+		}
+	}
+	if out.LatencyMax != 0 && out.LatencyMax < out.Latency {
+		c.ps.add(join(path, "latency_max"), out.LatencyMax, fmt.Sprintf("must be unset or at least latency (%v)", out.Latency))
+	}
+	if out.TailRate > 0 && f.TailLatency == nil {
+		c.ps.addMsg(join(path, "tail_latency"), fmt.Sprintf("unset, must be set when tail_rate (%v) is", out.TailRate))
+	}
+	if out.AbortAfter < 0 {
+		c.ps.add(join(path, "abort_after"), out.AbortAfter, "must not be negative")
+	} else if out.AbortAfter > 0 && out.AbortRate == 0 {
+		c.ps.add(join(path, "abort_after"), out.AbortAfter, "set but abort_rate is 0")
+	}
+	return out
+}
+
+func (c *conv) serverBulkhead(path string, b *configv1.ServerBulkhead) server.BulkheadConfig {
+	out := server.BulkheadConfig{
+		Limit:         int(b.GetLimit()),
+		MaxPartitions: int(b.GetMaxPartitions()),
+		Queue:         int(b.GetQueue()),
+		MaxWait:       c.duration(join(path, "max_wait"), b.GetMaxWait()),
+		PushbackDelay: c.duration(join(path, "pushback_delay"), b.GetPushbackDelay()),
+		NoPushback:    b.GetNoPushback(),
+	}
+	if out.Limit < 1 {
+		c.ps.add(join(path, "limit"), out.Limit, "must be at least 1")
+	}
+	switch p := b.GetPartitionBy(); p {
+	case configv1.Partition_PARTITION_UNSPECIFIED, configv1.Partition_PARTITION_NONE:
+	case configv1.Partition_PARTITION_METHOD:
+		out.PartitionBy = server.PartitionByMethod
+	case configv1.Partition_PARTITION_HEADER:
+		out.PartitionBy = server.PartitionByHeader
+	default:
+		c.ps.add(join(path, "partition_by"), p, "unknown partition")
+	}
+	out.Header = b.GetHeader()
+	switch {
+	case out.PartitionBy == server.PartitionByHeader && out.Header == "":
+		c.ps.addMsg(join(path, "header"), "unset, must be set for PARTITION_HEADER")
+	case out.PartitionBy != server.PartitionByHeader && out.Header != "":
+		c.ps.add(join(path, "header"), strconv.Quote(out.Header), "set but partition_by is not PARTITION_HEADER")
+	}
+	if out.MaxPartitions < 0 {
+		c.ps.add(join(path, "max_partitions"), out.MaxPartitions, "must not be negative")
+	}
+	if out.Queue < 0 {
+		c.ps.add(join(path, "queue"), out.Queue, "must not be negative")
+	}
+	if out.MaxWait > 0 && out.Queue <= 0 {
+		c.ps.add(join(path, "max_wait"), out.MaxWait, "needs queue above 0")
+	}
+	if out.PushbackDelay > 0 && out.NoPushback {
+		c.ps.add(join(path, "pushback_delay"), out.PushbackDelay, "set but no_pushback is true")
+	}
+	if a := b.GetAdaptive(); a != nil {
+		out.Adaptive = c.adaptive(join(path, "adaptive"), a)
+	}
+	return out
+}
+
+func (c *conv) adaptive(path string, a *configv1.AdaptiveLimit) func() bulkhead.Strategy {
+	for _, f := range []struct {
+		name string
+		v    int32
+	}{{"min_limit", a.GetMinLimit()}, {"max_limit", a.GetMaxLimit()}, {"queue_size", a.GetQueueSize()}, {"window_samples", a.GetWindowSamples()}, {"long_window", a.GetLongWindow()}} {
+		if f.v < 0 {
+			c.ps.add(join(path, f.name), f.v, "must not be negative")
+		}
+	}
+	lo, hi := int(a.GetMinLimit()), int(a.GetMaxLimit())
+	if effHi := hi; lo > 0 {
+		if effHi < 1 {
+			effHi = bulkhead.DefaultMaxLimit
+		}
+		if lo > effHi {
+			c.ps.add(join(path, "min_limit"), lo, fmt.Sprintf("must not exceed max_limit (%d)", effHi))
+		}
+	}
+	timeout := c.duration(join(path, "timeout"), a.GetTimeout())
+	window := c.duration(join(path, "window"), a.GetWindow())
+	aimdOnly := a.GetBackoffRatio() != 0 || a.Timeout != nil
+	gradientOnly := a.GetSmoothing() != 0 || a.GetTolerance() != 0 || a.GetQueueSize() != 0 ||
+		a.Window != nil || a.GetWindowSamples() != 0 || a.GetLongWindow() != 0
+	switch k := a.GetKind(); k {
+	case configv1.AdaptiveKind_ADAPTIVE_KIND_AIMD:
+		if gradientOnly {
+			c.ps.addMsg(path, "smoothing, tolerance, queue_size, window, window_samples or long_window set but kind is ADAPTIVE_KIND_AIMD")
+		}
+		if r := a.GetBackoffRatio(); r != 0 && !(r > 0 && r < 1) {
+			c.ps.add(join(path, "backoff_ratio"), r, "must be in (0, 1)")
+		}
+		cfg := bulkhead.AIMDConfig{MinLimit: lo, MaxLimit: hi, BackoffRatio: a.GetBackoffRatio(), Timeout: timeout}
+		return func() bulkhead.Strategy { return bulkhead.NewAIMD(cfg) }
+	case configv1.AdaptiveKind_ADAPTIVE_KIND_GRADIENT:
+		if aimdOnly {
+			c.ps.addMsg(path, "backoff_ratio or timeout set but kind is ADAPTIVE_KIND_GRADIENT")
+		}
+		if s := a.GetSmoothing(); s != 0 && !(s > 0 && s <= 1) {
+			c.ps.add(join(path, "smoothing"), s, "must be in (0, 1]")
+		}
+		if t := a.GetTolerance(); t != 0 && !(t >= 1 && !math.IsInf(t, 1)) {
+			c.ps.add(join(path, "tolerance"), t, "must be finite and at least 1")
+		}
+		cfg := bulkhead.GradientConfig{
+			MinLimit: lo, MaxLimit: hi, Smoothing: a.GetSmoothing(), Tolerance: a.GetTolerance(),
+			QueueSize: int(a.GetQueueSize()), Window: window, WindowSamples: int(a.GetWindowSamples()),
+			LongWindow: int(a.GetLongWindow()),
+		}
+		return func() bulkhead.Strategy { return bulkhead.NewGradient(cfg) }
+	default:
+		c.ps.add(join(path, "kind"), k, "must be ADAPTIVE_KIND_AIMD or ADAPTIVE_KIND_GRADIENT")
+		return nil
+	}
+}
+
+// methodPattern reports whether p is "/pkg.Service/Method" or
+// "/pkg.Service/", as the server package requires.
+func methodPattern(p string) bool {
+	if len(p) < 3 || p[0] != '/' {
+		return false
+	}
+	i := strings.IndexByte(p[1:], '/') + 1
+	return i > 1 && strings.IndexByte(p[i+1:], '/') < 0
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

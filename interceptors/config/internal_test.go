@@ -1,0 +1,47 @@
+package config
+
+import (
+	"math"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+// FuzzToDuration checks the conversion of google.protobuf.Duration to
+// time.Duration: it never panics, accepts exactly the valid durations that
+// fit a time.Duration, and converts those exactly.
+func FuzzToDuration(f *testing.F) {
+	f.Add(int64(0), int32(0))
+	f.Add(int64(1), int32(500_000_000))
+	f.Add(int64(-1), int32(-1))
+	f.Add(int64(9223372036), int32(854775807))
+	f.Add(int64(9223372036), int32(854775808))
+	f.Add(int64(-9223372036), int32(-854775808))
+	f.Add(int64(-9223372036), int32(-854775809))
+	f.Add(int64(315576000001), int32(0))
+	f.Add(int64(1), int32(-1))
+	f.Add(int64(math.MaxInt64), int32(math.MaxInt32))
+	f.Fuzz(func(t *testing.T, sec int64, nanos int32) {
+		d := &durationpb.Duration{Seconds: sec, Nanos: nanos}
+		td, ok := toDuration(d)
+		valid := d.CheckValid() == nil
+		if ok && !valid {
+			t.Fatalf("toDuration(%v) accepted an invalid duration", d)
+		}
+		// The exact value in nanoseconds, in float for the range check.
+		exact := float64(sec)*1e9 + float64(nanos)
+		fits := exact >= math.MinInt64 && exact <= math.MaxInt64
+		if valid && ok {
+			if want := time.Duration(sec)*time.Second + time.Duration(nanos); td != want {
+				t.Fatalf("toDuration(%v) = %v, want %v", d, td, want)
+			}
+		}
+		if valid && !ok && fits && math.Abs(exact) < 9.2e18 {
+			t.Fatalf("toDuration(%v) rejected a duration that fits", d)
+		}
+		if durationText(d) == "" {
+			t.Fatal("empty durationText")
+		}
+	})
+}
