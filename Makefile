@@ -8,11 +8,12 @@ FUZZTIME ?= 3s
 # Packages that hold fuzz targets, found from the sources.
 FUZZPKGS  = $(sort $(dir $(shell grep -rl --include='*_test.go' '^func Fuzz' . | grep -v '^./bench/')))
 
-.PHONY: examples test unit fuzz-seeds fuzz lint proto proto-check proto-breaking bench jaeger jaeger-run demo-jaeger demo
+.PHONY: examples test unit fuzz-seeds fuzz lint proto proto-check proto-breaking bench bench-lint bench-pkgs bench-test jaeger jaeger-run demo-jaeger demo
 
 ## test: everything a change must pass: unit and integration tests under -race
-## with goroutine-leak checks, the example programs, then each fuzz target for $(FUZZTIME).
-test: unit examples fuzz-seeds
+## with goroutine-leak checks, the bench module's tests, the example programs,
+## then each fuzz target for $(FUZZTIME).
+test: unit bench-test examples fuzz-seeds
 
 unit: jaeger
 	JAEGER_BIN=$(CURDIR)/$(JAEGER_BIN) $(GO) test -race -count=1 -shuffle=on ./...
@@ -29,8 +30,8 @@ fuzz-seeds:
 fuzz:
 	$(MAKE) fuzz-seeds FUZZTIME=1m
 
-## lint: go vet and staticcheck.
-lint:
+## lint: go vet and staticcheck, on the library and on the bench module.
+lint: bench-lint
 	$(GO) vet ./...
 	$(TOOL) staticcheck ./...
 
@@ -50,8 +51,40 @@ proto-check:
 proto-breaking:
 	$(TOOL) buf breaking --against '.git#branch=main'
 
-## bench: the benchmarks of every package.
+## bench: the benchmarks side by side with the peer libraries (bench/, its
+## own module): the micro-benchmarks, then the loopback gRPC scenarios, in
+## about 6 minutes (every loop is bounded, 10 minutes at most); writes
+## bench/results/raw.txt, bench/results/*.svg and BENCHMARKS.md. BENCHCOUNT
+## and BENCHTIME tune the micro-benchmarks, SCENARIOCOUNT the rounds of
+## scenarios (the report takes medians).
+BENCHCOUNT    ?= 5
+BENCHTIME     ?= 200ms
+SCENARIOCOUNT ?= 3
 bench:
+	cd bench && $(GO) vet ./...
+	@mkdir -p bench/results
+	@{ echo "# date: $$(date -u '+%Y-%m-%d %H:%M UTC')"; \
+	  echo "# loadavg-start: $$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)"; } > bench/results/raw.txt
+	cd bench && $(GO) test -run='^$$' -bench=. -benchmem -count=$(BENCHCOUNT) -benchtime=$(BENCHTIME) -timeout=10m ./micro/ > results/micro.txt
+	cd bench && $(GO) run ./cmd/scenarios -count=$(SCENARIOCOUNT) > results/scenarios.txt
+	@cat bench/results/micro.txt bench/results/scenarios.txt >> bench/results/raw.txt
+	@echo "# loadavg-end: $$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)" >> bench/results/raw.txt
+	@rm bench/results/micro.txt bench/results/scenarios.txt
+	cd bench && $(GO) run ./cmd/report -in results/raw.txt -md ../BENCHMARKS.md -svg results -notes notes.md
+	@grep -A8 '^## Goals' BENCHMARKS.md
+
+## bench-test: the bench module's own tests, short (its scenarios run small).
+bench-test:
+	cd bench && $(GO) test -race -short -count=1 ./...
+
+## bench-lint: go vet and staticcheck on the bench module (the root's lint
+## does not enter it, being a separate module).
+bench-lint:
+	cd bench && $(GO) vet ./...
+	cd bench && $(GO) tool -modfile=../tools/go.mod staticcheck ./...
+
+## bench-pkgs: the benchmarks of every package of the library itself.
+bench-pkgs:
 	$(GO) test -run='^$$' -bench=. -benchmem -count=1 ./...
 
 ## examples: run each example program and compare what it prints with its

@@ -39,6 +39,10 @@ func (ms *methodState) hedgeCall(ctx context.Context, r *rpc, maxAttempts int, t
 
 	results := make(chan hedgeResult, maxAttempts) // buffered: attempts never block
 	replies := make([]any, maxAttempts)
+	// The type of the hedges' replies is read now, before attempt 1 starts
+	// decoding into the caller's reply: reading it from that message later
+	// would race with the decoding.
+	newHedgeReply := replyMaker(hr.reply) // canClone was checked by call
 	launched, outstanding := 0, 0
 	lastLaunch := time.Now()
 	launch := func() {
@@ -47,7 +51,7 @@ func (ms *methodState) hedgeCall(ctx context.Context, r *rpc, maxAttempts int, t
 		n := launched
 		reply := hr.reply
 		if n > 1 {
-			reply, _ = newReply(hr.reply) // canClone was checked by call
+			reply = newHedgeReply()
 		}
 		replies[n-1] = reply
 		now := time.Now()
@@ -238,19 +242,18 @@ func canClone(reply any) bool {
 	return v.Kind() == reflect.Pointer && !v.IsNil()
 }
 
-// newReply returns an empty message of reply's type.
-func newReply(reply any) (any, bool) {
+// replyMaker returns a function that makes empty messages of reply's type,
+// which canClone accepted.
+func replyMaker(reply any) func() any {
 	if m, ok := reply.(proto.Message); ok {
-		return m.ProtoReflect().New().Interface(), true
+		mt := m.ProtoReflect().Type()
+		return func() any { return mt.New().Interface() }
 	}
-	v := reflect.ValueOf(reply)
-	if v.Kind() != reflect.Pointer || v.IsNil() {
-		return nil, false
-	}
-	return reflect.New(v.Type().Elem()).Interface(), true
+	t := reflect.TypeOf(reply).Elem()
+	return func() any { return reflect.New(t).Interface() }
 }
 
-// copyReply makes dst a copy of src, a message newReply made from dst:
+// copyReply makes dst a copy of src, a message replyMaker made for dst:
 // proto.Reset and proto.Merge for proto messages, a shallow copy of the
 // pointed-to value otherwise.
 func copyReply(dst, src any) {

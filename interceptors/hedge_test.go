@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	resilience "github.com/engineeringlabs/grpc-resilience"
 	"github.com/engineeringlabs/grpc-resilience/interceptors"
@@ -180,5 +181,39 @@ func TestHedgingPlainReplyCopy(t *testing.T) {
 	}
 	if got.From != 2 {
 		t.Errorf("reply %+v, want the hedge's", got)
+	}
+}
+
+// TestHedgeLaunchLeavesTheCallersReplyAlone checks that launching a hedge
+// does not read the caller's reply message while attempt 1 decodes into
+// it: under -race, any such read is reported. Attempt 1 keeps decoding
+// until the hedge has started.
+func TestHedgeLaunchLeavesTheCallersReplyAlone(t *testing.T) {
+	c := newPipeline(t, interceptors.Policy{Hedging: hedging(1, time.Millisecond), Idempotent: interceptors.Idempotent})
+	hedgeStarted := make(chan struct{})
+	invoker := func(ctx context.Context, _ string, _, reply any, _ *grpc.ClientConn, _ ...grpc.CallOption) error {
+		m := reply.(proto.Message)
+		if _, hedge := previousAttempts(ctx); hedge {
+			close(hedgeStarted)
+			proto.Merge(m, &testingv1.UnaryResponse{Reply: &testingv1.Reply{Attempt: 2}})
+			return nil
+		}
+		for {
+			proto.Reset(m)
+			proto.Merge(m, &testingv1.UnaryResponse{Reply: &testingv1.Reply{Attempt: 1}})
+			select {
+			case <-hedgeStarted:
+				<-ctx.Done() // the hedge wins; this attempt is cancelled
+				return status.FromContextError(ctx.Err()).Err()
+			default:
+			}
+		}
+	}
+	var got testingv1.UnaryResponse
+	if err := c.UnaryClientInterceptor()(ctxTimeout(t, 5*time.Second), "/x.Y/Z", nil, &got, nil, invoker); err != nil {
+		t.Fatal(err)
+	}
+	if got.GetReply().GetAttempt() != 2 {
+		t.Errorf("reply %v, want the hedge's", got.GetReply())
 	}
 }
