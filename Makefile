@@ -8,7 +8,7 @@ FUZZTIME ?= 3s
 # Packages that hold fuzz targets, found from the sources.
 FUZZPKGS  = $(sort $(dir $(shell grep -rl --include='*_test.go' '^func Fuzz' . | grep -v '^./bench/')))
 
-.PHONY: examples test unit fuzz-seeds fuzz lint proto proto-check proto-breaking bench bench-lint bench-pkgs bench-test jaeger jaeger-run demo-jaeger demo
+.PHONY: examples test unit fuzz-seeds fuzz lint proto proto-check proto-breaking bench bench-lint bench-pkgs bench-test jaeger jaeger-run demo-jaeger demo soak
 
 ## test: everything a change must pass: unit and integration tests under -race
 ## with goroutine-leak checks, the bench module's tests, the example programs,
@@ -29,6 +29,13 @@ fuzz-seeds:
 ## fuzz: each fuzz target for a minute.
 fuzz:
 	$(MAKE) fuzz-seeds FUZZTIME=1m
+
+## soak: the reliability soak (integration/soak_test.go) for $(SOAKTIME):
+## 64 callers through the chaos proxy and chaos interceptor, fault rate ramping
+## up and down, every invariant and the heap checked. `make test` runs 6s of it.
+SOAKTIME ?= 60s
+soak:
+	$(GO) test -race -count=1 -run '^TestSoak$$' -v -timeout 10m ./integration/ -soak.duration=$(SOAKTIME)
 
 ## lint: go vet and staticcheck, on the library and on the bench module.
 lint: bench-lint
