@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -77,14 +78,35 @@ type entry struct {
 }
 
 // Load reads the file at path and parses it with [FormatAuto]; problems
-// name the file.
+// name the file. It reads only regular files of at most [MaxFileSize]
+// bytes, so that a FIFO or a device given as path is an error, not a hang.
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	// Stat first: opening a FIFO or a device for reading could block or
+	// never end.
+	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("config: %s: %v, must be a regular file", path, fi.Mode().Type())
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if len(data) > MaxFileSize {
+		return nil, fmt.Errorf("config: %s: larger than %d bytes, the most Load reads", path, MaxFileSize)
+	}
 	return parse(path, data, FormatAuto)
 }
+
+// MaxFileSize is the largest file [Load] reads, in bytes.
+const MaxFileSize = 16 << 20
 
 // Parse parses and validates a configuration written in format f. Unknown
 // fields, values of the wrong type and invalid values are errors: it

@@ -1,7 +1,12 @@
 package config
 
 import (
+	"bytes"
 	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -44,4 +49,27 @@ func FuzzToDuration(f *testing.F) {
 			t.Fatal("empty durationText")
 		}
 	})
+}
+
+func TestLoadRefusesWhatIsNotASmallRegularFile(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	big := filepath.Join(dir, "big.json")
+	if err := os.WriteFile(big, bytes.Repeat([]byte(" "), MaxFileSize+1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]string{
+		fifo:        "must be a regular file",
+		"/dev/zero": "must be a regular file",
+		dir:         "must be a regular file",
+		big:         "larger than",
+	} {
+		_, err := Load(path)
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), path) {
+			t.Errorf("Load(%s) = %v, want an error naming the path and %q", path, err, want)
+		}
+	}
 }

@@ -71,7 +71,9 @@ type BulkheadConfig struct {
 	// Header is the request metadata key whose value is the partition key
 	// of PartitionByHeader, such as "x-caller-id". Required for
 	// PartitionByHeader and must be empty otherwise. Metadata keys are
-	// case-insensitive; it is matched in lower case.
+	// case-insensitive; it is matched in lower case. Values longer than
+	// MaxHeaderKeyLength bytes share the overflow partition, so that
+	// neither the number nor the size of kept keys depends on callers.
 	Header string
 	// KeyFunc returns the partition key of a call for PartitionByFunc. It
 	// must be safe for concurrent use and fast; it runs on every call.
@@ -280,13 +282,20 @@ func pushbackMillis(d time.Duration) int64 {
 // when the bulkhead is disabled.
 func (b *Bulkhead) Partitions() *bulkhead.Partitioned { return b.parts }
 
+// MaxHeaderKeyLength is the longest header value a PartitionByHeader
+// bulkhead keeps as a partition key, in bytes.
+const MaxHeaderKeyLength = 256
+
 // key returns the partition key of a call.
 func (b *Bulkhead) key(ctx context.Context, fullMethod string) string {
 	switch b.cfg.PartitionBy {
 	case PartitionByMethod:
 		return fullMethod
 	case PartitionByHeader:
-		if v := metadata.ValueFromIncomingContext(ctx, b.cfg.Header); len(v) > 0 {
+		// A key longer than MaxHeaderKeyLength would let a caller make the
+		// server keep that many bytes per partition: it shares the
+		// overflow partition instead.
+		if v := metadata.ValueFromIncomingContext(ctx, b.cfg.Header); len(v) > 0 && len(v[0]) <= MaxHeaderKeyLength {
 			return v[0]
 		}
 	case PartitionByFunc:

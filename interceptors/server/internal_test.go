@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"math"
 	"math/rand/v2"
 	"strings"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 )
 
 func TestSampleLatency(t *testing.T) {
@@ -188,3 +190,23 @@ func FuzzFaultValidate(f *testing.F) {
 }
 
 func codesCode(c uint32) codes.Code { return codes.Code(c) }
+
+func TestLongHeaderKeysShareTheOverflowPartition(t *testing.T) {
+	b, err := NewBulkhead(BulkheadConfig{Limit: 1, PartitionBy: PartitionByHeader, Header: "x-caller"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		value, want string
+	}{
+		{"tenant-a", "tenant-a"},
+		{strings.Repeat("k", MaxHeaderKeyLength), strings.Repeat("k", MaxHeaderKeyLength)},
+		{strings.Repeat("k", MaxHeaderKeyLength+1), ""},
+		{strings.Repeat("k", 1<<20), ""},
+	} {
+		ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs("x-caller", tc.value))
+		if got := b.key(ctx, "/a.B/C"); got != tc.want {
+			t.Errorf("key of a %d-byte header = %d bytes, want %d", len(tc.value), len(got), len(tc.want))
+		}
+	}
+}
