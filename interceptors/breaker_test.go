@@ -39,7 +39,7 @@ func TestBreakerOpensAndRejectsWithoutServerHit(t *testing.T) {
 		e := newEnv(t, topts, c.UnaryClientInterceptor())
 		ctx := ctxTimeout(t, 10*time.Second)
 		for range 3 {
-			if err := unary(ctx, e.client, failing("f", -1, codes.Internal)); status.Code(err) != codes.Internal {
+			if err := unary(ctx, e.client, testservice.Failing("f", -1, codes.Internal)); status.Code(err) != codes.Internal {
 				t.Fatalf("err %v, want INTERNAL", err)
 			}
 		}
@@ -47,12 +47,12 @@ func TestBreakerOpensAndRejectsWithoutServerHit(t *testing.T) {
 			t.Fatalf("breaker %v after 3 failures, want open", s)
 		}
 		before := e.svc.TotalAttempts()
-		checkOpen(t, unary(ctx, e.client, failing("rejected", 0, codes.OK)))
+		checkOpen(t, unary(ctx, e.client, testservice.Failing("rejected", 0, codes.OK)))
 		if got := e.svc.TotalAttempts(); got != before {
 			t.Errorf("server saw %d attempts while the circuit was open", got-before)
 		}
 		// Another method has its own breaker (ScopeMethod).
-		if err := idempotentUnary(ctx, e.client, failing("other", 0, codes.OK)); err != nil {
+		if err := idempotentUnary(ctx, e.client, testservice.Failing("other", 0, codes.OK)); err != nil {
 			t.Errorf("other method: %v", err)
 		}
 	})
@@ -66,7 +66,7 @@ func TestBreakerRejectionIsNotRetried(t *testing.T) {
 		Breaker: &interceptors.BreakerPolicy{Config: breaker.Config{FailureThreshold: 2, Timeout: time.Hour}},
 	})
 	e := newEnv(t, nil, c.UnaryClientInterceptor())
-	err := unary(ctxTimeout(t, 10*time.Second), e.client, failing("r", -1, codes.Unavailable))
+	err := unary(ctxTimeout(t, 10*time.Second), e.client, testservice.Failing("r", -1, codes.Unavailable))
 	checkOpen(t, err)
 	if got := e.svc.Attempts("r"); got != 2 {
 		t.Errorf("server saw %d attempts, want 2 (the breaker opened after them)", got)
@@ -90,12 +90,12 @@ func TestBreakerHalfOpenRecovery(t *testing.T) {
 	e := newEnv(t, nil, c.UnaryClientInterceptor())
 	ctx := ctxTimeout(t, 10*time.Second)
 	for range 2 {
-		_ = unary(ctx, e.client, failing("down", -1, codes.Unavailable))
+		_ = unary(ctx, e.client, testservice.Failing("down", -1, codes.Unavailable))
 	}
 	if sc := waitFor(t, changes, 5*time.Second, "open"); sc.To != breaker.Open {
 		t.Fatalf("first change %+v, want to open", sc)
 	}
-	checkOpen(t, unary(ctx, e.client, failing("early", 0, codes.OK)))
+	checkOpen(t, unary(ctx, e.client, testservice.Failing("early", 0, codes.OK)))
 	if e.svc.Attempts("early") != 0 {
 		t.Fatal("a call reached the server while open")
 	}
@@ -115,7 +115,7 @@ func TestBreakerHalfOpenRecovery(t *testing.T) {
 		t.Fatalf("change %+v, want half-open after the timeout", sc)
 	}
 	for i := range 2 {
-		if err := unary(ctx, e.client, failing("probe", 0, codes.OK)); err != nil {
+		if err := unary(ctx, e.client, testservice.Failing("probe", 0, codes.OK)); err != nil {
 			t.Fatalf("probe %d: %v", i+1, err)
 		}
 	}
@@ -135,8 +135,8 @@ func TestBreakerScopes(t *testing.T) {
 			c := newPipeline(t, interceptors.Policy{Breaker: &interceptors.BreakerPolicy{Scope: scope, Config: breaker.Config{FailureThreshold: 1, Timeout: time.Hour}}})
 			e := newEnv(t, nil, c.UnaryClientInterceptor())
 			ctx := ctxTimeout(t, 10*time.Second)
-			_ = unary(ctx, e.client, failing("x", -1, codes.Internal))
-			checkOpen(t, idempotentUnary(ctx, e.client, failing("y", 0, codes.OK)))
+			_ = unary(ctx, e.client, testservice.Failing("x", -1, codes.Internal))
+			checkOpen(t, idempotentUnary(ctx, e.client, testservice.Failing("y", 0, codes.OK)))
 			if c.Breaker(e.srv.Target(), testingv1.TestService_Unary_FullMethodName) != c.Breaker(e.srv.Target(), testingv1.TestService_Query_FullMethodName) {
 				t.Error("two methods have different breakers")
 			}
@@ -159,11 +159,11 @@ func TestBulkheadRejects(t *testing.T) {
 			e := newEnv(t, nil, c.UnaryClientInterceptor())
 			ctx := ctxTimeout(t, 10*time.Second)
 			slow := make(chan error, 1)
-			go func() { slow <- unary(ctx, e.client, sleeping("slow", 500*time.Millisecond, 0)) }()
+			go func() { slow <- unary(ctx, e.client, testservice.Sleeping("slow", 500*time.Millisecond, 0)) }()
 			if err := e.svc.WaitAttempts(ctx, "slow", 1); err != nil {
 				t.Fatal(err)
 			}
-			err := unary(ctx, e.client, failing("shed", 0, codes.OK))
+			err := unary(ctx, e.client, testservice.Failing("shed", 0, codes.OK))
 			if status.Code(err) != codes.ResourceExhausted || !errors.Is(err, resilience.ErrBulkheadFull) {
 				t.Errorf("err %v, want RESOURCE_EXHAUSTED matching ErrBulkheadFull", err)
 			}

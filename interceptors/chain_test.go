@@ -64,7 +64,7 @@ func TestChainWithLoggingAndOtelgrpc(t *testing.T) {
 
 		// A parent span, so that every attempt span belongs to one trace.
 		ctx, parent := tp.Tracer("test").Start(ctxTimeout(t, 10*time.Second), "call")
-		resp, err := e.client.Unary(ctx, &testingv1.UnaryRequest{Behavior: failing("chain", 2, codes.Unavailable)})
+		resp, err := e.client.Unary(ctx, &testingv1.UnaryRequest{Behavior: testservice.Failing("chain", 2, codes.Unavailable)})
 		parent.End()
 		if err != nil || resp.GetReply().GetAttempt() != 3 {
 			t.Fatalf("got %v, %v; want attempt 3 to answer", resp.GetReply(), err)

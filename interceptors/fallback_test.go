@@ -13,6 +13,7 @@ import (
 	"github.com/engineeringlabs/grpc-resilience/breaker"
 	"github.com/engineeringlabs/grpc-resilience/interceptors"
 	testingv1 "github.com/engineeringlabs/grpc-resilience/proto/gen/grpcresilience/testing/v1"
+	"github.com/engineeringlabs/grpc-resilience/testservice"
 )
 
 // cached answers Unary calls from a "cache" and records the errors it saw.
@@ -40,7 +41,7 @@ func TestFallback(t *testing.T) {
 	e := newEnv(t, nil, c.UnaryClientInterceptor())
 	ctx := ctxTimeout(t, 10*time.Second)
 
-	resp, err := e.client.Unary(ctx, &testingv1.UnaryRequest{Behavior: failing("down", -1, codes.Unavailable)})
+	resp, err := e.client.Unary(ctx, &testingv1.UnaryRequest{Behavior: testservice.Failing("down", -1, codes.Unavailable)})
 	if err != nil || resp.GetReply().GetCallId() != "from-cache" {
 		t.Fatalf("got %v, %v; want the cached answer", resp.GetReply(), err)
 	}
@@ -52,7 +53,7 @@ func TestFallback(t *testing.T) {
 	}
 
 	// The breaker is open now: the fallback answers without a server hit.
-	resp, err = e.client.Unary(ctx, &testingv1.UnaryRequest{Behavior: failing("open", 0, codes.OK)})
+	resp, err = e.client.Unary(ctx, &testingv1.UnaryRequest{Behavior: testservice.Failing("open", 0, codes.OK)})
 	if err != nil || resp.GetReply().GetCallId() != "from-cache" || e.svc.Attempts("open") != 0 {
 		t.Errorf("got %v, %v; want the cached answer without a server hit", resp.GetReply(), err)
 	}
@@ -61,12 +62,12 @@ func TestFallback(t *testing.T) {
 	}
 
 	// A code the fallback is not for, on another method: unchanged.
-	err = idempotentUnary(ctx, e.client, failing("bad", -1, codes.InvalidArgument))
+	err = idempotentUnary(ctx, e.client, testservice.Failing("bad", -1, codes.InvalidArgument))
 	if status.Code(err) != codes.InvalidArgument || len(cache.seen) != 2 {
 		t.Errorf("err %v, fallback calls %d; want INVALID_ARGUMENT without fallback", err, len(cache.seen))
 	}
 	// The fallback's own error is a status.
-	err = idempotentUnary(ctx, e.client, failing("fb-err", -1, codes.Unavailable))
+	err = idempotentUnary(ctx, e.client, testservice.Failing("fb-err", -1, codes.Unavailable))
 	if status.Code(err) != codes.Unavailable || len(cache.seen) != 3 {
 		t.Errorf("err %v, want the UNAVAILABLE the fallback returned", err)
 	}
@@ -82,12 +83,12 @@ func TestFallbackIf(t *testing.T) {
 	}})
 	e := newEnv(t, nil, c.UnaryClientInterceptor())
 	ctx := ctxTimeout(t, 10*time.Second)
-	err := unary(ctx, e.client, failing("nf", -1, codes.NotFound))
+	err := unary(ctx, e.client, testservice.Failing("nf", -1, codes.NotFound))
 	if !errors.Is(err, errNoCache) || status.Code(err) != codes.Unknown {
 		t.Errorf("err %v, want UNKNOWN wrapping the fallback's error", err)
 	}
 	// With If set and no Codes, UNAVAILABLE does not fall back.
-	if err := unary(ctx, e.client, failing("u", -1, codes.Unavailable)); status.Code(err) != codes.Unavailable || errors.Is(err, errNoCache) {
+	if err := unary(ctx, e.client, testservice.Failing("u", -1, codes.Unavailable)); status.Code(err) != codes.Unavailable || errors.Is(err, errNoCache) {
 		t.Errorf("err %v, want UNAVAILABLE untouched", err)
 	}
 }
@@ -98,12 +99,12 @@ func TestFallbackIf(t *testing.T) {
 func TestDefaultTimeout(t *testing.T) {
 	c := newPipeline(t, interceptors.Policy{DefaultTimeout: 100 * time.Millisecond})
 	e := newEnv(t, nil, c.UnaryClientInterceptor())
-	err := unary(context.Background(), e.client, sleeping("dt", 5*time.Second, 0))
+	err := unary(context.Background(), e.client, testservice.Sleeping("dt", 5*time.Second, 0))
 	checkAttemptTimeout(t, err, 100*time.Millisecond)
-	if err := unary(ctxTimeout(t, 10*time.Second), e.client, sleeping("own", 300*time.Millisecond, 0)); err != nil {
+	if err := unary(ctxTimeout(t, 10*time.Second), e.client, testservice.Sleeping("own", 300*time.Millisecond, 0)); err != nil {
 		t.Errorf("a call with its own, longer deadline: %v", err)
 	}
 	tm := interceptors.UnaryClientTimeout(100 * time.Millisecond)
 	e2 := newEnv(t, nil, tm)
-	checkAttemptTimeout(t, unary(context.Background(), e2.client, sleeping("dt2", 5*time.Second, 0)), 100*time.Millisecond)
+	checkAttemptTimeout(t, unary(context.Background(), e2.client, testservice.Sleeping("dt2", 5*time.Second, 0)), 100*time.Millisecond)
 }

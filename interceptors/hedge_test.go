@@ -36,7 +36,7 @@ func TestHedgingReturnsTheFastAnswerAndCancelsTheSlow(t *testing.T) {
 		e := newEnv(t, topts, c.UnaryClientInterceptor())
 		ctx := ctxTimeout(t, 10*time.Second)
 		start := time.Now()
-		resp, err := e.client.IdempotentUnary(ctx, &testingv1.IdempotentUnaryRequest{Behavior: sleeping("h", 5*time.Second, 1), Payload: []byte("p")})
+		resp, err := e.client.IdempotentUnary(ctx, &testingv1.IdempotentUnaryRequest{Behavior: testservice.Sleeping("h", 5*time.Second, 1), Payload: []byte("p")})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -72,13 +72,13 @@ func TestHedgingOnlyForIdempotentMethods(t *testing.T) {
 	c := newPipeline(t, interceptors.Policy{Hedging: hedging(1, 0)})
 	e := newEnv(t, nil, c.UnaryClientInterceptor())
 	ctx := ctxTimeout(t, 10*time.Second)
-	if err := unary(ctx, e.client, sleeping("plain", 100*time.Millisecond, 1)); err != nil {
+	if err := unary(ctx, e.client, testservice.Sleeping("plain", 100*time.Millisecond, 1)); err != nil {
 		t.Fatal(err)
 	}
 	if got := e.svc.Attempts("plain"); got != 1 {
 		t.Errorf("non-idempotent method: server saw %d attempts, want 1", got)
 	}
-	resp, err := e.client.Unary(ctx, &testingv1.UnaryRequest{Behavior: sleeping("declared", 5*time.Second, 1)}, interceptors.WithIdempotent(true))
+	resp, err := e.client.Unary(ctx, &testingv1.UnaryRequest{Behavior: testservice.Sleeping("declared", 5*time.Second, 1)}, interceptors.WithIdempotent(true))
 	if err != nil || resp.GetReply().GetAttempt() != 2 {
 		t.Errorf("declared idempotent: %v, %v; want the hedge to answer", resp.GetReply(), err)
 	}
@@ -92,14 +92,14 @@ func TestHedgingErrors(t *testing.T) {
 	e := newEnv(t, nil, c.UnaryClientInterceptor())
 	ctx := ctxTimeout(t, 10*time.Second)
 
-	err := idempotentUnary(ctx, e.client, failing("fatal", -1, codes.Internal))
+	err := idempotentUnary(ctx, e.client, testservice.Failing("fatal", -1, codes.Internal))
 	if status.Code(err) != codes.Internal || e.svc.Attempts("fatal") != 1 {
 		t.Errorf("fatal: err %v after %d attempts, want INTERNAL after 1", err, e.svc.Attempts("fatal"))
 	}
 
 	// UNAVAILABLE is non-fatal: each failure starts the next attempt at
 	// once, without waiting for the hour-long delay.
-	err = idempotentUnary(ctx, e.client, failing("nonfatal", -1, codes.Unavailable))
+	err = idempotentUnary(ctx, e.client, testservice.Failing("nonfatal", -1, codes.Unavailable))
 	if ex, ok := errors.AsType[*resilience.RetriesExhaustedError](err); !ok || ex.Attempts != 3 || status.Code(err) != codes.Unavailable {
 		t.Errorf("non-fatal: err %v, want UNAVAILABLE exhausted after 3", err)
 	}
@@ -113,7 +113,7 @@ func TestHedgingErrors(t *testing.T) {
 	}
 
 	// A non-fatal failure followed by success.
-	resp, err := e.client.IdempotentUnary(ctx, &testingv1.IdempotentUnaryRequest{Behavior: failing("recover", 1, codes.Unavailable)})
+	resp, err := e.client.IdempotentUnary(ctx, &testingv1.IdempotentUnaryRequest{Behavior: testservice.Failing("recover", 1, codes.Unavailable)})
 	if err != nil || resp.GetReply().GetAttempt() != 2 {
 		t.Errorf("recover: %v, %v; want attempt 2 to answer", resp.GetReply(), err)
 	}
@@ -128,11 +128,11 @@ func TestHedgingAtPercentile(t *testing.T) {
 	e := newEnv(t, nil, c.UnaryClientInterceptor())
 	ctx := ctxTimeout(t, 10*time.Second)
 	for i := range 5 {
-		if err := idempotentUnary(ctx, e.client, failing(fmt.Sprint("warm", i), 0, codes.OK)); err != nil {
+		if err := idempotentUnary(ctx, e.client, testservice.Failing(fmt.Sprint("warm", i), 0, codes.OK)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	resp, err := e.client.IdempotentUnary(ctx, &testingv1.IdempotentUnaryRequest{Behavior: sleeping("p90", 5*time.Second, 1)})
+	resp, err := e.client.IdempotentUnary(ctx, &testingv1.IdempotentUnaryRequest{Behavior: testservice.Sleeping("p90", 5*time.Second, 1)})
 	if err != nil || resp.GetReply().GetAttempt() != 2 {
 		t.Errorf("%v, %v; want the hedge at the fast p90 to answer", resp.GetReply(), err)
 	}
@@ -149,7 +149,7 @@ func TestHedgingConcurrentCallsNoRace(t *testing.T) {
 	for i := range 16 {
 		wg.Go(func() {
 			id := fmt.Sprint("c", i)
-			resp, err := e.client.IdempotentUnary(ctx, &testingv1.IdempotentUnaryRequest{Behavior: failing(id, 0, codes.OK), Payload: []byte(id)})
+			resp, err := e.client.IdempotentUnary(ctx, &testingv1.IdempotentUnaryRequest{Behavior: testservice.Failing(id, 0, codes.OK), Payload: []byte(id)})
 			if err != nil {
 				t.Error(err)
 				return

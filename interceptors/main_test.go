@@ -11,7 +11,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/engineeringlabs/grpc-resilience/interceptors"
 	testingv1 "github.com/engineeringlabs/grpc-resilience/proto/gen/grpcresilience/testing/v1"
@@ -137,17 +136,6 @@ func fastRetry(attempts int) *interceptors.RetryPolicy {
 		Jitter:      retry.NoJitter,
 		Budget:      interceptors.NoBudget,
 	}
-}
-
-// failing is a Behavior whose first n attempts fail with code (all when n
-// is negative).
-func failing(id string, n int32, code codes.Code) *testingv1.Behavior {
-	return &testingv1.Behavior{CallId: id, FailAttempts: n, FailCode: uint32(code)}
-}
-
-// sleeping is a Behavior whose first n attempts sleep d (all when n is 0).
-func sleeping(id string, d time.Duration, n int32) *testingv1.Behavior {
-	return &testingv1.Behavior{CallId: id, Sleep: durationpb.New(d), SleepAttempts: n}
 }
 
 // ctxTimeout is a context with a generous deadline for one test call.

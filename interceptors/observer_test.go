@@ -18,6 +18,7 @@ import (
 	"github.com/engineeringlabs/grpc-resilience/interceptors"
 	testingv1 "github.com/engineeringlabs/grpc-resilience/proto/gen/grpcresilience/testing/v1"
 	"github.com/engineeringlabs/grpc-resilience/retry"
+	"github.com/engineeringlabs/grpc-resilience/testservice"
 )
 
 // previousAttempts reads the grpc-previous-rpc-attempts header of an
@@ -103,7 +104,7 @@ func TestObserverRetry(t *testing.T) {
 		return invoker(ctx, method, req, reply, cc, opts...)
 	}
 	e := newEnv(t, nil, c.UnaryClientInterceptor(), inner)
-	b := failing("obs", 2, codes.Unavailable)
+	b := testservice.Failing("obs", 2, codes.Unavailable)
 	b.PushbackMs = "10"
 	if err := unary(ctxTimeout(t, 10*time.Second), e.client, b); err != nil {
 		t.Fatal(err)
@@ -153,9 +154,9 @@ func TestObserverEvents(t *testing.T) {
 		interceptors.WithMethodPolicy(testingv1.TestService_Query_FullMethodName, interceptors.Policy{Hedging: hedging(1, 0)}))
 	e := newEnv(t, nil, c.UnaryClientInterceptor())
 	ctx := ctxTimeout(t, 10*time.Second)
-	_ = unary(ctx, e.client, failing("x", -1, codes.Unavailable)) // 2 attempts, exhausted, opens
-	_ = unary(ctx, e.client, failing("y", -1, codes.Unavailable)) // rejected
-	if err := query(ctx, e.client, sleeping("q", 5*time.Second, 1)); err != nil {
+	_ = unary(ctx, e.client, testservice.Failing("x", -1, codes.Unavailable)) // 2 attempts, exhausted, opens
+	_ = unary(ctx, e.client, testservice.Failing("y", -1, codes.Unavailable)) // rejected
+	if err := query(ctx, e.client, testservice.Sleeping("q", 5*time.Second, 1)); err != nil {
 		t.Fatal(err)
 	}
 	kinds := rec.kinds()
@@ -211,22 +212,22 @@ func TestObserverLimits(t *testing.T) {
 	e := newEnv(t, nil, c.UnaryClientInterceptor())
 	ctx := ctxTimeout(t, 10*time.Second)
 
-	_ = unary(ctx, e.client, failing("denied", -1, codes.Unavailable))
+	_ = unary(ctx, e.client, testservice.Failing("denied", -1, codes.Unavailable))
 	if got := e.svc.Attempts("denied"); got != 1 {
 		t.Errorf("retry under a denying budget: %d attempts, want 1", got)
 	}
-	resp, err := e.client.Query(ctx, &testingv1.QueryRequest{Behavior: sleeping("nohedge", 200*time.Millisecond, 1)})
+	resp, err := e.client.Query(ctx, &testingv1.QueryRequest{Behavior: testservice.Sleeping("nohedge", 200*time.Millisecond, 1)})
 	if err != nil || resp.GetReply().GetAttempt() != 1 || e.svc.Attempts("nohedge") != 1 {
 		t.Errorf("hedge under a denying budget: %v, %v, %d attempts; want the first attempt alone", resp.GetReply(), err, e.svc.Attempts("nohedge"))
 	}
-	_ = idempotentUnary(ctx, e.client, failing("late", -1, codes.Unavailable))
+	_ = idempotentUnary(ctx, e.client, testservice.Failing("late", -1, codes.Unavailable))
 
 	slow := make(chan error, 1)
-	go func() { slow <- idempotentUnary(ctx, e.client, sleeping("slow", 300*time.Millisecond, 0)) }()
+	go func() { slow <- idempotentUnary(ctx, e.client, testservice.Sleeping("slow", 300*time.Millisecond, 0)) }()
 	if err := e.svc.WaitAttempts(ctx, "slow", 1); err != nil {
 		t.Fatal(err)
 	}
-	_ = idempotentUnary(ctx, e.client, failing("shed", 0, codes.OK))
+	_ = idempotentUnary(ctx, e.client, testservice.Failing("shed", 0, codes.OK))
 	if err := <-slow; err != nil {
 		t.Fatal(err)
 	}

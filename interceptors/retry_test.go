@@ -75,9 +75,9 @@ func TestClassificationTable(t *testing.T) {
 				if row.code == codes.OK {
 					n = 0
 				}
-				_, err := e.client.Unary(ctx, &testingv1.UnaryRequest{Behavior: failing("plain", n, row.code)})
+				_, err := e.client.Unary(ctx, &testingv1.UnaryRequest{Behavior: testservice.Failing("plain", n, row.code)})
 				checkRow(t, c, e, "Unary", testingv1.TestService_Unary_FullMethodName, "plain", err, row.code, row.plain.attempts, row.plain.breaker)
-				_, err = e.client.IdempotentUnary(ctx, &testingv1.IdempotentUnaryRequest{Behavior: failing("idem", n, row.code)})
+				_, err = e.client.IdempotentUnary(ctx, &testingv1.IdempotentUnaryRequest{Behavior: testservice.Failing("idem", n, row.code)})
 				checkRow(t, c, e, "IdempotentUnary", testingv1.TestService_IdempotentUnary_FullMethodName, "idem", err, row.code, row.idem.attempts, row.idem.breaker)
 			})
 		}
@@ -192,7 +192,7 @@ func TestPerCallOverrides(t *testing.T) {
 	ctx := ctxTimeout(t, 10*time.Second)
 
 	t.Run("WithMaxAttempts", func(t *testing.T) {
-		_, err := e.client.Unary(ctx, &testingv1.UnaryRequest{Behavior: failing("max", -1, codes.Unavailable)}, interceptors.WithMaxAttempts(2))
+		_, err := e.client.Unary(ctx, &testingv1.UnaryRequest{Behavior: testservice.Failing("max", -1, codes.Unavailable)}, interceptors.WithMaxAttempts(2))
 		if got := e.svc.Attempts("max"); got != 2 {
 			t.Errorf("server saw %d attempts, want 2", got)
 		}
@@ -201,7 +201,7 @@ func TestPerCallOverrides(t *testing.T) {
 		}
 	})
 	t.Run("DisableRetry", func(t *testing.T) {
-		_, err := e.client.Unary(ctx, &testingv1.UnaryRequest{Behavior: failing("off", -1, codes.Unavailable)}, interceptors.DisableRetry())
+		_, err := e.client.Unary(ctx, &testingv1.UnaryRequest{Behavior: testservice.Failing("off", -1, codes.Unavailable)}, interceptors.DisableRetry())
 		if got := e.svc.Attempts("off"); got != 1 {
 			t.Errorf("server saw %d attempts, want 1", got)
 		}
@@ -211,7 +211,7 @@ func TestPerCallOverrides(t *testing.T) {
 	})
 	t.Run("WithAttemptTimeout", func(t *testing.T) {
 		start := time.Now()
-		resp, err := e.client.IdempotentUnary(ctx, &testingv1.IdempotentUnaryRequest{Behavior: sleeping("slow-first", 5*time.Second, 1)},
+		resp, err := e.client.IdempotentUnary(ctx, &testingv1.IdempotentUnaryRequest{Behavior: testservice.Sleeping("slow-first", 5*time.Second, 1)},
 			interceptors.WithAttemptTimeout(100*time.Millisecond))
 		if err != nil {
 			t.Fatal(err)
@@ -226,13 +226,13 @@ func TestPerCallOverrides(t *testing.T) {
 	t.Run("WithIdempotent", func(t *testing.T) {
 		// Unary is not idempotent by its descriptor: declared so, its
 		// attempt timeout is retried.
-		resp, err := e.client.Unary(ctx, &testingv1.UnaryRequest{Behavior: sleeping("declared", 5*time.Second, 1)},
+		resp, err := e.client.Unary(ctx, &testingv1.UnaryRequest{Behavior: testservice.Sleeping("declared", 5*time.Second, 1)},
 			interceptors.WithAttemptTimeout(100*time.Millisecond), interceptors.WithIdempotent(true))
 		if err != nil || resp.GetReply().GetAttempt() != 2 {
 			t.Errorf("got %v, %v; want attempt 2 to answer", resp.GetReply(), err)
 		}
 		// IdempotentUnary declared not idempotent: not retried.
-		_, err = e.client.IdempotentUnary(ctx, &testingv1.IdempotentUnaryRequest{Behavior: sleeping("undeclared", 5*time.Second, 1)},
+		_, err = e.client.IdempotentUnary(ctx, &testingv1.IdempotentUnaryRequest{Behavior: testservice.Sleeping("undeclared", 5*time.Second, 1)},
 			interceptors.WithAttemptTimeout(100*time.Millisecond), interceptors.WithIdempotent(false))
 		checkAttemptTimeout(t, err, 100*time.Millisecond)
 		if got := e.svc.Attempts("undeclared"); got != 1 {
@@ -281,7 +281,7 @@ func TestIdempotency(t *testing.T) {
 			t.Run(tc.name, func(t *testing.T) {
 				c := newPipeline(t, policy(tc.idem))
 				e := newEnv(t, topts, c.UnaryClientInterceptor())
-				err := tc.call(ctxTimeout(t, 10*time.Second), e.client, sleeping(tc.behavior, 5*time.Second, 1))
+				err := tc.call(ctxTimeout(t, 10*time.Second), e.client, testservice.Sleeping(tc.behavior, 5*time.Second, 1))
 				want := 1
 				if tc.retried {
 					want = 2
@@ -326,7 +326,7 @@ func TestNeverPastTheDeadline(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 		defer cancel()
 		deadline, _ := ctx.Deadline()
-		_, err := e.client.Unary(ctx, &testingv1.UnaryRequest{Behavior: failing("dl", -1, codes.Unavailable)})
+		_, err := e.client.Unary(ctx, &testingv1.UnaryRequest{Behavior: testservice.Failing("dl", -1, codes.Unavailable)})
 		returned := time.Now()
 		if err == nil {
 			t.Fatal("call succeeded")
@@ -365,7 +365,7 @@ func TestDeadlineBetweenAttempts(t *testing.T) {
 	e := newEnv(t, nil, c.UnaryClientInterceptor())
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
 	defer cancel()
-	_, err := e.client.IdempotentUnary(ctx, &testingv1.IdempotentUnaryRequest{Behavior: sleeping("caller-dl", 5*time.Second, 0)})
+	_, err := e.client.IdempotentUnary(ctx, &testingv1.IdempotentUnaryRequest{Behavior: testservice.Sleeping("caller-dl", 5*time.Second, 0)})
 	if status.Code(err) != codes.DeadlineExceeded {
 		t.Errorf("err %v, want DEADLINE_EXCEEDED", err)
 	}
@@ -390,8 +390,8 @@ func TestRetryBudgetPerTarget(t *testing.T) {
 	}))
 	e := newEnv(t, nil, c.UnaryClientInterceptor())
 	ctx := ctxTimeout(t, 10*time.Second)
-	_ = unary(ctx, e.client, failing("b1", -1, codes.Unavailable))
-	_ = idempotentUnary(ctx, e.client, failing("b2", -1, codes.Unavailable))
+	_ = unary(ctx, e.client, testservice.Failing("b1", -1, codes.Unavailable))
+	_ = idempotentUnary(ctx, e.client, testservice.Failing("b2", -1, codes.Unavailable))
 	// 4 tokens: b1's first failure leaves 3 (retry), its second 2 (no
 	// more). b2's first failure, on the same bucket, leaves 1: no retry.
 	// With a bucket per method, b2 would have been retried once.

@@ -620,7 +620,7 @@ func TestStreamBreaker(t *testing.T) {
 
 		// A cancelled stream, read to its end.
 		cctx, cancel := context.WithCancel(ctx)
-		st, err := e.client.ServerStream(cctx, &testingv1.ServerStreamRequest{Behavior: sleeping("cancel", time.Minute, 0)})
+		st, err := e.client.ServerStream(cctx, &testingv1.ServerStreamRequest{Behavior: testservice.Sleeping("cancel", time.Minute, 0)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -638,7 +638,7 @@ func TestStreamBreaker(t *testing.T) {
 
 		// Two failing streams open the circuit.
 		for i := range 2 {
-			st, err := e.client.ServerStream(ctx, &testingv1.ServerStreamRequest{Behavior: failing("fail", -1, codes.Internal)})
+			st, err := e.client.ServerStream(ctx, &testingv1.ServerStreamRequest{Behavior: testservice.Failing("fail", -1, codes.Internal)})
 			if err == nil {
 				_, err = recvAll(st.Recv)
 			}
@@ -650,7 +650,7 @@ func TestStreamBreaker(t *testing.T) {
 			t.Fatalf("breaker %v, want open", s)
 		}
 		before := e.svc.TotalAttempts()
-		_, err = e.client.ServerStream(ctx, &testingv1.ServerStreamRequest{Behavior: failing("rejected", 0, codes.OK)})
+		_, err = e.client.ServerStream(ctx, &testingv1.ServerStreamRequest{Behavior: testservice.Failing("rejected", 0, codes.OK)})
 		checkOpen(t, err)
 		if got := e.svc.TotalAttempts(); got != before {
 			t.Errorf("server saw %d attempts while the circuit was open", got-before)
@@ -671,7 +671,7 @@ func TestStreamCancelWithoutReading(t *testing.T) {
 		e := newStreamEnv(t, topts, c.StreamClientInterceptor())
 		ctx := ctxTimeout(t, 10*time.Second)
 		cctx, cancel := context.WithCancel(ctx)
-		if _, err := e.client.ServerStream(cctx, &testingv1.ServerStreamRequest{Behavior: sleeping("walk", time.Minute, 0)}); err != nil {
+		if _, err := e.client.ServerStream(cctx, &testingv1.ServerStreamRequest{Behavior: testservice.Sleeping("walk", time.Minute, 0)}); err != nil {
 			t.Fatal(err)
 		}
 		if err := e.svc.WaitAttempts(ctx, "walk", 1); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	testingv1 "github.com/engineeringlabs/grpc-resilience/proto/gen/grpcresilience/testing/v1"
@@ -25,7 +26,7 @@ func Example() {
 	defer conn.Close()
 	client := testingv1.NewTestServiceClient(conn)
 
-	req := &testingv1.UnaryRequest{Behavior: &testingv1.Behavior{CallId: "c1", FailAttempts: 2}}
+	req := &testingv1.UnaryRequest{Behavior: testservice.Failing("c1", 2, codes.Unavailable)}
 	for range 3 {
 		resp, err := client.Unary(context.Background(), req)
 		if err != nil {

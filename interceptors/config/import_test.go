@@ -12,6 +12,7 @@ import (
 	"github.com/engineeringlabs/grpc-resilience/interceptors/config"
 	configv1 "github.com/engineeringlabs/grpc-resilience/proto/gen/grpcresilience/config/v1"
 	testingv1 "github.com/engineeringlabs/grpc-resilience/proto/gen/grpcresilience/testing/v1"
+	"github.com/engineeringlabs/grpc-resilience/testservice"
 )
 
 // TestImportServiceConfig imports a gRPC service config with retry,
@@ -70,7 +71,7 @@ func TestImportServiceConfig(t *testing.T) {
 	// without pushback.
 	srv, conn := start(t, cfg, nil)
 	client := testingv1.NewTestServiceClient(conn)
-	resp, err := client.Unary(ctxTimeout(t, 10*time.Second), &testingv1.UnaryRequest{Behavior: failing("x", 3, codes.ResourceExhausted)})
+	resp, err := client.Unary(ctxTimeout(t, 10*time.Second), &testingv1.UnaryRequest{Behavior: testservice.Failing("x", 3, codes.ResourceExhausted)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -77,10 +77,10 @@ func testReload(t *testing.T, topts []testservice.Option) {
 
 	// Open the breakers of Unary and IdempotentUnary.
 	for i := range 2 {
-		if _, err := client.Unary(ctx, &testingv1.UnaryRequest{Behavior: failing("u", -1, codes.Internal)}); status.Code(err) != codes.Internal {
+		if _, err := client.Unary(ctx, &testingv1.UnaryRequest{Behavior: testservice.Failing("u", -1, codes.Internal)}); status.Code(err) != codes.Internal {
 			t.Fatalf("Unary %d: %v", i, err)
 		}
-		if _, err := client.IdempotentUnary(ctx, &testingv1.IdempotentUnaryRequest{Behavior: failing("i", -1, codes.Internal)}); status.Code(err) != codes.Internal {
+		if _, err := client.IdempotentUnary(ctx, &testingv1.IdempotentUnaryRequest{Behavior: testservice.Failing("i", -1, codes.Internal)}); status.Code(err) != codes.Internal {
 			t.Fatalf("IdempotentUnary %d: %v", i, err)
 		}
 	}
@@ -130,7 +130,7 @@ func testReload(t *testing.T, topts []testservice.Option) {
 				default:
 				}
 				id := fmt.Sprintf("w%d-%d", w, i)
-				_, err := client.Query(ctx, &testingv1.QueryRequest{Behavior: failing(id, 1, codes.Unavailable)})
+				_, err := client.Query(ctx, &testingv1.QueryRequest{Behavior: testservice.Failing(id, 1, codes.Unavailable)})
 				calls.Add(1)
 				select {
 				case progress <- struct{}{}:
@@ -172,7 +172,7 @@ func testReload(t *testing.T, topts []testservice.Option) {
 		t.Fatalf("Unary's breaker after reload: %p %v, want the same open breaker %p", b, b.State(), unaryBreaker)
 	}
 	seen := svc.Attempts("u")
-	_, err = client.Unary(ctx, &testingv1.UnaryRequest{Behavior: failing("u", -1, codes.Internal)})
+	_, err = client.Unary(ctx, &testingv1.UnaryRequest{Behavior: testservice.Failing("u", -1, codes.Internal)})
 	if !errors.Is(err, resilience.ErrCircuitOpen) {
 		t.Fatalf("Unary after reload: %v, want ErrCircuitOpen", err)
 	}
@@ -186,11 +186,11 @@ func testReload(t *testing.T, topts []testservice.Option) {
 		t.Fatalf("IdempotentUnary's breaker after reload is %v, want closed", b.State())
 	}
 	for i := range 3 {
-		if _, err := client.IdempotentUnary(ctx, &testingv1.IdempotentUnaryRequest{Behavior: failing("i2", -1, codes.Internal)}); status.Code(err) != codes.Internal {
+		if _, err := client.IdempotentUnary(ctx, &testingv1.IdempotentUnaryRequest{Behavior: testservice.Failing("i2", -1, codes.Internal)}); status.Code(err) != codes.Internal {
 			t.Fatalf("IdempotentUnary %d after reload: %v, want the server's INTERNAL", i, err)
 		}
 	}
-	if _, err := client.IdempotentUnary(ctx, &testingv1.IdempotentUnaryRequest{Behavior: failing("i2", -1, codes.Internal)}); !errors.Is(err, resilience.ErrCircuitOpen) {
+	if _, err := client.IdempotentUnary(ctx, &testingv1.IdempotentUnaryRequest{Behavior: testservice.Failing("i2", -1, codes.Internal)}); !errors.Is(err, resilience.ErrCircuitOpen) {
 		t.Fatalf("IdempotentUnary's 4th call after reload: %v, want ErrCircuitOpen", err)
 	}
 }

@@ -71,10 +71,6 @@ func ctxTimeout(t *testing.T, d time.Duration) context.Context {
 	return ctx
 }
 
-func failing(id string, n int32, code codes.Code) *testingv1.Behavior {
-	return &testingv1.Behavior{CallId: id, FailAttempts: n, FailCode: uint32(code)}
-}
-
 // TestRoundTrip loads a file, builds a client and a server from it over
 // bufconn and loopback TCP, and checks each method behaves as configured:
 // the attempts of a retry, the threshold of a breaker, the limit of a
@@ -90,7 +86,7 @@ func TestRoundTrip(t *testing.T) {
 			svc, client := srv.Service(), testingv1.NewTestServiceClient(conn)
 
 			t.Run("retry makes 3 attempts", func(t *testing.T) {
-				_, err := client.Unary(ctxTimeout(t, 10*time.Second), &testingv1.UnaryRequest{Behavior: failing("r", -1, codes.Unavailable)})
+				_, err := client.Unary(ctxTimeout(t, 10*time.Second), &testingv1.UnaryRequest{Behavior: testservice.Failing("r", -1, codes.Unavailable)})
 				if status.Code(err) != codes.Unavailable || !errors.As(err, new(*resilience.RetriesExhaustedError)) {
 					t.Fatalf("err = %v, want UNAVAILABLE matching *RetriesExhaustedError", err)
 				}
@@ -101,12 +97,12 @@ func TestRoundTrip(t *testing.T) {
 
 			t.Run("breaker opens after 2 failures", func(t *testing.T) {
 				for i := range 2 {
-					_, err := client.IdempotentUnary(ctxTimeout(t, 10*time.Second), &testingv1.IdempotentUnaryRequest{Behavior: failing("b", -1, codes.Internal)})
+					_, err := client.IdempotentUnary(ctxTimeout(t, 10*time.Second), &testingv1.IdempotentUnaryRequest{Behavior: testservice.Failing("b", -1, codes.Internal)})
 					if status.Code(err) != codes.Internal {
 						t.Fatalf("call %d: err = %v, want INTERNAL", i, err)
 					}
 				}
-				_, err := client.IdempotentUnary(ctxTimeout(t, 10*time.Second), &testingv1.IdempotentUnaryRequest{Behavior: failing("b", -1, codes.Internal)})
+				_, err := client.IdempotentUnary(ctxTimeout(t, 10*time.Second), &testingv1.IdempotentUnaryRequest{Behavior: testservice.Failing("b", -1, codes.Internal)})
 				if status.Code(err) != codes.Unavailable || !errors.Is(err, resilience.ErrCircuitOpen) {
 					t.Fatalf("third call: err = %v, want UNAVAILABLE matching ErrCircuitOpen", err)
 				}

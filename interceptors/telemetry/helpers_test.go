@@ -19,7 +19,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 
 	"github.com/engineeringlabs/grpc-resilience/interceptors"
 	"github.com/engineeringlabs/grpc-resilience/interceptors/server"
@@ -173,12 +172,6 @@ func fastRetry(attempts int) *interceptors.RetryPolicy {
 		Jitter:      retry.NoJitter,
 		Budget:      interceptors.NoBudget,
 	}
-}
-
-// failing is a Behavior whose first n attempts fail with code (all when n
-// is negative).
-func failing(id string, n int32, code codes.Code) *testingv1.Behavior {
-	return &testingv1.Behavior{CallId: id, FailAttempts: n, FailCode: uint32(code)}
 }
 
 func ctxTimeout(t *testing.T, d time.Duration) context.Context {

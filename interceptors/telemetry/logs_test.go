@@ -11,6 +11,7 @@ import (
 	"github.com/engineeringlabs/grpc-resilience/breaker"
 	"github.com/engineeringlabs/grpc-resilience/interceptors"
 	testingv1 "github.com/engineeringlabs/grpc-resilience/proto/gen/grpcresilience/testing/v1"
+	"github.com/engineeringlabs/grpc-resilience/testservice"
 )
 
 // logLines returns the non-empty lines of the log.
@@ -43,7 +44,7 @@ func TestLogsQuietWhenHealthy(t *testing.T) {
 			if _, err := r.client.Unary(ctx, &testingv1.UnaryRequest{}); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := r.client.Unary(ctx, &testingv1.UnaryRequest{Behavior: failing("once", 1, codes.Unavailable)}); err != nil {
+			if _, err := r.client.Unary(ctx, &testingv1.UnaryRequest{Behavior: testservice.Failing("once", 1, codes.Unavailable)}); err != nil {
 				t.Fatal(err)
 			}
 			lines := logLines(r.logs)
@@ -66,7 +67,7 @@ func TestLogsWarnings(t *testing.T) {
 		Retry:   fastRetry(2),
 		Breaker: &interceptors.BreakerPolicy{Config: breaker.Config{FailureThreshold: 2, Timeout: time.Hour}},
 	}, logLevel: slog.LevelWarn})
-	if _, err := r.client.Unary(ctxTimeout(t, 10*time.Second), &testingv1.UnaryRequest{Behavior: failing("w", -1, codes.Unavailable)}); err == nil {
+	if _, err := r.client.Unary(ctxTimeout(t, 10*time.Second), &testingv1.UnaryRequest{Behavior: testservice.Failing("w", -1, codes.Unavailable)}); err == nil {
 		t.Fatal("call succeeded")
 	}
 	want := []string{

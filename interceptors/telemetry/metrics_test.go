@@ -17,6 +17,7 @@ import (
 	"github.com/engineeringlabs/grpc-resilience/interceptors/server"
 	"github.com/engineeringlabs/grpc-resilience/interceptors/telemetry"
 	testingv1 "github.com/engineeringlabs/grpc-resilience/proto/gen/grpcresilience/testing/v1"
+	"github.com/engineeringlabs/grpc-resilience/testservice"
 )
 
 // find returns the metric called name.
@@ -93,15 +94,15 @@ func TestMetricsScripted(t *testing.T) {
 		Breaker: &interceptors.BreakerPolicy{Config: breaker.Config{FailureThreshold: 3, Timeout: time.Hour}},
 	}})
 	ctx := ctxTimeout(t, 10*time.Second)
-	if _, err := r.client.Unary(ctx, &testingv1.UnaryRequest{Behavior: failing("a", 2, codes.Unavailable)}); err != nil {
+	if _, err := r.client.Unary(ctx, &testingv1.UnaryRequest{Behavior: testservice.Failing("a", 2, codes.Unavailable)}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.client.Unary(ctx, &testingv1.UnaryRequest{Behavior: failing("b", 1, codes.InvalidArgument)}); err == nil {
+	if _, err := r.client.Unary(ctx, &testingv1.UnaryRequest{Behavior: testservice.Failing("b", 1, codes.InvalidArgument)}); err == nil {
 		t.Fatal("call b succeeded")
 	}
 	// a's success and b's answer reset the breaker's count; c's three
 	// consecutive failures open it and c's fourth attempt is rejected.
-	if _, err := r.client.Unary(ctx, &testingv1.UnaryRequest{Behavior: failing("c", -1, codes.Unavailable)}, interceptors.WithMaxAttempts(4)); !errors.Is(err, resilience.ErrCircuitOpen) {
+	if _, err := r.client.Unary(ctx, &testingv1.UnaryRequest{Behavior: testservice.Failing("c", -1, codes.Unavailable)}, interceptors.WithMaxAttempts(4)); !errors.Is(err, resilience.ErrCircuitOpen) {
 		t.Fatalf("call c: %v, want the breaker's rejection", err)
 	}
 	rm := r.collect(t)
@@ -140,7 +141,7 @@ func TestMetricsScripted(t *testing.T) {
 // attempts.
 func TestMetricsRetriesExhausted(t *testing.T) {
 	r := newRig(t, rigConfig{policy: interceptors.Policy{Retry: fastRetry(2)}})
-	if _, err := r.client.Unary(ctxTimeout(t, 10*time.Second), &testingv1.UnaryRequest{Behavior: failing("x", -1, codes.Unavailable)}); err == nil {
+	if _, err := r.client.Unary(ctxTimeout(t, 10*time.Second), &testingv1.UnaryRequest{Behavior: testservice.Failing("x", -1, codes.Unavailable)}); err == nil {
 		t.Fatal("call succeeded")
 	}
 	rm := r.collect(t)

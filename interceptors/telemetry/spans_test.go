@@ -21,6 +21,7 @@ import (
 	"github.com/engineeringlabs/grpc-resilience/interceptors/server"
 	"github.com/engineeringlabs/grpc-resilience/interceptors/telemetry"
 	testingv1 "github.com/engineeringlabs/grpc-resilience/proto/gen/grpcresilience/testing/v1"
+	"github.com/engineeringlabs/grpc-resilience/testservice"
 )
 
 const (
@@ -101,7 +102,7 @@ func TestSpansPerAttempt(t *testing.T) {
 		for _, withOTelGRPC := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s/otelgrpc-client=%t", tr.name, withOTelGRPC), func(t *testing.T) {
 				r := newRig(t, rigConfig{policy: interceptors.Policy{Retry: fastRetry(3)}, clientOTelGRPC: withOTelGRPC, transport: tr.opts})
-				if _, err := r.client.Unary(ctxTimeout(t, 10*time.Second), &testingv1.UnaryRequest{Behavior: failing("c", 2, codes.Unavailable)}); err != nil {
+				if _, err := r.client.Unary(ctxTimeout(t, 10*time.Second), &testingv1.UnaryRequest{Behavior: testservice.Failing("c", 2, codes.Unavailable)}); err != nil {
 					t.Fatal(err)
 				}
 				want := 1 + 3 + 3 // call, attempts, server spans
@@ -126,7 +127,7 @@ func TestAttemptAttributes(t *testing.T) {
 		Retry:   &interceptors.RetryPolicy{MaxAttempts: 2, Backoff: fastRetry(2).Backoff, Jitter: fastRetry(2).Jitter, Budget: interceptors.NoBudget, AttemptTimeout: 5 * time.Second},
 		Breaker: &interceptors.BreakerPolicy{},
 	}})
-	b := failing("p", 1, codes.Unavailable)
+	b := testservice.Failing("p", 1, codes.Unavailable)
 	b.PushbackMs = "3"
 	if _, err := r.client.Unary(ctxTimeout(t, 10*time.Second), &testingv1.UnaryRequest{Behavior: b}); err != nil {
 		t.Fatal(err)
@@ -172,7 +173,7 @@ func TestBreakerRejectionSpan(t *testing.T) {
 		Retry:   fastRetry(3),
 		Breaker: &interceptors.BreakerPolicy{Config: breaker.Config{FailureThreshold: 2, Timeout: time.Hour}},
 	}})
-	_, err := r.client.Unary(ctxTimeout(t, 10*time.Second), &testingv1.UnaryRequest{Behavior: failing("b", -1, codes.Unavailable)})
+	_, err := r.client.Unary(ctxTimeout(t, 10*time.Second), &testingv1.UnaryRequest{Behavior: testservice.Failing("b", -1, codes.Unavailable)})
 	if !errors.Is(err, resilience.ErrCircuitOpen) {
 		t.Fatalf("call error %v, want one matching ErrCircuitOpen", err)
 	}
@@ -250,7 +251,7 @@ func TestHedgeSpans(t *testing.T) {
 	}}})
 	// Sent at once, both attempts fail non-fatally the first time, then
 	// the call fails: two attempt spans, under one call span.
-	_, err := r.client.IdempotentUnary(ctxTimeout(t, 10*time.Second), &testingv1.IdempotentUnaryRequest{Behavior: failing("h", -1, codes.Unavailable)})
+	_, err := r.client.IdempotentUnary(ctxTimeout(t, 10*time.Second), &testingv1.IdempotentUnaryRequest{Behavior: testservice.Failing("h", -1, codes.Unavailable)})
 	if err == nil {
 		t.Fatal("hedged call succeeded, want it to fail")
 	}
