@@ -8,14 +8,14 @@ FUZZTIME ?= 3s
 # Packages that hold fuzz targets, found from the sources.
 FUZZPKGS  = $(sort $(dir $(shell grep -rl --include='*_test.go' '^func Fuzz' . | grep -v '^./bench/')))
 
-.PHONY: examples test unit fuzz-seeds fuzz lint proto proto-check proto-breaking bench bench-lint bench-pkgs bench-test jaeger jaeger-run demo-jaeger demo soak
+.PHONY: examples test unit fuzz-seeds fuzz lint proto proto-check proto-breaking bench bench-lint bench-pkgs bench-test jaeger jaeger-bin demo-jaeger demo soak
 
 ## test: everything a change must pass: unit and integration tests under -race
 ## with goroutine-leak checks, the bench module's tests, the example programs,
 ## then each fuzz target for $(FUZZTIME).
 test: unit bench-test examples fuzz-seeds
 
-unit: jaeger
+unit: jaeger-bin
 	JAEGER_BIN=$(CURDIR)/$(JAEGER_BIN) $(GO) test -race -count=1 -shuffle=on ./...
 
 fuzz-seeds:
@@ -109,21 +109,21 @@ examples:
 demo:
 	$(GO) run ./examples/demo $(DEMO_FLAGS)
 
-## jaeger: build the pinned Jaeger (tools/jaeger/go.mod) into $(JAEGER_BIN),
+## jaeger-bin: build the pinned Jaeger (tools/jaeger/go.mod) into $(JAEGER_BIN),
 ## unless it is newer than tools/jaeger/go.sum; a cold build takes minutes.
 JAEGER_BIN = .cache/jaeger
-jaeger: $(JAEGER_BIN)
+jaeger-bin: $(JAEGER_BIN)
 $(JAEGER_BIN): tools/jaeger/go.mod tools/jaeger/go.sum
 	$(GO) build -modfile=tools/jaeger/go.mod -o $@ github.com/jaegertracing/jaeger/cmd/jaeger
 
-## jaeger-run: run Jaeger in the foreground on loopback with in-memory
+## jaeger: build Jaeger if needed and run it in the foreground on loopback with in-memory
 ## storage (tools/jaeger/config.yaml): OTLP/gRPC on 127.0.0.1:4317, UI and
 ## query API on http://127.0.0.1:16686.
-jaeger-run: jaeger
+jaeger: jaeger-bin
 	$(JAEGER_BIN) --config=file:tools/jaeger/config.yaml
 
 ## demo-jaeger: start Jaeger, run the demo exporting to it, print the URL of
 ## a retried call's trace, keep Jaeger up until Ctrl-C (DEMO_JAEGER_FOR=10m
 ## bounds it).
-demo-jaeger: jaeger
+demo-jaeger: jaeger-bin
 	JAEGER_BIN=$(JAEGER_BIN) GO=$(GO) scripts/demo-jaeger.sh

@@ -37,7 +37,7 @@ import (
 )
 
 // jaegerBinary returns the path of the pinned Jaeger: $JAEGER_BIN when set
-// (`make test` sets it after `make jaeger`), else .cache/jaeger in the
+// (`make test` sets it after `make jaeger-bin`), else .cache/jaeger in the
 // repository, built with tools/jaeger/go.mod when missing or older than its
 // go.sum, as `make jaeger` does. Under -short, with no JAEGER_BIN, the test
 // is skipped instead of building (a cold build takes about ten minutes).

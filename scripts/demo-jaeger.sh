@@ -20,7 +20,7 @@ export JAEGER_QUERY_GRPC=${JAEGER_QUERY_GRPC:-127.0.0.1:16685}
 export JAEGER_HEALTH=${JAEGER_HEALTH:-127.0.0.1:13133}
 
 if [[ ! -x $JAEGER_BIN ]]; then
-  echo "demo-jaeger: $JAEGER_BIN is missing; run 'make jaeger' first" >&2
+  echo "demo-jaeger: $JAEGER_BIN is missing; run 'make jaeger-bin' first" >&2
   exit 1
 fi
 

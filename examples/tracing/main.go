@@ -4,7 +4,7 @@
 //
 // By default it prints the span tree it recorded in process. With -otlp
 // host:port it also exports the spans over OTLP/gRPC, for instance to the
-// Jaeger that `make jaeger-run` starts on 127.0.0.1:4317, and prints the
+// Jaeger that `make jaeger` starts on 127.0.0.1:4317, and prints the
 // trace id to look up.
 package main
 
