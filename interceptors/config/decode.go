@@ -157,9 +157,10 @@ func join(path, field string) string {
 // ident matches the keys that paths spell as fields; others are quoted.
 var ident = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
-// joinKey appends a key of the document, which may be anything, to a path.
+// joinKey appends a key of the document, which may be anything, to a path;
+// a long key is quoted and clipped.
 func joinKey(path, k string) string {
-	if ident.MatchString(k) {
+	if len(k) <= maxQuoted && ident.MatchString(k) {
 		return join(path, k)
 	}
 	return key(path, k)
@@ -167,7 +168,7 @@ func joinKey(path, k string) string {
 
 func index(path string, i int) string { return fmt.Sprintf("%s[%d]", path, i) }
 
-func key(path, k string) string { return fmt.Sprintf("%s[%q]", path, k) }
+func key(path, k string) string { return fmt.Sprintf("%s[%q]", path, clip(k)) }
 
 const durationName = "google.protobuf.Duration"
 

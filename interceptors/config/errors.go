@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // Problem is one thing wrong with a configuration: the field it concerns
@@ -36,7 +37,8 @@ type Error struct {
 }
 
 // Error returns "config: SOURCE: PROBLEM" for one problem, and a first
-// line with the count followed by one indented line per problem for more.
+// line with the count followed by one indented line per problem for more,
+// the first maxListed of them; Problems has them all.
 func (e *Error) Error() string {
 	var b strings.Builder
 	b.WriteString("config: ")
@@ -49,12 +51,19 @@ func (e *Error) Error() string {
 		return b.String()
 	}
 	fmt.Fprintf(&b, "%d problems:", len(e.Problems))
-	for _, p := range e.Problems {
+	for i, p := range e.Problems {
+		if i == maxListed {
+			fmt.Fprintf(&b, "\n\t... and %d more", len(e.Problems)-maxListed)
+			break
+		}
 		b.WriteString("\n\t")
 		b.WriteString(p.String())
 	}
 	return b.String()
 }
+
+// maxListed is how many problems Error lists.
+const maxListed = 100
 
 // problems collects the problems of one load.
 type problems []Problem
@@ -62,7 +71,23 @@ type problems []Problem
 // add records that the value at path is bad, why saying what it must be:
 // "path: value, why".
 func (ps *problems) add(path string, value any, why string) {
-	*ps = append(*ps, Problem{Path: path, Message: fmt.Sprintf("%v, %s", value, why)})
+	*ps = append(*ps, Problem{Path: path, Message: clip(fmt.Sprint(value)) + ", " + why})
+}
+
+// maxQuoted is how much of a bad value or key a problem quotes, in bytes.
+const maxQuoted = 100
+
+// clip shortens s to at most maxQuoted bytes (on a rune boundary) and says
+// how long it was, so that a huge value in a file gives a short error.
+func clip(s string) string {
+	if len(s) <= maxQuoted {
+		return s
+	}
+	cut := maxQuoted
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s...(%d bytes)", s[:cut], len(s))
 }
 
 // addMsg records a problem whose message is not about one value.

@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/types/known/durationpb"
 )
@@ -71,5 +72,44 @@ func TestLoadRefusesWhatIsNotASmallRegularFile(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), path) {
 			t.Errorf("Load(%s) = %v, want an error naming the path and %q", path, err, want)
 		}
+	}
+}
+
+func TestErrorsStayShortForHugeInput(t *testing.T) {
+	huge := strings.Repeat("y", 1<<20)
+	for name, doc := range map[string]string{
+		"value": `{"method_policies": [{"name": [{}], "timeout": "` + huge + `"}]}`,
+		"key":   `{"method_policies": [{"name": [{}], "` + huge + `": 1}]}`,
+	} {
+		_, err := Parse([]byte(doc), FormatJSON)
+		if err == nil {
+			t.Fatalf("%s: no error", name)
+		}
+		if msg := err.Error(); len(msg) > 1000 || !strings.Contains(msg, "...(104857") {
+			t.Errorf("%s: %d-byte error %.200q, want a short one saying how long the value was", name, len(msg), msg)
+		}
+	}
+
+	var ps problems
+	for i := range 250 {
+		ps.add(index("method_policies", i)+".retry.max_attempts", 0, "must be at least 1")
+	}
+	msg := ps.err("f.yaml").Error()
+	if got := strings.Count(msg, "\n\t"); got != maxListed+1 || !strings.Contains(msg, "250 problems:") || !strings.HasSuffix(msg, "... and 150 more") {
+		t.Errorf("error lists %d lines (%.80q ... %q), want the first %d and a count of the rest", got, msg, msg[len(msg)-30:], maxListed)
+	}
+	if len(ps.err("f.yaml").(*Error).Problems) != 250 {
+		t.Error("Problems must keep every problem")
+	}
+}
+
+func TestClipKeepsRunesWhole(t *testing.T) {
+	s := strings.Repeat("é", 80) // 160 bytes
+	got := clip(s)
+	if !utf8.ValidString(got) || !strings.HasSuffix(got, "...(160 bytes)") {
+		t.Errorf("clip = %q", got)
+	}
+	if clip("short") != "short" {
+		t.Error("clip changed a short value")
 	}
 }
