@@ -283,20 +283,27 @@ func TestHedgeSpans(t *testing.T) {
 // for its deadline and inject a fault, and checks the event each leaves on
 // the server span (otelgrpc's, found in the handler's context).
 func TestServerSpanEvents(t *testing.T) {
+	// serverSpanEvent waits for a server span with the event name, looking
+	// again each time another span ends after the first n: a server span
+	// may end a moment after the client has its answer.
 	serverSpanEvent := func(t *testing.T, r *rig, n int, name string) sdktrace.Event {
 		t.Helper()
-		for _, s := range r.spans.wait(t, n) {
-			if s.SpanKind() != trace.SpanKindServer {
-				continue
+		for ; ; n++ {
+			spans, err := r.spans.waitFor(n)
+			if err != nil {
+				t.Fatalf("no server span has a %s event: %v", name, err)
 			}
-			for _, e := range s.Events() {
-				if e.Name == name {
-					return e
+			for _, s := range spans {
+				if s.SpanKind() != trace.SpanKindServer {
+					continue
+				}
+				for _, e := range s.Events() {
+					if e.Name == name {
+						return e
+					}
 				}
 			}
 		}
-		t.Fatalf("no server span has a %s event", name)
-		return sdktrace.Event{}
 	}
 	t.Run("shed", func(t *testing.T) {
 		r := newRig(t, rigConfig{server: server.Config{Bulkhead: server.BulkheadConfig{Limit: 1}}})
