@@ -248,3 +248,25 @@ func dropTime(groups []string, a slog.Attr) slog.Attr {
 	}
 	return a
 }
+
+// hold starts a call that sleeps in the server and returns once the server
+// has it. The returned func cancels the call and waits for it to return;
+// the test's cleanup calls it too.
+func (r *rig) hold(t *testing.T, ctx context.Context) (release func()) {
+	t.Helper()
+	holdCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = r.client.Unary(holdCtx, &testingv1.UnaryRequest{Behavior: testservice.Sleeping("hold", time.Minute, 0)})
+	}()
+	release = func() {
+		cancel()
+		<-done
+	}
+	t.Cleanup(release)
+	if err := r.srv.Service().WaitAttempts(ctx, "hold", 1); err != nil {
+		t.Fatal(err)
+	}
+	return release
+}

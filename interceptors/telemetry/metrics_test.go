@@ -9,7 +9,6 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/protobuf/types/known/durationpb"
 
 	resilience "github.com/engineeringlabs/grpc-resilience"
 	"github.com/engineeringlabs/grpc-resilience/breaker"
@@ -164,16 +163,7 @@ func TestMetricsBulkhead(t *testing.T) {
 	stop := r.tel.ObservePartitioned("server", r.sp.Bulkhead().Partitions())
 	defer stop()
 	ctx := ctxTimeout(t, 10*time.Second)
-	holdCtx, release := context.WithCancel(ctx)
-	defer release()
-	done := make(chan error, 1)
-	go func() {
-		_, err := r.client.Unary(holdCtx, &testingv1.UnaryRequest{Behavior: &testingv1.Behavior{CallId: "hold", Sleep: durationpb.New(time.Minute)}})
-		done <- err
-	}()
-	if err := r.srv.Service().WaitAttempts(ctx, "hold", 1); err != nil {
-		t.Fatal(err)
-	}
+	release := r.hold(t, ctx)
 	if _, err := r.client.Unary(ctx, &testingv1.UnaryRequest{}); !errors.Is(err, resilience.ErrBulkheadFull) {
 		t.Fatalf("second call: %v, want the bulkhead's rejection", err)
 	}
@@ -201,7 +191,6 @@ func TestMetricsBulkhead(t *testing.T) {
 		t.Errorf("bulkhead waits recorded = %d, want 1 (the admitted attempt)", got)
 	}
 	release()
-	<-done
 	stop()
 	rm = r.collect(t)
 	if got := total(t, rm, telemetry.MetricActiveAttempts, unaryMethod); got != 0 {

@@ -1,7 +1,6 @@
 package telemetry_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -13,7 +12,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/durationpb"
 
 	resilience "github.com/engineeringlabs/grpc-resilience"
 	"github.com/engineeringlabs/grpc-resilience/breaker"
@@ -207,23 +205,12 @@ func TestBreakerRejectionSpan(t *testing.T) {
 func TestBulkheadRejectionSpan(t *testing.T) {
 	r := newRig(t, rigConfig{policy: interceptors.Policy{Bulkhead: &interceptors.BulkheadPolicy{Limit: 1}}})
 	ctx := ctxTimeout(t, 10*time.Second)
-	holdCtx, release := context.WithCancel(ctx)
-	defer release()
-	done := make(chan error, 1)
-	go func() {
-		_, err := r.client.Unary(holdCtx, &testingv1.UnaryRequest{Behavior: &testingv1.Behavior{CallId: "hold", Sleep: durationpb.New(time.Minute)}})
-		done <- err
-	}()
-	svc := r.srv.Service()
-	if err := svc.WaitAttempts(ctx, "hold", 1); err != nil {
-		t.Fatal(err)
-	}
+	release := r.hold(t, ctx)
 	_, err := r.client.Unary(ctx, &testingv1.UnaryRequest{Behavior: &testingv1.Behavior{CallId: "rejected"}})
 	if !errors.Is(err, resilience.ErrBulkheadFull) {
 		t.Fatalf("second call error %v, want one matching ErrBulkheadFull", err)
 	}
 	release()
-	<-done
 	spans := r.spans.wait(t, 1+3) // the rejected call; the held call, its attempt and server span
 	var rejected sdktrace.ReadOnlySpan
 	for _, s := range spans {
@@ -237,7 +224,7 @@ func TestBulkheadRejectionSpan(t *testing.T) {
 	if rejected.Status().Code != otelcodes.Error || len(childrenOf(spans, rejected)) != 0 {
 		t.Errorf("rejected call: status %v, %d children; want error, none", rejected.Status(), len(childrenOf(spans, rejected)))
 	}
-	if svc.Attempts("rejected") != 0 {
+	if r.srv.Service().Attempts("rejected") != 0 {
 		t.Errorf("the rejected call reached the server")
 	}
 }
@@ -308,22 +295,12 @@ func TestServerSpanEvents(t *testing.T) {
 	t.Run("shed", func(t *testing.T) {
 		r := newRig(t, rigConfig{server: server.Config{Bulkhead: server.BulkheadConfig{Limit: 1}}})
 		ctx := ctxTimeout(t, 10*time.Second)
-		holdCtx, release := context.WithCancel(ctx)
-		defer release()
-		done := make(chan error, 1)
-		go func() {
-			_, err := r.client.Unary(holdCtx, &testingv1.UnaryRequest{Behavior: &testingv1.Behavior{CallId: "hold", Sleep: durationpb.New(time.Minute)}})
-			done <- err
-		}()
-		if err := r.srv.Service().WaitAttempts(ctx, "hold", 1); err != nil {
-			t.Fatal(err)
-		}
+		release := r.hold(t, ctx)
 		_, err := r.client.Unary(ctx, &testingv1.UnaryRequest{})
 		if status.Code(err) != codes.ResourceExhausted {
 			t.Fatalf("second call: %v, want RESOURCE_EXHAUSTED", err)
 		}
 		release()
-		<-done
 		e := serverSpanEvent(t, r, 4, telemetry.EventShed)
 		if code, _ := attr(e.Attributes, telemetry.AttrRPCStatusCode); code.AsInt64() != int64(codes.ResourceExhausted) {
 			t.Errorf("shed event code %d", code.AsInt64())
