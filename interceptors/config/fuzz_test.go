@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/engineeringlabs/grpc-resilience/interceptors/config"
 )
@@ -61,6 +62,11 @@ func FuzzParse(f *testing.F) {
 
 // isObject reports whether data is one JSON object.
 func isObject(data []byte) bool {
+	// encoding/json accepts invalid UTF-8 (replacing it), but JSON text is
+	// UTF-8 (RFC 8259) and Parse rejects it as a whole, naming no field.
+	if !utf8.Valid(data) {
+		return false
+	}
 	var m map[string]json.RawMessage
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if dec.Decode(&m) != nil || m == nil {
