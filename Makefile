@@ -41,8 +41,10 @@ SOAKTIME ?= 60s
 soak:
 	$(GO) test -race -count=1 -run '^TestSoak$$' -v -timeout 10m ./integration/ -soak.duration=$(SOAKTIME)
 
-## lint: go vet and staticcheck, on the library and on the bench module.
+## lint: go vet and staticcheck, on the library and on the bench module, and
+## a check that go.mod and go.sum are tidy.
 lint: bench-lint
+	$(GO) mod tidy -diff
 	$(GO) vet ./...
 	$(TOOL) staticcheck ./...
 
@@ -91,6 +93,7 @@ bench-test:
 ## bench-lint: go vet and staticcheck on the bench module (the root's lint
 ## does not enter it, being a separate module).
 bench-lint:
+	cd bench && $(GO) mod tidy -diff
 	cd bench && $(GO) vet ./...
 	cd bench && $(GO) tool -modfile=../tools/go.mod staticcheck ./...
 

@@ -17,6 +17,31 @@ var ErrCircuitOpen = errors.New("resilience: circuit open")
 // maximum wait time ran out.
 var ErrBulkheadFull = errors.New("resilience: bulkhead full")
 
+// ErrRateLimited is matched, with [errors.Is], by every error a rate
+// limiter returns when it refuses a call: the error itself is a
+// *[RateLimitedError] that says how long until a permit.
+var ErrRateLimited = errors.New("resilience: rate limited")
+
+// RateLimitedError reports that a rate limiter refused a call, and when the
+// caller may try again. It matches [ErrRateLimited] with [errors.Is].
+type RateLimitedError struct {
+	// RetryAfter is how long until the limiter would grant the permit the
+	// refused call asked for; zero when it cannot say (the request can
+	// never be granted, for example a burst larger than the limiter's).
+	RetryAfter time.Duration
+}
+
+// Error implements the error interface.
+func (e *RateLimitedError) Error() string {
+	if e.RetryAfter <= 0 {
+		return "resilience: rate limited"
+	}
+	return fmt.Sprintf("resilience: rate limited, retry after %v", e.RetryAfter)
+}
+
+// Is reports whether target is [ErrRateLimited].
+func (e *RateLimitedError) Is(target error) bool { return target == ErrRateLimited }
+
 // TimeoutError reports that an operation ran out of its time budget.
 //
 // It matches context.DeadlineExceeded with [errors.Is], so code that only
@@ -56,3 +81,88 @@ func (e *RetriesExhaustedError) Error() string {
 
 // Unwrap returns the last attempt's error.
 func (e *RetriesExhaustedError) Unwrap() error { return e.Err }
+
+// FieldError reports one invalid setting of a configuration: the field's
+// path, its value and why it is invalid. Every Validate method in this
+// module reports its problems as FieldErrors joined with [errors.Join], all
+// at once; callers that present them in their own terms (a config file's
+// key names, say) take them apart with [errors.As] or by unwrapping the
+// joined error, never by reading the message.
+type FieldError struct {
+	// Field is the path of the setting in Go terms, dot-separated from the
+	// type's root, with indexes and keys in brackets: "MaxAttempts",
+	// "Retry.Backoff.Max", "Methods[/pkg.Svc/Get].Hedging.Delay".
+	Field string
+	// Value is the invalid value as it was set.
+	Value any
+	// Reason says what a valid value is, for example "must not be
+	// negative".
+	Reason string
+}
+
+// Error returns "Field: Value: Reason". Strings are quoted and long values
+// cut, so that a hostile value cannot flood a log.
+func (e *FieldError) Error() string {
+	var v string
+	switch x := e.Value.(type) {
+	case string:
+		v = fmt.Sprintf("%q", truncate(x))
+	case fmt.Stringer:
+		v = truncate(x.String())
+	default:
+		v = truncate(fmt.Sprint(x))
+	}
+	return e.Field + ": " + v + ": " + e.Reason
+}
+
+// Prefix returns a copy of e whose Field is prefix.Field, or e itself when
+// prefix is empty; it nests a part's problems under the field that holds
+// the part.
+func (e *FieldError) Prefix(prefix string) *FieldError {
+	if prefix == "" {
+		return e
+	}
+	c := *e
+	switch {
+	case c.Field == "":
+		c.Field = prefix
+	case c.Field[0] == '[':
+		c.Field = prefix + c.Field
+	default:
+		c.Field = prefix + "." + c.Field
+	}
+	return &c
+}
+
+// FieldErrors returns the FieldErrors in err's tree: err itself, the
+// errors it wraps and those it joins, at any depth, in order. Errors of
+// other types are not included.
+func FieldErrors(err error) []*FieldError {
+	var out []*FieldError
+	var walk func(error)
+	walk = func(err error) {
+		switch e := err.(type) {
+		case nil:
+		case *FieldError:
+			out = append(out, e)
+		case interface{ Unwrap() []error }:
+			for _, inner := range e.Unwrap() {
+				walk(inner)
+			}
+		case interface{ Unwrap() error }:
+			walk(e.Unwrap())
+		}
+	}
+	walk(err)
+	return out
+}
+
+// maxValueLen bounds how much of a value FieldError.Error quotes.
+const maxValueLen = 100
+
+func truncate(s string) string {
+	if len(s) <= maxValueLen {
+		return s
+	}
+	return s[:maxValueLen] + "..."
+}

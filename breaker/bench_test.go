@@ -65,7 +65,7 @@ func TestHotPathAllocatesNothing(t *testing.T) {
 	}); n != 0 {
 		t.Errorf("rejection: %v allocs per run, want 0", n)
 	}
-	r := NewRegistry(Config{}, 10)
+	r := NewRegistry(RegistryConfig{MaxBreakers: 10})
 	r.Get("users")
 	if n := testing.AllocsPerRun(1000, func() { r.Get("users") }); n != 0 {
 		t.Errorf("Registry.Get of an existing breaker: %v allocs per run, want 0", n)
@@ -182,7 +182,7 @@ func BenchmarkExecuteOpen(b *testing.B) {
 }
 
 func BenchmarkRegistryGetParallel(b *testing.B) {
-	r := NewRegistry(Config{}, 0)
+	r := NewRegistry(RegistryConfig{})
 	names := []string{"a", "b", "c", "d"}
 	for _, n := range names {
 		r.Get(n)
@@ -191,11 +191,7 @@ func BenchmarkRegistryGetParallel(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		i := 0
 		for pb.Next() {
-			br, err := r.Get(names[i%len(names)])
-			if err != nil {
-				b.Error(err)
-				return
-			}
+			br := r.Get(names[i%len(names)])
 			p, _ := br.Allow()
 			p.Done(Success)
 			i++

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,6 +34,9 @@ type Breaker struct {
 	period    atomic.Pointer[period] // counters of the latest closed period
 	openUntil atomic.Int64           // clock reading at which an auto-open breaker half-opens
 	probes    atomic.Int64           // half-open probes in flight; written under mu only
+	// probeExpiry is the clock reading at which the oldest probe in flight
+	// loses its slot (math.MaxInt64: none); written under mu only.
+	probeExpiry atomic.Int64
 
 	s         settings
 	now       func() time.Duration // monotonic clock, injectable by tests
@@ -45,11 +49,16 @@ type Breaker struct {
 
 	mu             sync.Mutex
 	probeSuccesses int // successful probes in the current half-open generation
-	opens          int // consecutive opens since the breaker last closed
-	transitions    uint64
-	events         []StateChange // undelivered state changes, oldest first from eventHead
-	eventHead      int
-	delivering     bool // a goroutine is delivering events
+	// probeStarts holds the Permit.start of each probe in flight in the
+	// current half-open generation, in the order they were admitted. A
+	// probe's start identifies its slot: a probe whose start is no longer
+	// here lost its slot to ProbeTimeout.
+	probeStarts []time.Duration
+	opens       int // consecutive opens since the breaker last closed
+	transitions uint64
+	events      []StateChange // undelivered state changes, oldest first from eventHead
+	eventHead   int
+	delivering  bool // a goroutine is delivering events
 }
 
 // Layout of Breaker.word.
@@ -104,6 +113,7 @@ func newBreaker(cfg Config, now func() time.Duration) *Breaker {
 	b.errForced = &OpenError{b: b, state: Open, forced: true}
 	b.errProbes = &OpenError{b: b, state: HalfOpen}
 	b.period.Store(b.newPeriod(0))
+	b.probeExpiry.Store(math.MaxInt64)
 	b.word.Store(pack(Closed, Auto, 0))
 	return b
 }
@@ -123,14 +133,16 @@ func (b *Breaker) newPeriod(gen uint64) *period {
 // Permit is the permission [Breaker.Allow] grants to run one call. It is a
 // small value: copy it freely, but record its outcome exactly once, with
 // [Permit.Done], [Permit.DoneDuration] or [Permit.Record]. A half-open probe
-// holds its probe slot until then; recording twice counts the call twice.
+// holds its probe slot until then, or until Config.ProbeTimeout ran out
+// (its outcome is then discarded); recording a closed-state permit twice
+// counts the call twice.
 //
 // The zero Permit belongs to no breaker: its methods do nothing. Its methods
 // are safe for concurrent use.
 type Permit struct {
 	b     *Breaker
 	gen   uint64
-	start time.Duration // clock reading at Allow; set only when slow calls are tracked
+	start time.Duration // clock reading at Allow; set for probes and when slow calls are tracked
 	state State
 }
 
@@ -201,10 +213,12 @@ func (b *Breaker) allowSlow(w uint64) (Permit, error) {
 		case stateOf(w) == Open && b.now() < time.Duration(b.openUntil.Load()):
 			// Still open: the common rejection, lock-free.
 			return b.reject(b.errOpen)
-		case stateOf(w) == HalfOpen && b.probes.Load() >= int64(b.s.maxProbes):
-			// Every slot taken: reject without contending for the lock.
-			// The count may be stale by a probe that just finished; such
-			// a call is rejected as it would have been a moment earlier.
+		case stateOf(w) == HalfOpen && b.probes.Load() >= int64(b.s.maxProbes) &&
+			b.now() < time.Duration(b.probeExpiry.Load()):
+			// Every slot taken, none held past ProbeTimeout: reject
+			// without contending for the lock. The count may be stale by
+			// a probe that just finished; such a call is rejected as it
+			// would have been a moment earlier.
 			return b.reject(b.errProbes)
 		}
 		b.mu.Lock()
@@ -220,14 +234,20 @@ func (b *Breaker) allowSlow(w uint64) (Permit, error) {
 				continue
 			}
 		}
+		now := b.now()
+		if b.probes.Load() >= int64(b.s.maxProbes) {
+			b.reclaimProbesLocked(now)
+		}
 		if b.probes.Load() >= int64(b.s.maxProbes) {
 			b.unlockAndDeliver()
 			return b.reject(b.errProbes)
 		}
+		// A probe always carries its start: it identifies its slot.
+		p := Permit{b: b, gen: genOf(w), state: HalfOpen, start: now}
 		b.probes.Add(1)
-		p := Permit{b: b, gen: genOf(w), state: HalfOpen}
-		if b.s.slowDur > 0 {
-			p.start = b.now()
+		b.probeStarts = append(b.probeStarts, now)
+		if len(b.probeStarts) == 1 {
+			b.probeExpiry.Store(int64(addSat(now, b.s.probeTimeout)))
 		}
 		b.unlockAndDeliver()
 		return p, nil
@@ -325,7 +345,7 @@ func (b *Breaker) apply(p Permit, o Outcome, slow bool, now time.Duration) bool 
 		return false
 	}
 	if p.state == HalfOpen {
-		return b.recordProbe(p.gen, o, slow)
+		return b.recordProbe(p, o, slow)
 	}
 	if modeOf(w) == ForcedClosed || o == Ignored {
 		return true
@@ -384,16 +404,13 @@ func (b *Breaker) trip(gen uint64, r Reason) {
 }
 
 // recordProbe records a half-open probe's outcome; it reports false when the
-// probe's generation is over.
-func (b *Breaker) recordProbe(gen uint64, o Outcome, slow bool) bool {
+// probe's generation is over or its slot was reclaimed.
+func (b *Breaker) recordProbe(p Permit, o Outcome, slow bool) bool {
 	b.mu.Lock()
 	w := b.word.Load()
-	if genOf(w) != gen {
+	if genOf(w) != p.gen || !b.releaseProbeLocked(p.start) {
 		b.mu.Unlock()
 		return false
-	}
-	if b.probes.Load() > 0 {
-		b.probes.Add(-1)
 	}
 	switch {
 	case o == Ignored:
@@ -408,6 +425,46 @@ func (b *Breaker) recordProbe(gen uint64, o Outcome, slow bool) bool {
 	}
 	b.unlockAndDeliver()
 	return true
+}
+
+// releaseProbeLocked frees the slot of the probe that started at start and
+// reports whether the probe still held one.
+func (b *Breaker) releaseProbeLocked(start time.Duration) bool {
+	i := slices.Index(b.probeStarts, start)
+	if i < 0 {
+		return false
+	}
+	b.probeStarts = slices.Delete(b.probeStarts, i, i+1)
+	b.probes.Add(-1)
+	if i == 0 {
+		b.setProbeExpiryLocked()
+	}
+	return true
+}
+
+// reclaimProbesLocked frees the slots of the probes that have held theirs
+// for ProbeTimeout or longer at now. Their outcomes will be discarded.
+func (b *Breaker) reclaimProbesLocked(now time.Duration) {
+	n := 0
+	for n < len(b.probeStarts) && addSat(b.probeStarts[n], b.s.probeTimeout) <= now {
+		n++ // probeStarts is in admission order, so oldest first
+	}
+	if n == 0 {
+		return
+	}
+	b.probeStarts = slices.Delete(b.probeStarts, 0, n)
+	b.probes.Add(-int64(n))
+	b.setProbeExpiryLocked()
+}
+
+// setProbeExpiryLocked publishes when the oldest probe in flight loses its
+// slot.
+func (b *Breaker) setProbeExpiryLocked() {
+	if len(b.probeStarts) == 0 {
+		b.probeExpiry.Store(math.MaxInt64)
+		return
+	}
+	b.probeExpiry.Store(int64(addSat(b.probeStarts[0], b.s.probeTimeout)))
 }
 
 // openLocked opens the breaker in auto mode for the open duration of the
@@ -443,10 +500,13 @@ func (b *Breaker) setLocked(w uint64, s State, m Mode, r Reason, openFor time.Du
 	case Closed:
 		// Published before the word: see apply.
 		b.period.Store(b.newPeriod(gen))
-	case HalfOpen:
-		b.probes.Store(0)
-		b.probeSuccesses = 0
 	}
+	// Probes belong to one half-open generation: a transition ends them
+	// (their outcomes are discarded by the generation check).
+	b.probes.Store(0)
+	b.probeStarts = b.probeStarts[:0]
+	b.probeExpiry.Store(math.MaxInt64)
+	b.probeSuccesses = 0
 	b.word.Store(pack(s, m, gen))
 	b.transitions++
 	if notify && b.s.onStateChange != nil {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"time"
+
+	resilience "github.com/engineeringlabs/grpc-resilience"
 )
 
 // Defaults used for zero fields of [Config].
@@ -33,6 +35,10 @@ const (
 	// its rates count, when Config.MinimumCalls is zero (a count-based
 	// window smaller than that uses its size instead).
 	DefaultMinimumCalls = 10
+	// DefaultProbeTimeout is the least time a half-open probe keeps its
+	// slot when Config.ProbeTimeout is zero: the default is the larger of
+	// the open duration Config.Timeout (its default included) and this.
+	DefaultProbeTimeout = 10 * time.Second
 	// MaxWindowSize is the largest Config.WindowSize.
 	MaxWindowSize = 1 << 20
 	// MaxWindowBuckets is the largest Config.WindowBuckets.
@@ -70,7 +76,7 @@ func (w WindowType) String() string {
 //
 // Every field has a default for its zero value, so Config{} is a working
 // configuration: it opens after 5 consecutive failures, stays open 60s and
-// closes after 2 successful probes, exactly as the seed's example.
+// closes after 2 successful probes.
 //
 // [New] never fails: a field that [Config.Validate] rejects is treated as if
 // it were zero, that is, it gets its default. Call Validate first to catch
@@ -104,6 +110,18 @@ type Config struct {
 	// probe frees its slot when its outcome is recorded. Zero means
 	// SuccessThreshold. Negative values are invalid.
 	MaxHalfOpenProbes int
+
+	// ProbeTimeout bounds how long a half-open probe holds its slot
+	// without its outcome being recorded. A probe slot held longer is
+	// reclaimed, so that a permit lost by its caller (never recorded) cannot
+	// keep a half-open breaker from admitting probes for ever: the next
+	// call takes the slot as a new probe, and the late outcome of the old
+	// one, if it ever comes, is discarded (counted in Metrics.Discarded,
+	// reported with Result.Discarded). Zero means the larger of Timeout
+	// (its default included) and [DefaultProbeTimeout] (10s): 60s for the
+	// zero Config. Negative values are invalid. Set it above the longest
+	// call a probe may legitimately make.
+	ProbeTimeout time.Duration
 
 	// WindowType selects the sliding window: [CountWindow] (the zero value)
 	// or [TimeWindow]. The window is kept only when FailureRateThreshold or
@@ -276,25 +294,30 @@ func ExponentialOpenDuration(initial, ceiling time.Duration, multiplier float64)
 	}
 }
 
-// Validate reports every invalid field of c, each error naming the field
-// and its value, joined with [errors.Join]; nil when c is valid. [New]
-// treats an invalid field as zero, that is, as its default.
+// Validate reports every invalid field of c, each as a
+// *[resilience.FieldError] whose Field is the field's Go name (for example
+// "FailureThreshold"), joined with [errors.Join]; nil when c is valid.
+// [New] treats an invalid field as zero, that is, as its default.
 func (c Config) Validate() error {
 	var errs []error
-	bad := func(field string, value any, must string) {
-		errs = append(errs, fmt.Errorf("breaker: Config.%s: %v, %s", field, value, must))
+	bad := func(field string, value any, reason string) {
+		errs = append(errs, &resilience.FieldError{Field: field, Value: value, Reason: reason})
 	}
+	const notNegative = "must not be negative"
 	if c.FailureThreshold < 0 {
-		bad("FailureThreshold", c.FailureThreshold, "must be at least 0")
+		bad("FailureThreshold", c.FailureThreshold, notNegative)
 	}
 	if c.Timeout < 0 {
-		bad("Timeout", c.Timeout, "must be at least 0")
+		bad("Timeout", c.Timeout, notNegative)
 	}
 	if c.SuccessThreshold < 0 {
-		bad("SuccessThreshold", c.SuccessThreshold, "must be at least 0")
+		bad("SuccessThreshold", c.SuccessThreshold, notNegative)
 	}
 	if c.MaxHalfOpenProbes < 0 {
-		bad("MaxHalfOpenProbes", c.MaxHalfOpenProbes, "must be at least 0")
+		bad("MaxHalfOpenProbes", c.MaxHalfOpenProbes, notNegative)
+	}
+	if c.ProbeTimeout < 0 {
+		bad("ProbeTimeout", c.ProbeTimeout, notNegative)
 	}
 	if c.WindowType > TimeWindow {
 		bad("WindowType", c.WindowType, "must be CountWindow or TimeWindow")
@@ -306,7 +329,7 @@ func (c Config) Validate() error {
 		bad("WindowBuckets", c.WindowBuckets, fmt.Sprintf("must be between 0 and %d", MaxWindowBuckets))
 	}
 	if c.WindowPeriod < 0 {
-		bad("WindowPeriod", c.WindowPeriod, "must be at least 0")
+		bad("WindowPeriod", c.WindowPeriod, notNegative)
 	} else if _, ok := bucketDuration(c.WindowPeriod, c.WindowBuckets); !ok {
 		bad("WindowPeriod", c.WindowPeriod, "must leave each of the WindowBuckets buckets at least 1ns")
 	}
@@ -317,12 +340,12 @@ func (c Config) Validate() error {
 		bad("SlowCallRateThreshold", c.SlowCallRateThreshold, "must be a percentage between 0 and 100")
 	}
 	if c.MinimumCalls < 0 {
-		bad("MinimumCalls", c.MinimumCalls, "must be at least 0")
+		bad("MinimumCalls", c.MinimumCalls, notNegative)
 	} else if c.WindowType == CountWindow && c.MinimumCalls > windowSize(c.WindowSize) {
 		bad("MinimumCalls", c.MinimumCalls, fmt.Sprintf("must be at most WindowSize (%d) for a count-based window", windowSize(c.WindowSize)))
 	}
 	if c.SlowCallDuration < 0 {
-		bad("SlowCallDuration", c.SlowCallDuration, "must be at least 0")
+		bad("SlowCallDuration", c.SlowCallDuration, notNegative)
 	} else if c.SlowCallDuration == 0 && c.SlowCallRateThreshold > 0 {
 		bad("SlowCallDuration", c.SlowCallDuration, "must be positive when SlowCallRateThreshold is set")
 	}
@@ -361,6 +384,7 @@ type settings struct {
 	timeout          time.Duration
 	successThreshold int
 	maxProbes        int
+	probeTimeout     time.Duration
 	windowType       WindowType
 	windowed         bool // a rate threshold is set: keep a window
 	windowSize       int
@@ -400,6 +424,10 @@ func (c Config) settings() settings {
 	s.maxProbes = c.MaxHalfOpenProbes
 	if s.maxProbes <= 0 {
 		s.maxProbes = s.successThreshold
+	}
+	s.probeTimeout = c.ProbeTimeout
+	if s.probeTimeout <= 0 {
+		s.probeTimeout = max(s.timeout, DefaultProbeTimeout)
 	}
 	if c.SlowCallDuration > 0 {
 		s.slowDur = c.SlowCallDuration

@@ -3,62 +3,82 @@ package breaker
 import (
 	"errors"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	resilience "github.com/engineeringlabs/grpc-resilience"
 )
 
 func TestValidate(t *testing.T) {
 	tests := []struct {
 		name string
 		cfg  Config
-		want []string // substrings of the joined error; none: valid
+		want []string // the fields reported, in order; none: valid
 	}{
 		{"zero config", Config{}, nil},
 		{"seed example", Config{FailureThreshold: 5, Timeout: 60 * time.Second, SuccessThreshold: 2}, nil},
-		{"full windowed config", Config{WindowType: TimeWindow, WindowPeriod: time.Minute, WindowBuckets: 60, FailureRateThreshold: 50, SlowCallRateThreshold: 80, SlowCallDuration: time.Second, MinimumCalls: 20, MaxHalfOpenProbes: 3}, nil},
-		{"negative failure threshold", Config{FailureThreshold: -1}, []string{"breaker: Config.FailureThreshold: -1, must be at least 0"}},
-		{"negative timeout", Config{Timeout: -time.Second}, []string{"Config.Timeout: -1s"}},
-		{"negative success threshold", Config{SuccessThreshold: -2}, []string{"Config.SuccessThreshold: -2"}},
-		{"negative probes", Config{MaxHalfOpenProbes: -3}, []string{"Config.MaxHalfOpenProbes: -3"}},
-		{"unknown window type", Config{WindowType: 7}, []string{"Config.WindowType: WindowType(7)"}},
-		{"window too large", Config{WindowSize: MaxWindowSize + 1}, []string{"Config.WindowSize: 1048577"}},
-		{"negative window", Config{WindowSize: -1}, []string{"Config.WindowSize: -1"}},
-		{"too many buckets", Config{WindowBuckets: MaxWindowBuckets + 1}, []string{"Config.WindowBuckets: 65537"}},
-		{"negative period", Config{WindowPeriod: -1}, []string{"Config.WindowPeriod: -1ns"}},
-		{"period shorter than buckets", Config{WindowPeriod: 5, WindowBuckets: 10}, []string{"Config.WindowPeriod: 5ns, must leave each"}},
-		{"rate above 100", Config{FailureRateThreshold: 101}, []string{"Config.FailureRateThreshold: 101"}},
-		{"negative rate", Config{FailureRateThreshold: -0.5}, []string{"Config.FailureRateThreshold: -0.5"}},
-		{"NaN rate", Config{SlowCallRateThreshold: math.NaN(), SlowCallDuration: 1}, []string{"Config.SlowCallRateThreshold: NaN"}},
-		{"negative minimum calls", Config{MinimumCalls: -1}, []string{"Config.MinimumCalls: -1"}},
-		{"minimum above count window", Config{WindowSize: 5, MinimumCalls: 6}, []string{"Config.MinimumCalls: 6, must be at most WindowSize (5)"}},
+		{"full windowed config", Config{WindowType: TimeWindow, WindowPeriod: time.Minute, WindowBuckets: 60, FailureRateThreshold: 50, SlowCallRateThreshold: 80, SlowCallDuration: time.Second, MinimumCalls: 20, MaxHalfOpenProbes: 3, ProbeTimeout: time.Minute}, nil},
+		{"negative failure threshold", Config{FailureThreshold: -1}, []string{"FailureThreshold"}},
+		{"negative timeout", Config{Timeout: -time.Second}, []string{"Timeout"}},
+		{"negative success threshold", Config{SuccessThreshold: -2}, []string{"SuccessThreshold"}},
+		{"negative probes", Config{MaxHalfOpenProbes: -3}, []string{"MaxHalfOpenProbes"}},
+		{"negative probe timeout", Config{ProbeTimeout: -1}, []string{"ProbeTimeout"}},
+		{"unknown window type", Config{WindowType: 7}, []string{"WindowType"}},
+		{"window too large", Config{WindowSize: MaxWindowSize + 1}, []string{"WindowSize"}},
+		{"negative window", Config{WindowSize: -1}, []string{"WindowSize"}},
+		{"too many buckets", Config{WindowBuckets: MaxWindowBuckets + 1}, []string{"WindowBuckets"}},
+		{"negative period", Config{WindowPeriod: -1}, []string{"WindowPeriod"}},
+		{"period shorter than buckets", Config{WindowPeriod: 5, WindowBuckets: 10}, []string{"WindowPeriod"}},
+		{"rate above 100", Config{FailureRateThreshold: 101}, []string{"FailureRateThreshold"}},
+		{"negative rate", Config{FailureRateThreshold: -0.5}, []string{"FailureRateThreshold"}},
+		{"NaN rate", Config{SlowCallRateThreshold: math.NaN(), SlowCallDuration: 1}, []string{"SlowCallRateThreshold"}},
+		{"negative minimum calls", Config{MinimumCalls: -1}, []string{"MinimumCalls"}},
+		{"minimum above count window", Config{WindowSize: 5, MinimumCalls: 6}, []string{"MinimumCalls"}},
 		{"minimum above time window is fine", Config{WindowType: TimeWindow, WindowSize: 5, MinimumCalls: 6}, nil},
-		{"negative slow duration", Config{SlowCallDuration: -1}, []string{"Config.SlowCallDuration: -1ns"}},
-		{"slow rate without duration", Config{SlowCallRateThreshold: 50}, []string{"Config.SlowCallDuration: 0s, must be positive when SlowCallRateThreshold is set"}},
-		{"several errors at once", Config{FailureThreshold: -1, Timeout: -1}, []string{"FailureThreshold: -1", "Timeout: -1ns"}},
+		{"negative slow duration", Config{SlowCallDuration: -1}, []string{"SlowCallDuration"}},
+		{"slow rate without duration", Config{SlowCallRateThreshold: 50}, []string{"SlowCallDuration"}},
+		{"several errors at once", Config{FailureThreshold: -1, Timeout: -1, ProbeTimeout: -1}, []string{"FailureThreshold", "Timeout", "ProbeTimeout"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			err := tt.cfg.Validate()
-			if len(tt.want) == 0 {
-				if err != nil {
-					t.Fatalf("Validate = %v, want nil", err)
-				}
-				return
-			}
-			if err == nil {
-				t.Fatalf("Validate = nil, want %q", tt.want)
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("Validate = %q, want it to contain %q", err, w)
+			fes := resilience.FieldErrors(err)
+			var got []string
+			for _, fe := range fes {
+				got = append(got, fe.Field)
+				if fe.Reason == "" {
+					t.Errorf("%s: no reason", fe.Field)
 				}
 			}
-			if n := strings.Count(err.Error(), "breaker: Config."); n != len(tt.want) {
-				t.Errorf("Validate reported %d errors (%q), want %d", n, err, len(tt.want))
+			if !slices.Equal(got, tt.want) {
+				t.Fatalf("Validate reported fields %q (%v), want %q", got, err, tt.want)
+			}
+			if err != nil && len(errorsUnwrap(err)) != len(fes) {
+				t.Fatalf("Validate = %v: not only FieldErrors", err)
 			}
 		})
 	}
+}
+
+// The value of a FieldError is the field's value as set, typed.
+func TestValidateValues(t *testing.T) {
+	err := Config{Timeout: -time.Second, MinimumCalls: 6, WindowSize: 5}.Validate()
+	fes := resilience.FieldErrors(err)
+	if len(fes) != 2 || fes[0].Value != -time.Second || fes[1].Value != 6 {
+		t.Fatalf("FieldErrors = %+v", fes)
+	}
+	if !strings.Contains(fes[1].Reason, "WindowSize (5)") {
+		t.Errorf("reason %q does not name the limit", fes[1].Reason)
+	}
+}
+
+func errorsUnwrap(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
 }
 
 func TestDefaults(t *testing.T) {
@@ -67,9 +87,13 @@ func TestDefaults(t *testing.T) {
 		cfg   Config
 		check func(s settings) bool
 	}{
-		{"zero config is the seed's example", Config{}, func(s settings) bool {
-			return s.failureThreshold == 5 && s.timeout == 60*time.Second && s.successThreshold == 2 && s.maxProbes == 2 && !s.windowed
+		{"zero config opens after 5, for 60s, closes after 2", Config{}, func(s settings) bool {
+			return s.failureThreshold == 5 && s.timeout == 60*time.Second && s.successThreshold == 2 && s.maxProbes == 2 && !s.windowed && s.probeTimeout == 60*time.Second
 		}},
+		{"probe timeout is at least DefaultProbeTimeout", Config{Timeout: time.Second}, func(s settings) bool { return s.probeTimeout == DefaultProbeTimeout }},
+		{"probe timeout follows a long Timeout", Config{Timeout: 5 * time.Minute}, func(s settings) bool { return s.probeTimeout == 5*time.Minute }},
+		{"explicit probe timeout", Config{ProbeTimeout: time.Second}, func(s settings) bool { return s.probeTimeout == time.Second }},
+		{"negative probe timeout gets the default", Config{ProbeTimeout: -1}, func(s settings) bool { return s.probeTimeout == DefaultTimeout }},
 		{"probes default to the success threshold", Config{SuccessThreshold: 7}, func(s settings) bool { return s.maxProbes == 7 }},
 		{"a rate threshold disables the consecutive default", Config{FailureRateThreshold: 50}, func(s settings) bool {
 			return s.failureThreshold == 0 && s.windowed && s.windowSize == 100 && s.minCalls == 10

@@ -14,7 +14,7 @@
 //
 // # Configuration
 //
-// The seed's configuration reads the same in Go:
+// A breaker is configured with a [Config] whose zero fields take defaults:
 //
 //	b := breaker.New(breaker.Config{
 //		FailureThreshold: 5,                // failures before opening
@@ -53,22 +53,34 @@
 //
 // # Beyond consecutive failures
 //
-// Besides the seed's consecutive-failure threshold, a breaker can watch a
+// Besides the consecutive-failure threshold, a breaker can watch a
 // sliding window, count-based (the last N calls) or time-based (buckets over
 // a period), and open when the failure rate or the slow-call rate in it
 // reaches a threshold once a minimum number of calls was seen. The open
 // duration can grow while probes keep failing ([ExponentialOpenDuration]).
 // Half-open admits a bounded number of concurrent probes and rejects the
-// rest instead of queueing them. A result that arrives after the breaker
-// changed state is discarded (generation counting). The breaker can be
+// rest instead of queueing them; a probe whose outcome is never recorded
+// gives its slot back after [Config.ProbeTimeout]. A result that arrives
+// after the breaker changed state, or after its probe slot was reclaimed,
+// is discarded (generation counting). The breaker can be
 // forced open (isolated), forced closed (disabled) and reset by hand.
 //
 // # Events and metrics
 //
-// [Config.OnStateChange], [Config.OnReject] and [Config.OnResult] report what
-// happens; they are never called while the breaker holds a lock.
-// [Breaker.Metrics] returns a snapshot of counts and rates. A [Registry]
-// keeps a bounded set of named breakers, one per target or method.
+// Events are optional function fields of the Config, named On<Event>:
+// [Config.OnStateChange], [Config.OnReject] and [Config.OnResult] report
+// what happens; nil costs nothing, and they are never called while the
+// breaker holds a lock. [Breaker.Metrics] returns a snapshot of counts and
+// rates.
+//
+// # Many breakers
+//
+// A [Registry] keeps one breaker per name (a target, a service, a method),
+// configured by a [RegistryConfig]. Its state is bounded: it holds at most
+// RegistryConfig.MaxBreakers breakers, evicts idle closed breakers to make
+// room (never an open, half-open or forced one), and sends names that find
+// no room to one shared overflow breaker, reporting both through
+// RegistryConfig.OnEvict and RegistryConfig.OnOverflow.
 //
 // # Performance
 //

@@ -10,7 +10,7 @@ import (
 	"github.com/engineeringlabs/grpc-resilience/breaker"
 )
 
-// The seed's circuit-breaker example: configure, check the state, execute
+// A circuit breaker: configure, check the state, execute
 // with protection and fail fast on an open circuit.
 func Example() {
 	b := breaker.New(breaker.Config{
@@ -105,27 +105,39 @@ func ExampleExponentialOpenDuration() {
 }
 
 // A registry keeps one breaker per name, for example per gRPC method, with
-// a bound on how many.
+// a bound on how many. When it is full, an idle closed breaker makes room
+// for a new name; an open one never does, and a name that finds no room
+// shares the overflow breaker.
 func ExampleRegistry() {
-	r := breaker.NewRegistry(breaker.Config{
-		FailureThreshold: 1,
-		OnStateChange: func(c breaker.StateChange) {
-			fmt.Printf("%s: %v -> %v\n", c.Name, c.From, c.To)
+	r := breaker.NewRegistry(breaker.RegistryConfig{
+		Breaker: breaker.Config{
+			FailureThreshold: 1,
+			OnStateChange: func(c breaker.StateChange) {
+				fmt.Printf("%s: %v -> %v\n", c.Name, c.From, c.To)
+			},
 		},
-	}, 2)
-	users, _ := r.Get("/users.Users/Get")
-	_ = users.Execute(context.Background(), func(context.Context) error { return errors.New("unavailable") })
-	_, _ = r.Get("/orders.Orders/List")
-	if _, err := r.Get("/billing.Billing/Charge"); errors.Is(err, breaker.ErrRegistryFull) {
-		fmt.Println(err)
-	}
+		MaxBreakers: 2,
+		OnEvict:     func(name string) { fmt.Println("evicted", name) },
+		OnOverflow:  func(name string) { fmt.Println("overflow", name) },
+	})
+	ctx := context.Background()
+	users := r.Get("/users.Users/Get")
+	_ = users.Execute(ctx, func(context.Context) error { return errors.New("unavailable") })
+	_ = r.Get("/orders.Orders/List")
+	_ = r.Get("/billing.Billing/Charge") // the idle orders breaker makes room
+	r.Get("/billing.Billing/Charge").ForceOpen()
+	b := r.Get("/audit.Audit/Log") // users is open, billing forced open: no room
+	fmt.Println(b == r.Overflow(), b.Metrics().Name)
 	for name, b := range r.All() {
 		fmt.Println(name, b.State())
 	}
 	// Output:
 	// /users.Users/Get: closed -> open
-	// breaker: registry of at most 2 breakers: breaker: registry full
-	// /orders.Orders/List closed
+	// evicted /orders.Orders/List
+	// /billing.Billing/Charge: closed -> open
+	// overflow /audit.Audit/Log
+	// true (overflow)
+	// /billing.Billing/Charge open
 	// /users.Users/Get open
 }
 
@@ -142,13 +154,16 @@ func ExampleBreaker_ForceOpen() {
 	// closed auto
 }
 
-// Validate names every field New would replace by its default.
+// Validate names every field New would replace by its default, each as a
+// *resilience.FieldError.
 func ExampleConfig_Validate() {
 	err := breaker.Config{FailureThreshold: -1, FailureRateThreshold: 150}.Validate()
-	fmt.Println(err)
+	for _, fe := range resilience.FieldErrors(err) {
+		fmt.Printf("%s = %v: %s\n", fe.Field, fe.Value, fe.Reason)
+	}
 	// Output:
-	// breaker: Config.FailureThreshold: -1, must be at least 0
-	// breaker: Config.FailureRateThreshold: 150, must be a percentage between 0 and 100
+	// FailureThreshold = -1: must not be negative
+	// FailureRateThreshold = 150: must be a percentage between 0 and 100
 }
 
 // Metrics is a snapshot of counts and rates, for dashboards and tests.

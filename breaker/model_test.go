@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ type model struct {
 	failureThreshold int // 0: off
 	successThreshold int
 	maxProbes        int
+	probeTimeout     time.Duration
 	timeout          time.Duration
 	openDuration     func(int) time.Duration
 	timeWindow       bool
@@ -39,6 +41,7 @@ type model struct {
 	opens     int
 	probes    int
 	probeSucc int
+	inFlight  []time.Duration // starts of the probes holding a slot
 
 	successes, failures, ignored, slows, rejections, discarded int
 }
@@ -58,7 +61,7 @@ func (m *model) lazyHalfOpen() {
 	if m.state == Open && m.mode == Auto && m.now >= m.openUntil {
 		m.gen++
 		m.state = HalfOpen
-		m.probes, m.probeSucc = 0, 0
+		m.probes, m.probeSucc, m.inFlight = 0, 0, nil
 	}
 }
 
@@ -73,10 +76,22 @@ func (m *model) allow() (p modelPermit, ok bool, rejState State, forced bool) {
 		return p, false, Open, m.mode == ForcedOpen
 	}
 	if m.probes >= m.maxProbes {
+		// Slots held for ProbeTimeout or longer are free again.
+		var kept []time.Duration
+		for _, st := range m.inFlight {
+			if st+m.probeTimeout > m.now {
+				kept = append(kept, st)
+			}
+		}
+		m.probes -= len(m.inFlight) - len(kept)
+		m.inFlight = kept
+	}
+	if m.probes >= m.maxProbes {
 		m.rejections++
 		return p, false, HalfOpen, false
 	}
 	m.probes++
+	m.inFlight = append(m.inFlight, m.now)
 	return modelPermit{m.gen, HalfOpen, m.now}, true, 0, false
 }
 
@@ -130,6 +145,14 @@ func (m *model) done(p modelPermit, o Outcome, d time.Duration) {
 	if p.gen != m.gen {
 		m.discarded++
 		return
+	}
+	if p.state == HalfOpen {
+		i := slices.Index(m.inFlight, p.start)
+		if i < 0 { // the slot was reclaimed
+			m.discarded++
+			return
+		}
+		m.inFlight = slices.Delete(m.inFlight, i, i+1)
 	}
 	switch o {
 	case Success:
@@ -210,19 +233,22 @@ func modelCases() []modelCase {
 	openDur := func(n int) time.Duration { return table[min(n, len(table))-1] }
 	return []modelCase{
 		{"seed defaults", Config{},
-			model{failureThreshold: 5, successThreshold: 2, maxProbes: 2, timeout: DefaultTimeout}},
+			model{failureThreshold: 5, successThreshold: 2, maxProbes: 2, probeTimeout: DefaultTimeout, timeout: DefaultTimeout}},
 		{"consecutive with adaptive open duration and wide half-open",
 			Config{FailureThreshold: 2, SuccessThreshold: 3, MaxHalfOpenProbes: 5, OpenDuration: openDur},
-			model{failureThreshold: 2, successThreshold: 3, maxProbes: 5, timeout: DefaultTimeout, openDuration: openDur}},
+			model{failureThreshold: 2, successThreshold: 3, maxProbes: 5, probeTimeout: DefaultTimeout, timeout: DefaultTimeout, openDuration: openDur}},
 		{"count window, failure and slow rates",
 			Config{FailureRateThreshold: 50, SlowCallRateThreshold: 60, SlowCallDuration: 2 * time.Second, WindowSize: 6, MinimumCalls: 4, SuccessThreshold: 1, Timeout: 5 * time.Second},
-			model{successThreshold: 1, maxProbes: 1, timeout: 5 * time.Second, windowSize: 6, minCalls: 4, failureRate: 50, slowRate: 60, slowDur: 2 * time.Second, bucketDur: 1}},
+			model{successThreshold: 1, maxProbes: 1, probeTimeout: DefaultProbeTimeout, timeout: 5 * time.Second, windowSize: 6, minCalls: 4, failureRate: 50, slowRate: 60, slowDur: 2 * time.Second, bucketDur: 1}},
 		{"count window and consecutive",
 			Config{FailureThreshold: 3, FailureRateThreshold: 40, WindowSize: 10, MinimumCalls: 5, SlowCallDuration: time.Second, MaxHalfOpenProbes: 2, SuccessThreshold: 2, Timeout: time.Second},
-			model{failureThreshold: 3, successThreshold: 2, maxProbes: 2, timeout: time.Second, windowSize: 10, minCalls: 5, failureRate: 40, slowDur: time.Second, bucketDur: 1}},
+			model{failureThreshold: 3, successThreshold: 2, maxProbes: 2, probeTimeout: DefaultProbeTimeout, timeout: time.Second, windowSize: 10, minCalls: 5, failureRate: 40, slowDur: time.Second, bucketDur: 1}},
+		{"short probe timeout",
+			Config{FailureThreshold: 2, SuccessThreshold: 3, MaxHalfOpenProbes: 2, Timeout: 2 * time.Second, ProbeTimeout: 1500 * time.Millisecond},
+			model{failureThreshold: 2, successThreshold: 3, maxProbes: 2, probeTimeout: 1500 * time.Millisecond, timeout: 2 * time.Second}},
 		{"time window",
 			Config{WindowType: TimeWindow, WindowPeriod: 10 * time.Second, WindowBuckets: 5, FailureRateThreshold: 50, SlowCallRateThreshold: 50, SlowCallDuration: time.Second, MinimumCalls: 3, SuccessThreshold: 2, MaxHalfOpenProbes: 3, Timeout: 4 * time.Second, OpenDuration: openDur},
-			model{successThreshold: 2, maxProbes: 3, timeout: 4 * time.Second, openDuration: openDur, timeWindow: true, bucketDur: 2 * time.Second, buckets: 5, minCalls: 3, failureRate: 50, slowRate: 50, slowDur: time.Second}},
+			model{successThreshold: 2, maxProbes: 3, probeTimeout: DefaultProbeTimeout, timeout: 4 * time.Second, openDuration: openDur, timeWindow: true, bucketDur: 2 * time.Second, buckets: 5, minCalls: 3, failureRate: 50, slowRate: 50, slowDur: time.Second}},
 	}
 }
 

@@ -2,131 +2,216 @@ package breaker
 
 import (
 	"errors"
-	"fmt"
+	"hash/maphash"
 	"iter"
 	"slices"
+	"strings"
 	"sync"
 	"time"
+
+	resilience "github.com/engineeringlabs/grpc-resilience"
+	"github.com/engineeringlabs/grpc-resilience/internal/keycache"
 )
 
-// DefaultMaxBreakers is the bound of a [Registry] created with a
-// maxBreakers of zero or less.
+// DefaultMaxBreakers is the bound of a [Registry] whose
+// RegistryConfig.MaxBreakers is zero.
 const DefaultMaxBreakers = 1024
 
-// ErrRegistryFull is returned, wrapped, by [Registry.Get] when the registry
-// holds its maximum number of breakers and the name is not among them.
-var ErrRegistryFull = errors.New("breaker: registry full")
+// overflowName is the Config.Name of a registry's overflow breaker.
+const overflowName = "(overflow)"
+
+// RegistryConfig configures a [Registry]. It is plain data: [NewRegistry]
+// copies it. Every field has a default for its zero value, so
+// RegistryConfig{} is a working configuration.
+type RegistryConfig struct {
+	// Breaker configures every breaker of the registry, the overflow
+	// breaker included; the registry sets each one's Name to its key. Its
+	// listeners are shared by all the breakers: the events carry the
+	// breaker's name.
+	Breaker Config
+
+	// MaxBreakers bounds the number of named breakers the registry holds.
+	// Zero means [DefaultMaxBreakers] (1024). Negative values are invalid
+	// and treated as zero.
+	MaxBreakers int
+
+	// OnEvict, when not nil, is called with the name of a breaker the
+	// registry dropped to make room for another: one that was closed, in
+	// [Auto] mode, with no probe in flight, and not looked up since the
+	// registry's clock hand last passed it. A later Get of the name
+	// creates a new, closed breaker. It runs on the goroutine of the Get
+	// that made room, after the registry released its lock, so it may
+	// call the registry; it may be called concurrently.
+	OnEvict func(name string)
+
+	// OnOverflow, when not nil, is called with the name a Get could not
+	// give a breaker of its own because the registry was full of breakers
+	// it may not evict; that Get returns the overflow breaker. It runs on
+	// the goroutine of that Get, holding no lock, for every such Get; it
+	// may be called concurrently and must be quick.
+	OnOverflow func(name string)
+}
+
+// Validate reports every invalid field of c, each as a
+// *[resilience.FieldError] ("MaxBreakers", or "Breaker.FailureThreshold"
+// for the fields of Breaker), joined with [errors.Join]; nil when c is
+// valid. [NewRegistry] treats an invalid field as zero.
+func (c RegistryConfig) Validate() error {
+	var errs []error
+	for _, fe := range resilience.FieldErrors(c.Breaker.Validate()) {
+		errs = append(errs, fe.Prefix("Breaker"))
+	}
+	if c.MaxBreakers < 0 {
+		errs = append(errs, &resilience.FieldError{Field: "MaxBreakers", Value: c.MaxBreakers, Reason: "must not be negative"})
+	}
+	return errors.Join(errs...)
+}
 
 // Registry is a bounded set of named breakers that share one [Config], for
-// example one breaker per target, service or method. Create one with
-// [NewRegistry]; the zero value is an empty registry of breakers with the
-// zero Config (every default) and the default bound, [DefaultMaxBreakers].
-// A Registry is safe for concurrent use and must not be copied after first
-// use.
+// example one breaker per target, service or method, whose names may come
+// from the network. Create one with [NewRegistry]; the zero value is an
+// empty registry configured by RegistryConfig{}. A Registry is safe for
+// concurrent use and must not be copied after first use.
 //
-// Looking up an existing breaker takes no lock and allocates nothing;
-// creating one takes the registry's mutex.
+// # Bounded state
+//
+// A Registry holds at most RegistryConfig.MaxBreakers named breakers. When
+// it is full, a new name takes the place of a breaker that is idle: closed
+// in [Auto] mode with no probe in flight, and not looked up since the
+// registry's clock hand last passed it (CLOCK, or second-chance,
+// eviction). An open, half-open or forced breaker is a protection in force
+// and is never evicted. When no breaker can be evicted, [Registry.Get]
+// returns the registry's one overflow breaker, shared by every name that
+// did not get its own, whose Config.Name is "(overflow)"; see
+// [Registry.Overflow]. RegistryConfig.OnEvict and RegistryConfig.OnOverflow
+// report both events.
+//
+// Looking up an existing breaker takes no lock and allocates nothing.
+// Adding one takes the registry's mutex and costs the same whatever the
+// number of breakers.
 type Registry struct {
-	cfg     Config
-	now     func() time.Duration // nil: each breaker gets the real clock
-	max     int                  // guarded by mu
-	errFull error                // built on first refusal; guarded by mu
-
-	breakers sync.Map // string -> *Breaker; written under mu
-	mu       sync.Mutex
-	n        int // number of breakers; guarded by mu
+	cfg  RegistryConfig
+	now  func() time.Duration // nil: each breaker gets the real clock
+	once sync.Once
+	c    *keycache.Cache[string, *Breaker] // set by once
+	over *Breaker                          // set by once
 }
 
-// NewRegistry returns an empty registry whose breakers are configured by
-// cfg, each with Config.Name set to its key, holding at most maxBreakers
-// breakers; zero or less means [DefaultMaxBreakers] (1024). The listeners
-// in cfg are shared by all the breakers: events carry the breaker's name.
-func NewRegistry(cfg Config, maxBreakers int) *Registry {
-	if maxBreakers <= 0 {
-		maxBreakers = DefaultMaxBreakers
-	}
-	return &Registry{cfg: cfg, max: maxBreakers}
+// NewRegistry returns an empty registry configured by cfg. It never fails:
+// a field that [RegistryConfig.Validate] rejects is treated as zero, that
+// is, as its default.
+func NewRegistry(cfg RegistryConfig) *Registry {
+	r := &Registry{cfg: cfg}
+	return r
 }
 
-// Get returns the breaker called name, creating it if it does not exist
-// yet. When the registry is full and holds no breaker of that name, Get
-// returns a nil breaker and an error matching [ErrRegistryFull] (callers
-// usually proceed without a breaker, or with a shared fallback one).
-func (r *Registry) Get(name string) (*Breaker, error) {
-	if b, ok := r.breakers.Load(name); ok {
-		return b.(*Breaker), nil
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	// Created by another goroutine while we waited for the lock?
-	if b, ok := r.breakers.Load(name); ok {
-		return b.(*Breaker), nil
-	}
-	if r.max <= 0 {
-		r.max = DefaultMaxBreakers // the zero Registry; guarded by mu
-	}
-	if r.n >= r.max {
-		if r.errFull == nil {
-			r.errFull = fmt.Errorf("breaker: registry of at most %d breakers: %w", r.max, ErrRegistryFull)
+func (r *Registry) init() {
+	r.once.Do(func() {
+		max := r.cfg.MaxBreakers
+		if max <= 0 {
+			max = DefaultMaxBreakers
 		}
-		return nil, r.errFull
-	}
-	cfg := r.cfg
+		seed := maphash.MakeSeed()
+		var onEvict func(string, *Breaker)
+		if f := r.cfg.OnEvict; f != nil {
+			onEvict = func(name string, _ *Breaker) { f(name) }
+		}
+		r.c = keycache.New(keycache.Config[string, *Breaker]{
+			Max:       max,
+			Hash:      func(s string) uint64 { return maphash.String(seed, s) },
+			Evictable: (*Breaker).Idle,
+			OnEvict:   onEvict,
+		})
+		r.over = r.newBreaker(overflowName)
+	})
+}
+
+func (r *Registry) newBreaker(name string) *Breaker {
+	cfg := r.cfg.Breaker
 	cfg.Name = name
-	var b *Breaker
 	if r.now != nil {
-		b = newBreaker(cfg, r.now)
-	} else {
-		b = New(cfg)
+		return newBreaker(cfg, r.now)
 	}
-	r.breakers.Store(name, b)
-	r.n++
-	return b, nil
+	return New(cfg)
+}
+
+// Idle reports whether the breaker guards nothing at the moment: it is
+// closed in [Auto] mode with no probe in flight, so that replacing it with
+// a new breaker would change no decision but forget its counts. Caches of
+// breakers (such as [Registry]) evict only idle breakers. Unlike
+// [Breaker.State], it never changes the state and takes no lock.
+func (b *Breaker) Idle() bool {
+	w := b.word.Load()
+	return stateOf(w) == Closed && modeOf(w) == Auto && b.probes.Load() == 0
+}
+
+// Get returns the breaker called name, creating it if the registry does not
+// hold it, and marks it used. It never returns nil: when the registry is
+// full and no breaker can be evicted, it calls RegistryConfig.OnOverflow
+// and returns the overflow breaker (see [Registry.Overflow]). Getting an
+// existing breaker takes no lock and allocates nothing.
+func (r *Registry) Get(name string) *Breaker {
+	r.init()
+	if b, ok := r.c.Get(name); ok {
+		return b
+	}
+	if b, ok := r.c.GetOrCreate(name, func() *Breaker { return r.newBreaker(name) }); ok {
+		return b
+	}
+	if f := r.cfg.OnOverflow; f != nil {
+		f(name)
+	}
+	return r.over
+}
+
+// Overflow returns the breaker shared by the names that found the registry
+// full; its Config.Name is "(overflow)". It is never evicted.
+func (r *Registry) Overflow() *Breaker {
+	r.init()
+	return r.over
 }
 
 // Lookup returns the breaker called name, if the registry holds it; it
-// never creates one.
+// never creates one, and does not count as a use of it.
 func (r *Registry) Lookup(name string) (*Breaker, bool) {
-	b, ok := r.breakers.Load(name)
-	if !ok {
-		return nil, false
-	}
-	return b.(*Breaker), true
+	r.init()
+	return r.c.Peek(name)
 }
 
-// Remove drops the breaker called name from the registry, making room for
-// another, and reports whether it was there. Whoever still holds the
-// breaker may keep using it; a later Get creates a new one.
+// Remove drops the breaker called name from the registry, whatever its
+// state, making room for another, and reports whether it was there.
+// Whoever still holds the breaker may keep using it; a later Get creates a
+// new one. RegistryConfig.OnEvict is not called.
 func (r *Registry) Remove(name string) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if _, ok := r.breakers.LoadAndDelete(name); ok {
-		r.n--
-		return true
-	}
-	return false
+	r.init()
+	return r.c.Delete(name)
 }
 
-// Len returns the number of breakers in the registry.
+// Len returns the number of named breakers in the registry, the overflow
+// breaker excluded; it never exceeds the bound.
 func (r *Registry) Len() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.n
+	r.init()
+	return r.c.Len()
 }
 
-// All returns the registry's breakers in the order of their names. It takes
-// a snapshot of the names first: breakers added or removed during the
-// iteration may or may not be seen.
+// All returns the registry's named breakers in the order of their names,
+// the overflow breaker excluded. It takes a snapshot first: breakers added
+// or removed during the iteration may or may not be seen.
 func (r *Registry) All() iter.Seq2[string, *Breaker] {
 	return func(yield func(string, *Breaker) bool) {
-		var names []string
-		r.breakers.Range(func(k, _ any) bool {
-			names = append(names, k.(string))
+		r.init()
+		type kv struct {
+			name string
+			b    *Breaker
+		}
+		var snap []kv
+		r.c.Range(func(k string, v *Breaker) bool {
+			snap = append(snap, kv{k, v})
 			return true
 		})
-		slices.Sort(names)
-		for _, name := range names {
-			if b, ok := r.Lookup(name); ok && !yield(name, b) {
+		slices.SortFunc(snap, func(a, b kv) int { return strings.Compare(a.name, b.name) })
+		for _, e := range snap {
+			if !yield(e.name, e.b) {
 				return
 			}
 		}

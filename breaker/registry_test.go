@@ -1,33 +1,55 @@
 package breaker
 
 import (
-	"errors"
 	"fmt"
+	"slices"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	resilience "github.com/engineeringlabs/grpc-resilience"
 )
+
+// hooks records the registry's events; safe for concurrent use.
+type hooks struct {
+	mu                 sync.Mutex
+	evicted, overflows []string
+}
+
+func (h *hooks) evict(name string) { h.mu.Lock(); h.evicted = append(h.evicted, name); h.mu.Unlock() }
+func (h *hooks) overflow(name string) {
+	h.mu.Lock()
+	h.overflows = append(h.overflows, name)
+	h.mu.Unlock()
+}
+func (h *hooks) lists() (evicted, overflows []string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.evicted), slices.Clone(h.overflows)
+}
+
+// newTestRegistry returns a registry of at most max breakers on a fake
+// clock, recording its events.
+func newTestRegistry(cfg Config, max int) (*Registry, *fakeClock, *hooks) {
+	h := &hooks{}
+	r := NewRegistry(RegistryConfig{Breaker: cfg, MaxBreakers: max, OnEvict: h.evict, OnOverflow: h.overflow})
+	clk := &fakeClock{}
+	r.now = clk.now
+	return r, clk, h
+}
 
 func TestRegistry(t *testing.T) {
 	var names []string
-	r := NewRegistry(Config{FailureThreshold: 1, OnStateChange: func(c StateChange) { names = append(names, c.Name) }}, 2)
-	clk := &fakeClock{}
-	r.now = clk.now
+	r, _, _ := newTestRegistry(Config{FailureThreshold: 1, OnStateChange: func(c StateChange) { names = append(names, c.Name) }}, 2)
 
-	a, err := r.Get("a")
-	if err != nil || a == nil {
-		t.Fatalf("Get(a) = %v, %v", a, err)
-	}
-	if again, _ := r.Get("a"); again != a {
+	a := r.Get("a")
+	if a == nil || r.Get("a") != a {
 		t.Fatal("Get(a) twice returned two breakers")
 	}
-	if _, err := r.Get("b"); err != nil {
-		t.Fatalf("Get(b) = %v", err)
-	}
-	if b, err := r.Get("c"); b != nil || !errors.Is(err, ErrRegistryFull) {
-		t.Fatalf("Get(c) on a full registry = %v, %v; want nil, ErrRegistryFull", b, err)
-	}
-	if got, _ := r.Get("a"); got != a {
-		t.Fatal("a full registry no longer returns its breakers")
+	if b := r.Get("b"); b == nil || b == a || b == r.Overflow() {
+		t.Fatalf("Get(b) = %p", b)
 	}
 	if _, ok := r.Lookup("c"); ok {
 		t.Fatal("Lookup created or found c")
@@ -48,9 +70,9 @@ func TestRegistry(t *testing.T) {
 	if !r.Remove("a") || r.Remove("a") {
 		t.Fatal("Remove(a) must report true once")
 	}
-	c, err := r.Get("c")
-	if err != nil || c == nil {
-		t.Fatalf("Get(c) after a removal = %v, %v", c, err)
+	c := r.Get("c")
+	if c == r.Overflow() {
+		t.Fatal("Get(c) after a removal got the overflow breaker")
 	}
 	var got []string
 	for name, b := range r.All() {
@@ -65,64 +87,207 @@ func TestRegistry(t *testing.T) {
 	for range r.All() {
 		break // stopping early must not panic
 	}
+	if r.Overflow().Metrics().Name != "(overflow)" {
+		t.Fatalf("overflow breaker named %q", r.Overflow().Metrics().Name)
+	}
 }
 
+// A full registry of idle breakers evicts one per new name and stays at
+// its bound.
 func TestRegistryDefaultBound(t *testing.T) {
-	r := NewRegistry(Config{}, 0)
+	r, _, h := newTestRegistry(Config{}, 0)
 	for i := range DefaultMaxBreakers {
-		if _, err := r.Get(fmt.Sprint(i)); err != nil {
-			t.Fatalf("Get #%d: %v", i, err)
+		r.Get(strconv.Itoa(i))
+	}
+	if r.Len() != DefaultMaxBreakers {
+		t.Fatalf("Len = %d, want %d", r.Len(), DefaultMaxBreakers)
+	}
+	if b := r.Get("one more"); b == r.Overflow() {
+		t.Fatal("a registry full of idle breakers sent a new name to the overflow breaker")
+	}
+	evicted, overflows := h.lists()
+	if len(evicted) != 1 || len(overflows) != 0 || r.Len() != DefaultMaxBreakers {
+		t.Fatalf("evicted %v, overflows %v, Len %d", evicted, overflows, r.Len())
+	}
+	if _, ok := r.Lookup(evicted[0]); ok {
+		t.Fatalf("the evicted breaker %s is still there", evicted[0])
+	}
+}
+
+// Each state that guards calls keeps its breaker: open, half-open with a
+// probe in flight, half-open without one, forced open and forced closed.
+// Of the closed breakers, the one looked up since it was added gets a
+// second chance; the idle one is evicted first.
+func TestRegistryEvictsOnlyIdleClosedBreakers(t *testing.T) {
+	r, clk, h := newTestRegistry(Config{FailureThreshold: 1, Timeout: time.Second}, 7)
+	trip := func(name string) *Breaker {
+		b := r.Get(name)
+		mustAllow(t, b).Done(Failure)
+		return b
+	}
+	open := trip("open")
+	probing, halfOpen := trip("probing"), trip("half-open")
+	r.Get("forced-open").ForceOpen()
+	r.Get("forced-closed").ForceClosed()
+	r.Get("used")
+	idle := r.Get("idle")
+	r.Get("used") // a use since the hand last passed
+	clk.advance(time.Second)
+	probe := mustAllow(t, probing) // half-open, probe in flight
+	mustAllow(t, open).Done(Failure)
+	if open.State() != Open || probing.State() != HalfOpen || halfOpen.State() != HalfOpen {
+		t.Fatalf("setup: states %v %v %v", open.State(), probing.State(), halfOpen.State())
+	}
+
+	if b := r.Get("new"); b == r.Overflow() {
+		t.Fatal("the idle breaker did not make room")
+	}
+	if evicted, _ := h.lists(); fmt.Sprint(evicted) != "[idle]" {
+		t.Fatalf("evicted %v, want [idle]: used had a second chance", evicted)
+	}
+	if _, ok := r.Lookup("idle"); ok || idle.State() != Closed {
+		t.Fatal("idle is still in the registry")
+	}
+	// The hand cleared used's mark: it is the next to go.
+	r.Get("newer")
+	if evicted, _ := h.lists(); fmt.Sprint(evicted) != "[idle used]" {
+		t.Fatalf("evicted %v, want [idle used]", evicted)
+	}
+	for _, name := range []string{"open", "probing", "half-open", "forced-open", "forced-closed"} {
+		if _, ok := r.Lookup(name); !ok {
+			t.Errorf("%s was evicted", name)
 		}
 	}
-	if _, err := r.Get("one too many"); !errors.Is(err, ErrRegistryFull) {
-		t.Fatalf("Get beyond the default bound = %v, want ErrRegistryFull", err)
+	// Once new and newer guard calls too, nothing may go.
+	r.Get("new").ForceOpen()
+	trip("newer")
+	if b := r.Get("newest"); b != r.Overflow() {
+		t.Fatal("a registry of protections made room")
+	}
+	if evicted, overflows := h.lists(); len(evicted) != 2 || fmt.Sprint(overflows) != "[newest]" {
+		t.Fatalf("evicted %v, overflows %v", evicted, overflows)
+	}
+	probe.Done(Success)
+}
+
+// A name that finds the registry full of protections gets the shared
+// overflow breaker, which works as a breaker and is reported each time.
+func TestRegistryOverflow(t *testing.T) {
+	var changes []string
+	r, _, h := newTestRegistry(Config{FailureThreshold: 1, OnStateChange: func(c StateChange) { changes = append(changes, c.Name) }}, 1)
+	r.Get("a").ForceOpen()
+	x, y := r.Get("x"), r.Get("y")
+	if x != r.Overflow() || y != x {
+		t.Fatal("names beyond the bound did not share the overflow breaker")
+	}
+	if _, overflows := h.lists(); fmt.Sprint(overflows) != "[x y]" {
+		t.Fatalf("overflows %v, want [x y]", overflows)
+	}
+	mustAllow(t, x).Done(Failure)
+	if mustReject(t, y).Name() != "(overflow)" {
+		t.Fatal("the overflow breaker does not say its name")
+	}
+	if fmt.Sprint(changes) != "[a (overflow)]" {
+		t.Fatalf("state changes of %v", changes)
+	}
+	if r.Len() != 1 {
+		t.Fatalf("Len = %d: the overflow breaker counts", r.Len())
+	}
+	for name := range r.All() {
+		if name != "a" {
+			t.Fatalf("All yielded %q", name)
+		}
 	}
 }
 
-// Concurrent Gets of the same names create one breaker per name and never
-// exceed the bound.
+// Concurrent Gets of many names create one breaker per name held, never
+// exceed the bound, and never return nil.
 func TestRegistryConcurrentGet(t *testing.T) {
-	const bound = 5
-	r := NewRegistry(Config{}, bound)
-	var (
-		mu   sync.Mutex
-		seen = map[string]*Breaker{}
-		full int
-		wg   sync.WaitGroup
-	)
+	const bound, names = 50, 10_000
+	var evictions, overflows atomic.Int64
+	r := NewRegistry(RegistryConfig{
+		MaxBreakers: bound,
+		OnEvict:     func(string) { evictions.Add(1) },
+		OnOverflow:  func(string) { overflows.Add(1) },
+	})
+	var wg sync.WaitGroup
 	for g := range 8 {
 		wg.Go(func() {
-			for i := range 200 {
-				name := fmt.Sprint((g + i) % 10)
-				b, err := r.Get(name)
-				mu.Lock()
-				switch {
-				case errors.Is(err, ErrRegistryFull):
-					full++
-				case err != nil:
-					t.Error(err)
-				case seen[name] == nil:
-					seen[name] = b
-				case seen[name] != b:
-					t.Errorf("two breakers for %s", name)
+			for i := range names {
+				name := strconv.Itoa((g*7919 + i) % names)
+				b := r.Get(name)
+				if b == nil {
+					t.Error("Get returned nil")
+					return
 				}
-				mu.Unlock()
+				if b != r.Overflow() && b.Metrics().Name != name {
+					t.Errorf("Get(%s) returned %s", name, b.Metrics().Name)
+				}
+				if n := r.Len(); n > bound {
+					t.Errorf("Len %d above the bound %d", n, bound)
+				}
 			}
 		})
 	}
 	wg.Wait()
-	if len(seen) != bound || r.Len() != bound || full == 0 {
-		t.Fatalf("%d names got breakers, Len %d, %d refusals; want %d, %d, some", len(seen), r.Len(), full, bound, bound)
+	if r.Len() != bound || evictions.Load() == 0 {
+		t.Fatalf("Len %d, %d evictions; want %d, some", r.Len(), evictions.Load(), bound)
 	}
 }
 
 func TestZeroRegistry(t *testing.T) {
 	var r Registry
-	b, err := r.Get("x")
-	if err != nil || b == nil || b.Metrics().Name != "x" {
-		t.Fatalf("zero Registry Get = %v, %v", b, err)
+	if b := r.Get("x"); b == nil || b.Metrics().Name != "x" {
+		t.Fatalf("zero Registry Get = %v", b)
 	}
 	if r.Len() != 1 {
 		t.Fatalf("Len = %d, want 1", r.Len())
+	}
+}
+
+func TestRegistryConfigValidate(t *testing.T) {
+	if err := (RegistryConfig{}).Validate(); err != nil {
+		t.Fatalf("zero RegistryConfig: %v", err)
+	}
+	err := RegistryConfig{Breaker: Config{FailureThreshold: -1}, MaxBreakers: -1}.Validate()
+	var got []string
+	for _, fe := range resilience.FieldErrors(err) {
+		got = append(got, fe.Field)
+	}
+	if fmt.Sprint(got) != "[Breaker.FailureThreshold MaxBreakers]" {
+		t.Fatalf("fields %v (%v)", got, err)
+	}
+}
+
+// TestIdle checks that only a closed, automatic breaker without probes
+// reports idle, and that asking never changes the state.
+func TestIdle(t *testing.T) {
+	b, clk := newFake(Config{FailureThreshold: 1, Timeout: time.Second, SuccessThreshold: 1})
+	if !b.Idle() {
+		t.Fatal("a new breaker is not idle")
+	}
+	p, _ := b.Allow()
+	p.Done(Failure)
+	if b.Idle() {
+		t.Fatal("an open breaker is idle")
+	}
+	clk.advance(2 * time.Second)
+	if b.Idle() {
+		t.Fatal("an open breaker whose open duration ran out is idle")
+	}
+	if w := b.word.Load(); stateOf(w) != Open {
+		t.Fatalf("Idle changed the state to %v", stateOf(w))
+	}
+	probe, err := b.Allow() // half-opens and takes the probe slot
+	if err != nil || b.State() != HalfOpen || b.Idle() {
+		t.Fatalf("half-open with a probe: err %v, state %v, idle %v", err, b.State(), b.Idle())
+	}
+	probe.Done(Success) // closes
+	if !b.Idle() {
+		t.Fatalf("closed again after the probe, state %v: not idle", b.State())
+	}
+	b.ForceClosed()
+	if b.Idle() {
+		t.Fatal("a forced-closed breaker is idle")
 	}
 }

@@ -41,8 +41,8 @@ func TestRealClockInSynctestBubble(t *testing.T) {
 // A registry's breakers get the real clock too.
 func TestRegistryRealClockInSynctestBubble(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		r := NewRegistry(Config{FailureThreshold: 1, Timeout: time.Second}, 1)
-		b, _ := r.Get("x")
+		r := NewRegistry(RegistryConfig{Breaker: Config{FailureThreshold: 1, Timeout: time.Second}, MaxBreakers: 1})
+		b := r.Get("x")
 		p, _ := b.Allow()
 		p.Done(Failure)
 		time.Sleep(time.Second)

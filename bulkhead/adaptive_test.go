@@ -45,7 +45,7 @@ func (h *runningHeap) Pop() any {
 // the limit, and returns the limit at every release from settleAfter on.
 func simulate(s Strategy, initial int, srv server, d, settleAfter time.Duration) []int {
 	clk := &fakeClock{t: t0}
-	b := New(initial, WithAdaptive(s), withClock(clk.now))
+	b := newWithClock(Config{Limit: initial, Strategy: s}, clk.now)
 	var inService runningHeap
 	var limits []int
 	for clk.t.Sub(t0) < d {

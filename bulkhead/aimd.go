@@ -1,9 +1,6 @@
 package bulkhead
 
-import (
-	"fmt"
-	"time"
-)
+import "time"
 
 // AIMDConfig configures an [AIMD] strategy. The zero value selects every
 // default.
@@ -22,24 +19,18 @@ type AIMDConfig struct {
 	Timeout time.Duration
 }
 
-// Validate reports the first field that [NewAIMD] would replace by its
-// default because it is out of range; zero fields are valid (they select the
-// defaults). The error names the field and the bad value.
+// Validate reports every field that [NewAIMD] would replace by its default
+// because it is out of range, each as a *[resilience.FieldError] whose
+// Field is the field's name, joined with [errors.Join]; nil when c is
+// valid. Zero fields are valid: they select the defaults.
 func (c AIMDConfig) Validate() error {
-	switch {
-	case c.MinLimit < 0:
-		return fmt.Errorf("bulkhead: AIMDConfig.MinLimit: %d, must be at least 0", c.MinLimit)
-	case c.MaxLimit < 0:
-		return fmt.Errorf("bulkhead: AIMDConfig.MaxLimit: %d, must be at least 0", c.MaxLimit)
-	case c.BackoffRatio != 0 && !inRange(c.BackoffRatio, 0, 1, false):
-		return fmt.Errorf("bulkhead: AIMDConfig.BackoffRatio: %v, must be in (0, 1)", c.BackoffRatio)
-	case c.Timeout < 0:
-		return fmt.Errorf("bulkhead: AIMDConfig.Timeout: %v, must be at least 0", c.Timeout)
-	}
-	if _, hi := limits(c.MinLimit, c.MaxLimit); c.MinLimit > hi {
-		return fmt.Errorf("bulkhead: AIMDConfig.MinLimit: %d, must not exceed MaxLimit (%d)", c.MinLimit, hi)
-	}
-	return nil
+	var p problems
+	p.check(c.MinLimit >= 0, "MinLimit", c.MinLimit, "must be at least 0")
+	p.check(c.MaxLimit >= 0, "MaxLimit", c.MaxLimit, "must be at least 0")
+	p.check(c.BackoffRatio == 0 || inRange(c.BackoffRatio, 0, 1, false), "BackoffRatio", c.BackoffRatio, "must be in (0, 1)")
+	p.check(c.Timeout >= 0, "Timeout", c.Timeout, "must be at least 0")
+	p.checkMinMax(c.MinLimit, c.MaxLimit)
+	return p.err()
 }
 
 // AIMD is a loss-based [Strategy], after TCP congestion avoidance and

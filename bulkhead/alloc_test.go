@@ -16,9 +16,9 @@ func TestHotPathAllocatesNothing(t *testing.T) {
 	defer cancel()
 	nop := func(context.Context) error { return nil }
 	plain := New(4)
-	adaptive := New(4, WithAdaptive(NewGradient(GradientConfig{})), WithLimitListener(func(int, int) {}))
-	aimd := New(4, WithAdaptive(NewAIMD(AIMDConfig{})))
-	parts := NewPartitioned(4, func(string) *Bulkhead { return New(4) })
+	adaptive := NewFromConfig(Config{Limit: 4, Strategy: NewGradient(GradientConfig{}), OnLimitChange: func(int, int) {}})
+	aimd := NewFromConfig(Config{Limit: 4, Strategy: NewAIMD(AIMDConfig{})})
+	parts := NewPartitioned(PartitionedConfig{MaxKeys: 4, New: func(string) *Bulkhead { return New(4) }})
 	tests := []struct {
 		name string
 		fn   func()

@@ -35,7 +35,7 @@ func BenchmarkAcquireParallel(b *testing.B) {
 }
 
 func BenchmarkAcquireAdaptive(b *testing.B) {
-	bh := New(10, WithAdaptive(NewGradient(GradientConfig{})))
+	bh := NewFromConfig(Config{Limit: 10, Strategy: NewGradient(GradientConfig{})})
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
@@ -102,7 +102,7 @@ func BenchmarkExecuteParallel(b *testing.B) {
 }
 
 func BenchmarkExecutePartitionedParallel(b *testing.B) {
-	p := NewPartitioned(16, func(string) *Bulkhead { return New(1 << 20) })
+	p := NewPartitioned(PartitionedConfig{MaxKeys: 16, New: func(string) *Bulkhead { return New(1 << 20) }})
 	ctx := context.Background()
 	fn := func(context.Context) error { return nil }
 	b.ReportAllocs()

@@ -13,25 +13,26 @@ import (
 // Bulkhead bounds the number of executions that run at once.
 //
 // It admits up to its limit of concurrent holders of a [Permit]. A caller
-// that finds every slot taken waits in a FIFO queue if [WithQueue] left room
-// in it, and is otherwise rejected at once with [resilience.ErrBulkheadFull].
-// With [WithAdaptive] the limit follows a [Strategy].
+// that finds every slot taken waits in a FIFO queue if [Config].Queue left
+// room in it, and is otherwise rejected at once with
+// [resilience.ErrBulkheadFull]. With a [Config].Strategy the limit adapts.
 //
 // Most callers should use [Bulkhead.Execute]. [Bulkhead.Acquire] and its
 // non-blocking twin [Bulkhead.TryAcquire] suit work that does not fit in one
 // function call.
 //
-// A Bulkhead is safe for concurrent use. Create it with [New]; the zero value
-// is a bulkhead with a limit of 0 that rejects every call.
+// A Bulkhead is safe for concurrent use. Create it with [NewFromConfig], or
+// with the shorthand [New]; the zero value is a bulkhead with a limit of 0
+// that rejects every call.
 type Bulkhead struct {
-	// Settings, fixed by New.
+	// Settings, fixed by NewFromConfig.
 	maxQueue int
 	maxWait  time.Duration
 	strategy Strategy
 	classify func(error) Outcome
 	onReject func(Rejection)
 	onLimit  func(oldLimit, newLimit int)
-	now      func() time.Time
+	now      func() time.Time // nil only in the zero Bulkhead, which has no strategy
 
 	mu       sync.Mutex
 	limit    int
@@ -53,32 +54,6 @@ type slot struct {
 	gen      uint64
 	start    time.Time // admission time; set only when a strategy needs it
 	inFlight int       // permits held when this one was admitted, itself included
-}
-
-// New returns a bulkhead that admits at most limit executions at once.
-//
-// A limit below 0 is treated as 0, which admits nothing. Without options, a
-// call that finds every slot taken is rejected at once with
-// [resilience.ErrBulkheadFull]; see [WithQueue], [WithMaxWait],
-// [WithAdaptive], [WithClassifier], [WithRejectListener] and
-// [WithLimitListener] for the rest. New never fails; nil options are ignored.
-func New(limit int, opts ...Option) *Bulkhead {
-	b := &Bulkhead{limit: max(limit, 0)}
-	for _, o := range opts {
-		if o != nil {
-			o(b)
-		}
-	}
-	if b.now == nil {
-		b.now = time.Now
-	}
-	if b.classify == nil {
-		b.classify = OutcomeOf
-	}
-	if b.strategy != nil {
-		b.limit = max(b.strategy.Init(b.limit), 1)
-	}
-	return b
 }
 
 // Permit is the right to run one execution in a [Bulkhead], handed out by
@@ -146,7 +121,7 @@ func (o Outcome) String() string {
 }
 
 // OutcomeOf is the classification [Bulkhead.Execute] applies to its
-// function's error unless [WithClassifier] replaces it:
+// function's error unless [Config].Classify replaces it:
 //   - nil is [OutcomeSuccess];
 //   - an error matching [context.Canceled] is [OutcomeIgnored]: the caller
 //     gave up, the service did nothing wrong;
@@ -173,8 +148,8 @@ func OutcomeOf(err error) Outcome {
 //
 // When a slot is free and nobody is queued, Acquire returns at once. When
 // every slot is taken, it returns [resilience.ErrBulkheadFull] at once if
-// the wait queue is full (by default it has no room), and otherwise waits in
-// FIFO order. A waiter that has waited the maximum wait time ([WithMaxWait])
+// the wait queue ([Config].Queue) is full (by default it has no room), and
+// otherwise waits in FIFO order. A waiter that has waited [Config].MaxWait
 // without getting a slot gets [resilience.ErrBulkheadFull].
 //
 // If ctx is done before the call or while it waits, Acquire returns
@@ -182,7 +157,7 @@ func OutcomeOf(err error) Outcome {
 // waiter at the moment it gave up goes on to the next waiter. A done ctx wins
 // even over a free slot.
 //
-// Rejections are counted and reported to the reject listener; cancellations
+// Rejections are counted and reported to [Config].OnReject; cancellations
 // are counted as canceled. Acquire allocates nothing unless it has to wait.
 func (b *Bulkhead) Acquire(ctx context.Context) (Permit, error) {
 	done := ctx.Done()
@@ -291,7 +266,7 @@ func (b *Bulkhead) TryAcquire() (Permit, bool) {
 // when rejected, ctx.Err() when ctx is done first.
 //
 // fn gets ctx unchanged. The permit is released when fn returns, with the
-// outcome the classifier ([WithClassifier], by default [OutcomeOf]) gives
+// outcome the classifier ([Config].Classify, by default [OutcomeOf]) gives
 // fn's error. If fn panics, the permit is released as [OutcomeIgnored] and
 // the panic goes on. Execute allocates nothing unless it has to wait.
 func (b *Bulkhead) Execute(ctx context.Context, fn func(ctx context.Context) error) error {
@@ -363,7 +338,7 @@ func (r RejectReason) String() string {
 	return "RejectReason(" + strconv.Itoa(int(r)) + ")"
 }
 
-// Rejection describes one rejected call to a reject listener.
+// Rejection describes one rejected call to [Config].OnReject.
 type Rejection struct {
 	// Reason says why the call was rejected.
 	Reason RejectReason
@@ -380,7 +355,7 @@ func (b *Bulkhead) rejectLocked(reason RejectReason, waited time.Duration) Rejec
 	return Rejection{Reason: reason, Limit: b.limit, InFlight: b.inFlight, Waiting: b.waiters.n, Waited: waited}
 }
 
-// notifyReject calls the reject listener; the caller must not hold b.mu.
+// notifyReject calls the OnReject hook; the caller must not hold b.mu.
 func (b *Bulkhead) notifyReject(r Rejection) {
 	if b.onReject != nil {
 		b.onReject(r)

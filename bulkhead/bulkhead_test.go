@@ -51,7 +51,7 @@ func recv[T any](t *testing.T, ch <-chan T) T {
 func TestNewRejectsAtOnceWhenFull(t *testing.T) {
 	tests := []struct {
 		limit   int
-		opts    []Option
+		queue   int
 		admit   int
 		wantLim int
 	}{
@@ -59,13 +59,16 @@ func TestNewRejectsAtOnceWhenFull(t *testing.T) {
 		{limit: 1, admit: 1, wantLim: 1},
 		{limit: 0, admit: 0, wantLim: 0},
 		{limit: -5, admit: 0, wantLim: 0},
-		{limit: 2, opts: []Option{WithQueue(-3), nil}, admit: 2, wantLim: 2},
+		{limit: 2, queue: -3, admit: 2, wantLim: 2},
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprint(tt.limit), func(t *testing.T) {
 			var rejections []Rejection
-			opts := append(tt.opts, WithRejectListener(func(r Rejection) { rejections = append(rejections, r) }))
-			b := New(tt.limit, opts...)
+			b := NewFromConfig(Config{
+				Limit:    tt.limit,
+				Queue:    tt.queue,
+				OnReject: func(r Rejection) { rejections = append(rejections, r) },
+			})
 			ctx := context.Background()
 			for i := range tt.admit {
 				if _, err := b.Acquire(ctx); err != nil {
@@ -147,7 +150,7 @@ func TestTryAcquire(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rejected := 0
-			b := New(tt.limit, WithRejectListener(func(Rejection) { rejected++ }))
+			b := NewFromConfig(Config{Limit: tt.limit, OnReject: func(Rejection) { rejected++ }})
 			for range tt.held {
 				b.TryAcquire()
 			}
@@ -172,7 +175,7 @@ func TestTryAcquire(t *testing.T) {
 
 func TestTryAcquireDoesNotOvertakeWaiters(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		b := New(1, WithQueue(1))
+		b := NewFromConfig(Config{Limit: 1, Queue: 1})
 		holder, _ := b.TryAcquire()
 		w := goAcquire(context.Background(), b)
 		holder.Release() // the slot goes to the waiter, not to TryAcquire
@@ -204,7 +207,7 @@ func TestAcquireWithDoneContextFails(t *testing.T) {
 func TestQueueIsFIFO(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const n = 6
-		b := New(1, WithQueue(n))
+		b := NewFromConfig(Config{Limit: 1, Queue: n})
 		first, _ := b.TryAcquire()
 		order := make(chan int, n)
 		var wg sync.WaitGroup
@@ -242,7 +245,7 @@ func TestQueueIsFIFO(t *testing.T) {
 func TestQueueFullRejectsAtOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var rejections []Rejection
-		b := New(1, WithQueue(1), WithRejectListener(func(r Rejection) { rejections = append(rejections, r) }))
+		b := NewFromConfig(Config{Limit: 1, Queue: 1, OnReject: func(r Rejection) { rejections = append(rejections, r) }})
 		p, _ := b.TryAcquire()
 		ctx := context.Background()
 		waiting := goAcquire(ctx, b)
@@ -283,8 +286,8 @@ func TestMaxWaitBoundsTheWait(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				var rejections []Rejection
-				b := New(1, WithQueue(1), WithMaxWait(maxWait),
-					WithRejectListener(func(r Rejection) { rejections = append(rejections, r) }))
+				b := NewFromConfig(Config{Limit: 1, Queue: 1, MaxWait: maxWait,
+					OnReject: func(r Rejection) { rejections = append(rejections, r) }})
 				holder, _ := b.TryAcquire()
 				var wg sync.WaitGroup
 				if tt.releaseAt > 0 {
@@ -335,7 +338,7 @@ func TestCancelWhileWaitingLeavesBulkheadUnchanged(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				b := New(1, WithQueue(3))
+				b := NewFromConfig(Config{Limit: 1, Queue: 3})
 				holder, _ := b.TryAcquire()
 				ctx, cancel := tt.ctx()
 				defer cancel()
@@ -382,7 +385,7 @@ func TestCancelWhileWaitingLeavesBulkheadUnchanged(t *testing.T) {
 func TestCancelRacingGrantHandsSlotOn(t *testing.T) {
 	for i := range 50 {
 		synctest.Test(t, func(t *testing.T) {
-			b := New(1, WithQueue(2))
+			b := NewFromConfig(Config{Limit: 1, Queue: 2})
 			holder, _ := b.TryAcquire()
 			ctx, cancel := context.WithCancel(context.Background())
 			a := goAcquire(ctx, b)
@@ -414,7 +417,7 @@ func TestMaxWaitRacingGrant(t *testing.T) {
 	for i := range 50 {
 		synctest.Test(t, func(t *testing.T) {
 			const maxWait = 10 * time.Millisecond
-			b := New(1, WithQueue(1), WithMaxWait(maxWait))
+			b := NewFromConfig(Config{Limit: 1, Queue: 1, MaxWait: maxWait})
 			holder, _ := b.TryAcquire()
 			a := goAcquire(context.Background(), b)
 			advance(maxWait) // the timer and this goroutine wake together
@@ -459,7 +462,7 @@ func TestExecute(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rec := &recorder{}
-			b := New(1, WithAdaptive(rec))
+			b := NewFromConfig(Config{Limit: 1, Strategy: rec})
 			type key struct{}
 			ctx := context.WithValue(context.Background(), key{}, "v")
 			var ran bool
@@ -511,7 +514,7 @@ func TestExecuteRejectedDoesNotRunFn(t *testing.T) {
 
 func TestExecuteReleasesOnPanic(t *testing.T) {
 	rec := &recorder{}
-	b := New(1, WithAdaptive(rec))
+	b := NewFromConfig(Config{Limit: 1, Strategy: rec})
 	func() {
 		defer func() {
 			if r := recover(); r != "boom" {
@@ -528,14 +531,14 @@ func TestExecuteReleasesOnPanic(t *testing.T) {
 	}
 }
 
-func TestWithClassifier(t *testing.T) {
+func TestClassify(t *testing.T) {
 	rec := &recorder{}
-	b := New(1, WithAdaptive(rec), WithClassifier(func(err error) Outcome {
+	b := NewFromConfig(Config{Limit: 1, Strategy: rec, Classify: func(err error) Outcome {
 		if err != nil {
 			return OutcomeDropped
 		}
 		return OutcomeIgnored
-	}))
+	}})
 	_ = b.Execute(context.Background(), func(context.Context) error { return nil })
 	_ = b.Execute(context.Background(), func(context.Context) error { return errors.New("x") })
 	want := []Sample{{InFlight: 1, Dropped: true}}
@@ -544,23 +547,23 @@ func TestWithClassifier(t *testing.T) {
 	}
 }
 
-func TestAdaptiveSamplesAndLimitListener(t *testing.T) {
+func TestAdaptiveSamplesAndOnLimitChange(t *testing.T) {
 	clk := &fakeClock{t: time.Unix(1000, 0)}
 	rec := &recorder{limits: []int{5, 1, 3}}
 	type change struct{ old, new int }
 	var changes []change
 	var b *Bulkhead
-	b = New(2, WithAdaptive(rec), withClock(clk.now), WithLimitListener(func(o, n int) {
-		// Listeners run without the lock: taking it must not block.
+	b = newWithClock(Config{Limit: 2, Strategy: rec, OnLimitChange: func(o, n int) {
+		// Hooks run without the lock: taking it must not block.
 		if !b.mu.TryLock() {
-			t.Error("limit listener called with the lock held")
+			t.Error("OnLimitChange called with the lock held")
 		} else {
 			b.mu.Unlock()
 		}
 		changes = append(changes, change{o, n})
-	}))
+	}}, clk.now)
 	if rec.initial != 2 {
-		t.Errorf("Init got %d, want New's limit 2", rec.initial)
+		t.Errorf("Init got %d, want the Config's limit 2", rec.initial)
 	}
 	if got := b.Metrics().Limit; got != 7 {
 		t.Fatalf("limit after Init = %d, want 7 (what Init returned)", got)
@@ -594,7 +597,7 @@ func TestAdaptiveSamplesAndLimitListener(t *testing.T) {
 
 func TestAdaptiveLimitClampedToOne(t *testing.T) {
 	rec := &recorder{initLimit: -4, limits: []int{0}}
-	b := New(3, WithAdaptive(rec))
+	b := NewFromConfig(Config{Limit: 3, Strategy: rec})
 	if got := b.Metrics().Limit; got != 1 {
 		t.Fatalf("limit after Init returned -4 = %d, want 1", got)
 	}
@@ -608,7 +611,7 @@ func TestAdaptiveLimitClampedToOne(t *testing.T) {
 func TestRaisedLimitWakesWaiters(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		rec := &recorder{initLimit: 1, limits: []int{3}}
-		b := New(1, WithAdaptive(rec), WithQueue(5))
+		b := NewFromConfig(Config{Limit: 1, Strategy: rec, Queue: 5})
 		holder, _ := b.TryAcquire()
 		x := goAcquire(context.Background(), b)
 		y := goAcquire(context.Background(), b)
@@ -684,7 +687,7 @@ func (r *recorder) stripped() []Sample {
 	return out
 }
 
-// fakeClock is a manual clock for the bulkhead's withClock hook.
+// fakeClock is a manual clock for newWithClock.
 type fakeClock struct{ t time.Time }
 
 func (c *fakeClock) now() time.Time          { return c.t }

@@ -64,14 +64,17 @@ func ExampleBulkhead_TryAcquire() {
 	// after release: true
 }
 
-func ExampleWithQueue() {
-	bh := bulkhead.New(1,
-		bulkhead.WithQueue(8),                     // up to 8 callers may wait, first come first served
-		bulkhead.WithMaxWait(10*time.Millisecond), // for at most 10ms each
-		bulkhead.WithRejectListener(func(r bulkhead.Rejection) {
+// A queue lets callers wait for a slot instead of being rejected at once;
+// OnReject hears of every rejection.
+func ExampleNewFromConfig() {
+	bh := bulkhead.NewFromConfig(bulkhead.Config{
+		Limit:   1,
+		Queue:   8,                     // up to 8 callers may wait, first come first served
+		MaxWait: 10 * time.Millisecond, // for at most 10ms each
+		OnReject: func(r bulkhead.Rejection) {
 			fmt.Printf("rejected: %v after %v\n", r.Reason, r.Waited)
-		}),
-	)
+		},
+	})
 	p, _ := bh.TryAcquire()
 	defer p.Release()
 
@@ -82,27 +85,16 @@ func ExampleWithQueue() {
 	// resilience: bulkhead full
 }
 
-func ExampleNewPartitioned() {
-	// One bulkhead of 5 per tenant, for at most 2 tenants; the others share
-	// the overflow partition.
-	perTenant := bulkhead.NewPartitioned(2, func(tenant string) *bulkhead.Bulkhead {
-		return bulkhead.New(5)
-	})
-	a, b, c := perTenant.Get("acme"), perTenant.Get("globex"), perTenant.Get("initech")
-	fmt.Println(a == perTenant.Get("acme"), a == b)
-	fmt.Println(c == perTenant.Overflow(), perTenant.Len())
-	// Output:
-	// true false
-	// true 2
-}
-
-func ExampleWithAdaptive() {
-	bh := bulkhead.New(20,
-		bulkhead.WithAdaptive(bulkhead.NewAIMD(bulkhead.AIMDConfig{MinLimit: 5, MaxLimit: 100})),
-		bulkhead.WithLimitListener(func(oldLimit, newLimit int) {
+// With a Strategy the limit adapts to what the executions experience;
+// OnLimitChange hears of every change.
+func ExampleConfig_adaptive() {
+	bh := bulkhead.NewFromConfig(bulkhead.Config{
+		Limit:    20,
+		Strategy: bulkhead.NewAIMD(bulkhead.AIMDConfig{MinLimit: 5, MaxLimit: 100}),
+		OnLimitChange: func(oldLimit, newLimit int) {
 			fmt.Printf("limit %d -> %d\n", oldLimit, newLimit)
-		}),
-	)
+		},
+	})
 	p, _ := bh.TryAcquire()
 	p.ReleaseWith(bulkhead.OutcomeDropped) // the service shed the call: back off
 	p.ReleaseWith(bulkhead.OutcomeDropped) // a second release does nothing
@@ -123,15 +115,27 @@ func ExampleNewGradient() {
 		MaxLimit: 500,
 		Window:   500 * time.Millisecond,
 	})
-	bh := bulkhead.New(50, bulkhead.WithAdaptive(g))
+	bh := bulkhead.NewFromConfig(bulkhead.Config{Limit: 50, Strategy: g})
 	fmt.Println(bh.Metrics().Limit)
 	// Output:
 	// 50
+}
+
+// Validate reports every value NewFromConfig would have to clamp, each as a
+// *resilience.FieldError.
+func ExampleConfig_Validate() {
+	err := bulkhead.Config{Limit: -1, Queue: -2}.Validate()
+	for _, fe := range resilience.FieldErrors(err) {
+		fmt.Println(fe.Field, fe.Value)
+	}
+	// Output:
+	// Limit -1
+	// Queue -2
 }
 
 func ExampleAIMDConfig_Validate() {
 	err := bulkhead.AIMDConfig{BackoffRatio: 1.5}.Validate()
 	fmt.Println(err)
 	// Output:
-	// bulkhead: AIMDConfig.BackoffRatio: 1.5, must be in (0, 1)
+	// BackoffRatio: 1.5: must be in (0, 1)
 }

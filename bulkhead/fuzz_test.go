@@ -120,11 +120,11 @@ func FuzzPermitSequence(f *testing.F) {
 	f.Add(uint8(5), true, []byte{0, 0, 0, 0, 0, 0, 3, 7, 11, 2, 0, 0, 5, 9})
 	f.Fuzz(func(t *testing.T, limit uint8, adaptive bool, ops []byte) {
 		clk := &fakeClock{t: t0}
-		opts := []Option{withClock(clk.now)}
+		cfg := Config{Limit: int(limit)}
 		if adaptive {
-			opts = append(opts, WithAdaptive(NewAIMD(AIMDConfig{MaxLimit: 8, Timeout: 3 * time.Millisecond})))
+			cfg.Strategy = NewAIMD(AIMDConfig{MaxLimit: 8, Timeout: 3 * time.Millisecond})
 		}
-		b := New(int(limit), opts...)
+		b := newWithClock(cfg, clk.now)
 		var permits []Permit
 		live := map[int]bool{}
 		for _, op := range ops {

@@ -1,7 +1,6 @@
 package bulkhead
 
 import (
-	"fmt"
 	"math"
 	"time"
 )
@@ -40,32 +39,22 @@ type GradientConfig struct {
 	LongWindow int
 }
 
-// Validate reports the first field that [NewGradient] would replace by its
-// default because it is out of range; zero fields are valid (they select the
-// defaults). The error names the field and the bad value.
+// Validate reports every field that [NewGradient] would replace by its
+// default because it is out of range, each as a *[resilience.FieldError]
+// whose Field is the field's name, joined with [errors.Join]; nil when c is
+// valid. Zero fields are valid: they select the defaults.
 func (c GradientConfig) Validate() error {
-	switch {
-	case c.MinLimit < 0:
-		return fmt.Errorf("bulkhead: GradientConfig.MinLimit: %d, must be at least 0", c.MinLimit)
-	case c.MaxLimit < 0:
-		return fmt.Errorf("bulkhead: GradientConfig.MaxLimit: %d, must be at least 0", c.MaxLimit)
-	case c.Smoothing != 0 && !inRange(c.Smoothing, 0, 1, true):
-		return fmt.Errorf("bulkhead: GradientConfig.Smoothing: %v, must be in (0, 1]", c.Smoothing)
-	case c.Tolerance != 0 && !(c.Tolerance >= 1 && !math.IsInf(c.Tolerance, 1)):
-		return fmt.Errorf("bulkhead: GradientConfig.Tolerance: %v, must be finite and at least 1", c.Tolerance)
-	case c.QueueSize < 0:
-		return fmt.Errorf("bulkhead: GradientConfig.QueueSize: %d, must be at least 0", c.QueueSize)
-	case c.Window < 0:
-		return fmt.Errorf("bulkhead: GradientConfig.Window: %v, must be at least 0", c.Window)
-	case c.WindowSamples < 0:
-		return fmt.Errorf("bulkhead: GradientConfig.WindowSamples: %d, must be at least 0", c.WindowSamples)
-	case c.LongWindow < 0:
-		return fmt.Errorf("bulkhead: GradientConfig.LongWindow: %d, must be at least 0", c.LongWindow)
-	}
-	if _, hi := limits(c.MinLimit, c.MaxLimit); c.MinLimit > hi {
-		return fmt.Errorf("bulkhead: GradientConfig.MinLimit: %d, must not exceed MaxLimit (%d)", c.MinLimit, hi)
-	}
-	return nil
+	var p problems
+	p.check(c.MinLimit >= 0, "MinLimit", c.MinLimit, "must be at least 0")
+	p.check(c.MaxLimit >= 0, "MaxLimit", c.MaxLimit, "must be at least 0")
+	p.check(c.Smoothing == 0 || inRange(c.Smoothing, 0, 1, true), "Smoothing", c.Smoothing, "must be in (0, 1]")
+	p.check(c.Tolerance == 0 || (c.Tolerance >= 1 && !math.IsInf(c.Tolerance, 1)), "Tolerance", c.Tolerance, "must be finite and at least 1")
+	p.check(c.QueueSize >= 0, "QueueSize", c.QueueSize, "must be at least 0")
+	p.check(c.Window >= 0, "Window", c.Window, "must be at least 0")
+	p.check(c.WindowSamples >= 0, "WindowSamples", c.WindowSamples, "must be at least 0")
+	p.check(c.LongWindow >= 0, "LongWindow", c.LongWindow, "must be at least 0")
+	p.checkMinMax(c.MinLimit, c.MaxLimit)
+	return p.err()
 }
 
 // Gradient is a latency-based [Strategy] after Netflix concurrency-limits'

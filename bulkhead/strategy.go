@@ -1,22 +1,27 @@
 package bulkhead
 
 import (
+	"errors"
+	"fmt"
 	"math"
 	"time"
+
+	resilience "github.com/engineeringlabs/grpc-resilience"
 )
 
 // Strategy computes a [Bulkhead]'s concurrency limit from what its
-// executions experience. [WithAdaptive] installs one; [AIMD] and [Gradient]
-// are the ones this package provides.
+// executions experience. [Config].Strategy installs one; [AIMD] and
+// [Gradient] are the ones this package provides.
 //
 // The bulkhead calls a Strategy with its own lock held, one call at a time,
 // so an implementation needs no locking but must be fast, must not block and
 // must not call the bulkhead. A Strategy keeps state and belongs to a single
 // bulkhead.
 type Strategy interface {
-	// Init is called once, by New, with the limit given to New. It returns
-	// the limit the bulkhead starts with, typically initial clamped into the
-	// strategy's bounds.
+	// Init is called once, by [NewFromConfig], with [Config].Limit (0 for
+	// a negative one). It returns the limit the bulkhead starts with,
+	// typically initial clamped into the strategy's bounds; below 1 counts
+	// as 1.
 	Init(initial int) int
 	// Update records one finished execution and returns the new limit.
 	// Executions released as [OutcomeIgnored] are not reported.
@@ -79,3 +84,23 @@ func inRange(f, lo, hi float64, closed bool) bool {
 	}
 	return f > lo && f < hi
 }
+
+// problems collects the FieldErrors of a Validate method.
+type problems []error
+
+// check records a problem with field unless ok.
+func (p *problems) check(ok bool, field string, value any, reason string) {
+	if !ok {
+		*p = append(*p, &resilience.FieldError{Field: field, Value: value, Reason: reason})
+	}
+}
+
+// checkMinMax records a MinLimit above the MaxLimit in effect.
+func (p *problems) checkMinMax(minLimit, maxLimit int) {
+	if _, hi := limits(minLimit, maxLimit); minLimit > hi {
+		p.check(false, "MinLimit", minLimit, fmt.Sprintf("must not exceed MaxLimit (%d)", hi))
+	}
+}
+
+// err joins the problems; nil when there are none.
+func (p problems) err() error { return errors.Join(p...) }

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	resilience "github.com/engineeringlabs/grpc-resilience"
 )
 
 var t0 = time.Unix(1_000_000, 0)
@@ -288,26 +290,30 @@ func TestConfigValidate(t *testing.T) {
 	}{
 		{"AIMD zero", AIMDConfig{}.Validate(), ""},
 		{"AIMD full", AIMDConfig{MinLimit: 2, MaxLimit: 20, BackoffRatio: 0.5, Timeout: time.Second}.Validate(), ""},
-		{"AIMD MinLimit", AIMDConfig{MinLimit: -1}.Validate(), "bulkhead: AIMDConfig.MinLimit: -1, must be at least 0"},
-		{"AIMD MaxLimit", AIMDConfig{MaxLimit: -2}.Validate(), "bulkhead: AIMDConfig.MaxLimit: -2, must be at least 0"},
-		{"AIMD ratio 1", AIMDConfig{BackoffRatio: 1}.Validate(), "bulkhead: AIMDConfig.BackoffRatio: 1, must be in (0, 1)"},
-		{"AIMD ratio NaN", AIMDConfig{BackoffRatio: math.NaN()}.Validate(), "bulkhead: AIMDConfig.BackoffRatio: NaN, must be in (0, 1)"},
-		{"AIMD Timeout", AIMDConfig{Timeout: -time.Second}.Validate(), "bulkhead: AIMDConfig.Timeout: -1s, must be at least 0"},
-		{"AIMD Min above Max", AIMDConfig{MinLimit: 30, MaxLimit: 20}.Validate(), "bulkhead: AIMDConfig.MinLimit: 30, must not exceed MaxLimit (20)"},
-		{"AIMD Min above default Max", AIMDConfig{MinLimit: 2000}.Validate(), "bulkhead: AIMDConfig.MinLimit: 2000, must not exceed MaxLimit (1000)"},
+		{"AIMD MinLimit", AIMDConfig{MinLimit: -1}.Validate(), "MinLimit: -1: must be at least 0"},
+		{"AIMD MaxLimit", AIMDConfig{MaxLimit: -2}.Validate(), "MaxLimit: -2: must be at least 0"},
+		{"AIMD ratio 1", AIMDConfig{BackoffRatio: 1}.Validate(), "BackoffRatio: 1: must be in (0, 1)"},
+		{"AIMD ratio NaN", AIMDConfig{BackoffRatio: math.NaN()}.Validate(), "BackoffRatio: NaN: must be in (0, 1)"},
+		{"AIMD Timeout", AIMDConfig{Timeout: -time.Second}.Validate(), "Timeout: -1s: must be at least 0"},
+		{"AIMD Min above Max", AIMDConfig{MinLimit: 30, MaxLimit: 20}.Validate(), "MinLimit: 30: must not exceed MaxLimit (20)"},
+		{"AIMD Min above default Max", AIMDConfig{MinLimit: 2000}.Validate(), "MinLimit: 2000: must not exceed MaxLimit (1000)"},
 		{"Gradient zero", GradientConfig{}.Validate(), ""},
 		{"Gradient full", GradientConfig{MinLimit: 1, MaxLimit: 9, Smoothing: 1, Tolerance: 1.5, QueueSize: 3,
 			Window: time.Second, WindowSamples: 3, LongWindow: 10}.Validate(), ""},
-		{"Gradient MinLimit", GradientConfig{MinLimit: -1}.Validate(), "bulkhead: GradientConfig.MinLimit: -1, must be at least 0"},
-		{"Gradient MaxLimit", GradientConfig{MaxLimit: -1}.Validate(), "bulkhead: GradientConfig.MaxLimit: -1, must be at least 0"},
-		{"Gradient Smoothing", GradientConfig{Smoothing: 1.5}.Validate(), "bulkhead: GradientConfig.Smoothing: 1.5, must be in (0, 1]"},
-		{"Gradient Tolerance", GradientConfig{Tolerance: 0.5}.Validate(), "bulkhead: GradientConfig.Tolerance: 0.5, must be finite and at least 1"},
-		{"Gradient Tolerance Inf", GradientConfig{Tolerance: math.Inf(1)}.Validate(), "bulkhead: GradientConfig.Tolerance: +Inf, must be finite and at least 1"},
-		{"Gradient QueueSize", GradientConfig{QueueSize: -1}.Validate(), "bulkhead: GradientConfig.QueueSize: -1, must be at least 0"},
-		{"Gradient Window", GradientConfig{Window: -time.Millisecond}.Validate(), "bulkhead: GradientConfig.Window: -1ms, must be at least 0"},
-		{"Gradient WindowSamples", GradientConfig{WindowSamples: -1}.Validate(), "bulkhead: GradientConfig.WindowSamples: -1, must be at least 0"},
-		{"Gradient LongWindow", GradientConfig{LongWindow: -1}.Validate(), "bulkhead: GradientConfig.LongWindow: -1, must be at least 0"},
-		{"Gradient Min above Max", GradientConfig{MinLimit: 5, MaxLimit: 4}.Validate(), "bulkhead: GradientConfig.MinLimit: 5, must not exceed MaxLimit (4)"},
+		{"Gradient MinLimit", GradientConfig{MinLimit: -1}.Validate(), "MinLimit: -1: must be at least 0"},
+		{"Gradient MaxLimit", GradientConfig{MaxLimit: -1}.Validate(), "MaxLimit: -1: must be at least 0"},
+		{"Gradient Smoothing", GradientConfig{Smoothing: 1.5}.Validate(), "Smoothing: 1.5: must be in (0, 1]"},
+		{"Gradient Tolerance", GradientConfig{Tolerance: 0.5}.Validate(), "Tolerance: 0.5: must be finite and at least 1"},
+		{"Gradient Tolerance Inf", GradientConfig{Tolerance: math.Inf(1)}.Validate(), "Tolerance: +Inf: must be finite and at least 1"},
+		{"Gradient QueueSize", GradientConfig{QueueSize: -1}.Validate(), "QueueSize: -1: must be at least 0"},
+		{"Gradient Window", GradientConfig{Window: -time.Millisecond}.Validate(), "Window: -1ms: must be at least 0"},
+		{"Gradient WindowSamples", GradientConfig{WindowSamples: -1}.Validate(), "WindowSamples: -1: must be at least 0"},
+		{"Gradient LongWindow", GradientConfig{LongWindow: -1}.Validate(), "LongWindow: -1: must be at least 0"},
+		{"Gradient Min above Max", GradientConfig{MinLimit: 5, MaxLimit: 4}.Validate(), "MinLimit: 5: must not exceed MaxLimit (4)"},
+		{"AIMD every problem", AIMDConfig{MinLimit: -1, MaxLimit: -1, BackoffRatio: 2, Timeout: -1}.Validate(),
+			"MinLimit: -1: must be at least 0\nMaxLimit: -1: must be at least 0\nBackoffRatio: 2: must be in (0, 1)\nTimeout: -1ns: must be at least 0"},
+		{"Gradient every problem", GradientConfig{MinLimit: 9, MaxLimit: 3, Smoothing: 2, QueueSize: -1}.Validate(),
+			"Smoothing: 2: must be in (0, 1]\nQueueSize: -1: must be at least 0\nMinLimit: 9: must not exceed MaxLimit (3)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -317,6 +323,10 @@ func TestConfigValidate(t *testing.T) {
 			}
 			if got != tt.want {
 				t.Errorf("Validate() = %q, want %q", got, tt.want)
+			}
+			// Every problem is a *resilience.FieldError.
+			if n := len(resilience.FieldErrors(tt.err)); n != strings.Count(tt.want, "\n")+min(len(tt.want), 1) {
+				t.Errorf("%d FieldErrors in %q", n, got)
 			}
 		})
 	}

@@ -25,7 +25,7 @@ func TestStress(t *testing.T) {
 		goroutines = 300
 		rounds     = 40
 	)
-	b := New(limit, WithQueue(256), WithMaxWait(5*time.Millisecond))
+	b := NewFromConfig(Config{Limit: limit, Queue: 256, MaxWait: 5 * time.Millisecond})
 
 	var (
 		cur, high, over atomic.Int64
@@ -136,7 +136,7 @@ func TestStress(t *testing.T) {
 // still drain to zero.
 func TestStressAdaptive(t *testing.T) {
 	const maxLimit = 6
-	b := New(3, WithQueue(16), WithAdaptive(NewAIMD(AIMDConfig{MaxLimit: maxLimit})))
+	b := NewFromConfig(Config{Limit: 3, Queue: 16, Strategy: NewAIMD(AIMDConfig{MaxLimit: maxLimit})})
 	var cur, over atomic.Int64
 	var wg sync.WaitGroup
 	for g := range 200 {

@@ -32,7 +32,7 @@ const chaosSeed = 20260611
 func scenarioPolicy() interceptors.Policy {
 	return interceptors.Policy{Retry: &interceptors.RetryPolicy{
 		MaxAttempts:    4,
-		Backoff:        retry.Exponential(2*time.Millisecond, 40*time.Millisecond, 2),
+		Backoff:        interceptors.Backoff{Initial: 2 * time.Millisecond, Max: 40 * time.Millisecond},
 		AttemptTimeout: 150 * time.Millisecond,
 	}}
 }
@@ -158,7 +158,7 @@ func TestChaosServerRestart(t *testing.T) {
 		e.inv.restarts.Add(1)
 	}
 	policy := interceptors.Policy{Retry: &interceptors.RetryPolicy{
-		MaxAttempts: 10, Backoff: retry.Constant(5 * time.Millisecond), Jitter: retry.NoJitter,
+		MaxAttempts: 10, Backoff: interceptors.Backoff{Kind: interceptors.BackoffConstant, Initial: 5 * time.Millisecond}, Jitter: interceptors.JitterNone,
 	}}
 
 	t.Run("mid-call", func(t *testing.T) {
@@ -480,7 +480,7 @@ func TestNeverRetriedCodes(t *testing.T) {
 	}
 	leakCheck(t)
 	e := newEnv(t, "never-retried", envOptions{server: scenarioServer(), serverStrict: true, policy: interceptors.Policy{
-		Retry: &interceptors.RetryPolicy{MaxAttempts: 5, Backoff: retry.Constant(time.Millisecond), Budget: interceptors.NoBudget},
+		Retry: &interceptors.RetryPolicy{MaxAttempts: 5, Backoff: interceptors.Backoff{Kind: interceptors.BackoffConstant, Initial: time.Millisecond}, Budget: interceptors.NoBudget},
 	}})
 	for code := range neverRetried {
 		for k := range numKinds {
@@ -530,7 +530,7 @@ func TestChaosRetryBudget(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, "budget-"+tc.name, envOptions{server: scenarioServer(), serverStrict: !tc.down,
 				policy: interceptors.Policy{Retry: &interceptors.RetryPolicy{
-					MaxAttempts: 5, Backoff: retry.Constant(time.Millisecond), Jitter: retry.NoJitter, Budget: tc.budget,
+					MaxAttempts: 5, Backoff: interceptors.Backoff{Kind: interceptors.BackoffConstant, Initial: time.Millisecond}, Jitter: interceptors.JitterNone, Budget: tc.budget,
 				}}})
 			if tc.down {
 				e.srv.Stop()

@@ -181,16 +181,19 @@ type trackKey struct{}
 
 // clientObserver checks, from the client's own view, that no attempt starts
 // after an attempt of the same call ended with a code that is never retried,
-// and counts attempts for the budget check.
+// and counts attempts for the budget check. Its observer method returns the
+// interceptors.Observer that feeds it.
 type clientObserver struct {
-	interceptors.NopObserver
 	inv     *invariants
 	onEvent func(ctx context.Context, e interceptors.Event) // nil: none
 }
 
-func (o *clientObserver) Event(ctx context.Context, e interceptors.Event) {
-	if o.onEvent != nil {
-		o.onEvent(ctx, e)
+func (o *clientObserver) observer() interceptors.Observer {
+	return interceptors.Observer{
+		OnCallStart:    o.CallStart,
+		OnAttemptStart: o.AttemptStart,
+		OnAttemptEnd:   o.AttemptEnd,
+		OnEvent:        o.onEvent,
 	}
 }
 
@@ -404,8 +407,6 @@ type envOptions struct {
 	policy interceptors.Policy
 	// methodPolicies are the client's per-method policies.
 	methodPolicies map[string]interceptors.Policy
-	// clientOpts are further client options.
-	clientOpts []interceptors.ClientOption
 	// proxy, when set, puts a chaos proxy with these faults between the
 	// client and the server.
 	proxy *proxyFaults
@@ -462,7 +463,7 @@ type env struct {
 	t      *testing.T
 	srv    *testservice.Server
 	svc    *testservice.Service
-	pipe   *server.Pipeline
+	pipe   *server.Server
 	rec    *serverRecorder
 	hw     *highWater
 	events *serverEvents
@@ -488,7 +489,7 @@ func newEnv(t *testing.T, name string, o envOptions) *env {
 		budgetTTL: scenarioBudgetTTL, budgetMin: scenarioBudgetMin, budgetRatio: scenarioBudgetRatio,
 		bulkheadLimit: bulkheadBound(o.server.Bulkhead)}
 	e := &env{t: t, rec: newServerRecorder(o.serverStrict, hedgedMethods(o)), hw: newHighWater(), events: &serverEvents{}, inv: inv}
-	o.server.Observer = server.ObserverFunc(e.events.observe)
+	o.server.Observer = server.Observer{OnEvent: e.events.observe}
 	pipe, err := server.New(o.server)
 	if err != nil {
 		t.Fatalf("server.New: %v", err)
@@ -510,11 +511,12 @@ func newEnv(t *testing.T, name string, o envOptions) *env {
 	} else {
 		inv.ignoreBudgetFigures = true
 	}
-	opts := append([]interceptors.ClientOption{interceptors.WithObserver(&clientObserver{inv: inv, onEvent: o.onEvent})}, o.clientOpts...)
-	for method, p := range o.methodPolicies {
-		opts = append(opts, interceptors.WithMethodPolicy(method, p))
-	}
-	e.client, err = interceptors.NewClient(o.policy, opts...)
+	obs := &clientObserver{inv: inv, onEvent: o.onEvent}
+	e.client, err = interceptors.NewClient(interceptors.Config{
+		Default:  o.policy,
+		Methods:  o.methodPolicies,
+		Observer: obs.observer(),
+	})
 	if err != nil {
 		t.Fatalf("interceptors.NewClient: %v", err)
 	}

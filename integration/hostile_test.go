@@ -27,18 +27,18 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	resilience "github.com/engineeringlabs/grpc-resilience"
 	"github.com/engineeringlabs/grpc-resilience/interceptors"
 	"github.com/engineeringlabs/grpc-resilience/interceptors/config"
 	"github.com/engineeringlabs/grpc-resilience/interceptors/server"
 	testingv1 "github.com/engineeringlabs/grpc-resilience/proto/gen/grpcresilience/testing/v1"
-	"github.com/engineeringlabs/grpc-resilience/retry"
 )
 
 // hostilePolicy retries up to 3 attempts 1ms apart without a budget, so
 // that the number of attempts shows the verdict on what the server sent.
 func hostilePolicy() interceptors.Policy {
 	return interceptors.Policy{Retry: &interceptors.RetryPolicy{
-		MaxAttempts: 3, Backoff: retry.Constant(time.Millisecond), Jitter: retry.NoJitter, Budget: interceptors.NoBudget,
+		MaxAttempts: 3, Backoff: interceptors.Backoff{Kind: interceptors.BackoffConstant, Initial: time.Millisecond}, Jitter: interceptors.JitterNone, Budget: interceptors.NoBudget,
 	}}
 }
 
@@ -242,7 +242,7 @@ func TestHostileValues(t *testing.T) {
 	}
 	leakCheck(t)
 	e := newEnv(t, "hostile-values", envOptions{serverStrict: true, policy: interceptors.Policy{Retry: &interceptors.RetryPolicy{
-		MaxAttempts: 3, Backoff: retry.Constant(time.Millisecond), Budget: interceptors.NoBudget, AttemptTimeout: time.Second,
+		MaxAttempts: 3, Backoff: interceptors.Backoff{Kind: interceptors.BackoffConstant, Initial: time.Millisecond}, Budget: interceptors.NoBudget, AttemptTimeout: time.Second,
 	}}})
 	failTwice := func() *testingv1.Behavior {
 		return &testingv1.Behavior{FailAttempts: 2, FailCode: uint32(codes.Unavailable)}
@@ -289,19 +289,21 @@ func TestHostileValues(t *testing.T) {
 	// Configuration: out-of-range numbers are errors naming field and
 	// value, never panics or silent clamping.
 	badClient := []struct {
-		field string
+		field string // the FieldError's path
+		value any
 		p     interceptors.Policy
 	}{
-		{"MaxAttempts", interceptors.Policy{Retry: &interceptors.RetryPolicy{MaxAttempts: math.MinInt}}},
-		{"AttemptTimeout", interceptors.Policy{Retry: &interceptors.RetryPolicy{AttemptTimeout: math.MinInt64}}},
-		{"DefaultTimeout", interceptors.Policy{DefaultTimeout: -1}},
-		{"Limit", interceptors.Policy{Bulkhead: &interceptors.BulkheadPolicy{Limit: math.MinInt}}},
-		{"Percentile", interceptors.Policy{Hedging: &interceptors.HedgingPolicy{Percentile: math.NaN()}}},
+		{"Default.Retry.MaxAttempts", math.MinInt, interceptors.Policy{Retry: &interceptors.RetryPolicy{MaxAttempts: math.MinInt}}},
+		{"Default.Retry.AttemptTimeout", time.Duration(math.MinInt64), interceptors.Policy{Retry: &interceptors.RetryPolicy{AttemptTimeout: math.MinInt64}}},
+		{"Default.DefaultTimeout", time.Duration(-1), interceptors.Policy{DefaultTimeout: -1}},
+		{"Default.Bulkhead.Limit", math.MinInt, interceptors.Policy{Bulkhead: &interceptors.BulkheadPolicy{Limit: math.MinInt}}},
+		{"Default.Hedging.Percentile", nil, interceptors.Policy{Hedging: &interceptors.HedgingPolicy{Percentile: math.NaN()}}}, // NaN != NaN
 	}
 	for _, tc := range badClient {
-		_, err := interceptors.NewClient(tc.p)
-		if err == nil || !strings.Contains(err.Error(), tc.field) {
-			t.Errorf("NewClient with a bad %s: %v, want an error naming it", tc.field, err)
+		_, err := interceptors.NewClient(interceptors.Config{Default: tc.p})
+		fes := resilience.FieldErrors(err)
+		if len(fes) != 1 || fes[0].Field != tc.field || (tc.value != nil && fes[0].Value != tc.value) {
+			t.Errorf("NewClient with a bad %s: %v, want one FieldError naming it with its value", tc.field, err)
 		}
 	}
 	badServer := []struct {
@@ -317,12 +319,13 @@ func TestHostileValues(t *testing.T) {
 	chaos := e.pipe.Chaos()
 	for _, tc := range badServer {
 		err := chaos.Set(server.FaultConfig{All: tc.f})
-		if err == nil || !strings.Contains(err.Error(), tc.field) {
-			t.Errorf("Chaos.Set with a bad %s: %v, want an error naming it", tc.field, err)
+		if fes := resilience.FieldErrors(err); len(fes) == 0 || fes[0].Field != "All."+tc.field {
+			t.Errorf("Chaos.Set with a bad %s: %v, want a FieldError naming it first", tc.field, err)
 		}
 	}
-	if _, err := server.New(server.Config{Bulkhead: server.BulkheadConfig{Limit: 1, MaxPartitions: -1, PartitionBy: server.PartitionByMethod}}); err == nil || !strings.Contains(err.Error(), "MaxPartitions") {
-		t.Errorf("server.New with MaxPartitions -1: %v, want an error naming it", err)
+	_, err := server.New(server.Config{Bulkhead: server.BulkheadConfig{Limit: 1, MaxPartitions: -1, PartitionBy: server.PartitionByMethod}})
+	if fes := resilience.FieldErrors(err); len(fes) != 1 || fes[0].Field != "Bulkhead.MaxPartitions" || fes[0].Value != -1 {
+		t.Errorf("server.New with MaxPartitions -1: %v, want one FieldError naming it", err)
 	}
 }
 
@@ -336,11 +339,11 @@ func heapInUse() uint64 {
 }
 
 // TestHostileCallerKeys sends 100,000 distinct caller keys to a server
-// bulkhead partitioned by caller: it keeps its cap of partitions, sends the
-// rest to the overflow partition, and its memory stays bounded. The keys go
-// to the bulkhead interceptor itself, with the incoming metadata gRPC would
-// give it, and a few thousand more go over loopback TCP through the whole
-// server pipeline.
+// bulkhead partitioned by caller: it keeps its cap of partitions (a new key
+// takes the place of an idle one, or shares the overflow partition), and
+// its memory stays bounded. The keys go to the server pipeline's
+// interceptor itself, with the incoming metadata gRPC would give it, and a
+// few thousand more go over loopback TCP.
 func TestHostileCallerKeys(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test")
@@ -354,11 +357,12 @@ func TestHostileCallerKeys(t *testing.T) {
 		heapBound = 8 << 20
 	)
 	cfg := server.BulkheadConfig{Limit: 2, PartitionBy: server.PartitionByHeader, Header: header, MaxPartitions: maxPartitions}
-	bh, err := server.NewBulkhead(cfg)
+	srv, err := server.New(server.Config{Bulkhead: cfg})
 	if err != nil {
 		t.Fatal(err)
 	}
-	intercept := bh.UnaryServerInterceptor()
+	bh := srv.Bulkhead()
+	intercept := srv.UnaryServerInterceptor()
 	info := &grpc.UnaryServerInfo{FullMethod: testingv1.TestService_Unary_FullMethodName}
 	ok := func(context.Context, any) (any, error) { return struct{}{}, nil }
 	before := heapInUse()
@@ -533,7 +537,7 @@ func TestCancelAtEveryPoint(t *testing.T) {
 	leakCheck(t)
 	retrying := make(chan string, 16) // call ids whose retry is waiting
 	slow := interceptors.Policy{Retry: &interceptors.RetryPolicy{
-		MaxAttempts: 5, Backoff: retry.Constant(time.Hour), Jitter: retry.NoJitter, Budget: interceptors.NoBudget,
+		MaxAttempts: 5, Backoff: interceptors.Backoff{Kind: interceptors.BackoffConstant, Initial: time.Hour}, Jitter: interceptors.JitterNone, Budget: interceptors.NoBudget,
 	}}
 	e := newEnv(t, "cancel", envOptions{
 		policy: slow, serverStrict: true,

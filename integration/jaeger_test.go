@@ -27,12 +27,10 @@ import (
 	"google.golang.org/grpc/codes"
 
 	resilience "github.com/engineeringlabs/grpc-resilience"
-	"github.com/engineeringlabs/grpc-resilience/breaker"
 	"github.com/engineeringlabs/grpc-resilience/interceptors"
 	"github.com/engineeringlabs/grpc-resilience/interceptors/server"
 	"github.com/engineeringlabs/grpc-resilience/interceptors/telemetry"
 	testingv1 "github.com/engineeringlabs/grpc-resilience/proto/gen/grpcresilience/testing/v1"
-	"github.com/engineeringlabs/grpc-resilience/retry"
 	"github.com/engineeringlabs/grpc-resilience/testservice"
 )
 
@@ -272,7 +270,7 @@ func TestJaeger(t *testing.T) {
 	serverTP := tracerProvider(t, j.otlp, serverService)
 	prop := propagation.TraceContext{}
 
-	serverTel, err := telemetry.New(telemetry.Options{TracerProvider: serverTP, Propagator: prop})
+	serverTel, err := telemetry.New(telemetry.Config{TracerProvider: serverTP, Propagator: prop})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,17 +286,19 @@ func TestJaeger(t *testing.T) {
 	}
 	defer srv.Stop()
 
-	clientTel, err := telemetry.New(telemetry.Options{TracerProvider: clientTP, Propagator: prop})
+	clientTel, err := telemetry.New(telemetry.Config{TracerProvider: clientTP, Propagator: prop})
 	if err != nil {
 		t.Fatal(err)
 	}
-	retry3 := &interceptors.RetryPolicy{MaxAttempts: 3, Backoff: retry.Constant(5 * time.Millisecond), Jitter: retry.NoJitter, Budget: interceptors.NoBudget}
-	pipe, err := interceptors.NewClient(interceptors.Policy{Retry: retry3},
-		interceptors.WithMethodPolicy(testingv1.TestService_Query_FullMethodName, interceptors.Policy{
+	retry3 := &interceptors.RetryPolicy{MaxAttempts: 3, Backoff: interceptors.Backoff{Kind: interceptors.BackoffConstant, Initial: 5 * time.Millisecond}, Jitter: interceptors.JitterNone, Budget: interceptors.NoBudget}
+	pipe, err := interceptors.NewClient(interceptors.Config{
+		Default: interceptors.Policy{Retry: retry3},
+		Methods: map[string]interceptors.Policy{testingv1.TestService_Query_FullMethodName: {
 			Retry:   retry3,
-			Breaker: &interceptors.BreakerPolicy{Config: breaker.Config{FailureThreshold: 2, Timeout: time.Hour}},
-		}),
-		interceptors.WithObserver(clientTel.ClientObserver()))
+			Breaker: &interceptors.BreakerPolicy{FailureThreshold: 2, OpenDuration: time.Hour},
+		}},
+		Observer: clientTel.ClientObserver(),
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -330,9 +330,9 @@ func TestJaeger(t *testing.T) {
 	for i, tr := range traces {
 		for _, s := range tr.Spans {
 			switch s.OperationName {
-			case "grpcresilience.testing.v1.TestService/Unary":
+			case "Sent.grpcresilience.testing.v1.TestService.Unary":
 				retried = &traces[i]
-			case "grpcresilience.testing.v1.TestService/Query":
+			case "Sent.grpcresilience.testing.v1.TestService.Query":
 				broken = &traces[i]
 			}
 		}
@@ -348,7 +348,7 @@ func TestJaeger(t *testing.T) {
 // failed.
 func checkRetried(t *testing.T, tr jTrace, serverService string) {
 	roots := tr.children("")
-	if len(roots) != 1 || roots[0].OperationName != "grpcresilience.testing.v1.TestService/Unary" {
+	if len(roots) != 1 || roots[0].OperationName != "Sent.grpcresilience.testing.v1.TestService.Unary" {
 		t.Fatalf("trace has %d root spans, want the one call span: %+v", len(roots), roots)
 	}
 	call := roots[0]
@@ -368,7 +368,7 @@ func checkRetried(t *testing.T, tr jTrace, serverService string) {
 		if i == 2 {
 			wantCode, wantErr = "0", ""
 		}
-		if a.OperationName != "grpcresilience.testing.v1.TestService/Unary attempt" || a.tag(telemetry.AttrAttempt) != strconv.Itoa(i+1) ||
+		if a.OperationName != "Attempt.grpcresilience.testing.v1.TestService.Unary" || a.tag(telemetry.AttrAttempt) != strconv.Itoa(i+1) ||
 			a.tag(telemetry.AttrRPCStatusCode) != wantCode || a.tag("otel.status_code") != wantErr {
 			t.Errorf("attempt %d: %s, attempt %q, code %q, status %q; want attempt %d, code %s, status %q",
 				i+1, a.OperationName, a.tag(telemetry.AttrAttempt), a.tag(telemetry.AttrRPCStatusCode), a.tag("otel.status_code"), i+1, wantCode, wantErr)

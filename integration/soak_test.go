@@ -10,7 +10,6 @@ import (
 
 	"google.golang.org/grpc/codes"
 
-	"github.com/engineeringlabs/grpc-resilience/breaker"
 	"github.com/engineeringlabs/grpc-resilience/interceptors"
 	"github.com/engineeringlabs/grpc-resilience/interceptors/server"
 	testingv1 "github.com/engineeringlabs/grpc-resilience/proto/gen/grpcresilience/testing/v1"
@@ -71,7 +70,7 @@ func TestSoak(t *testing.T) {
 	}
 	leakCheck(t)
 	policy := scenarioPolicy()
-	policy.Breaker = &interceptors.BreakerPolicy{Config: breaker.Config{FailureThreshold: 50, Timeout: 100 * time.Millisecond}}
+	policy.Breaker = &interceptors.BreakerPolicy{FailureThreshold: 50, OpenDuration: 100 * time.Millisecond}
 	cfg := server.Config{Bulkhead: server.BulkheadConfig{Limit: 16, PushbackDelay: 2 * time.Millisecond}}
 	e := newEnv(t, "soak", envOptions{policy: policy, server: cfg, seed: chaosSeed, proxy: &proxyFaults{}})
 	m := mix{

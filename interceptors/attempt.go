@@ -2,7 +2,6 @@ package interceptors
 
 import (
 	"context"
-	"errors"
 	"strconv"
 	"sync"
 	"time"
@@ -59,59 +58,12 @@ var capturePool = sync.Pool{New: func() any { return new(capture) }}
 // to read pushback. It never blocks beyond the bulkhead's queue and the
 // invoker.
 func (ms *methodState) attempt(ctx context.Context, r *rpc, reply any, info AttemptInfo, timeout time.Duration, idempotent, capt bool) attemptResult {
-	// Never start an attempt once the caller's context is done, its
-	// deadline included; the deadline is read from the clock too, since
-	// the timer that ends the context may run late on a loaded machine.
-	if err := ctx.Err(); err != nil {
-		err = finalError(err)
+	adm, err := ms.admit(ctx, &info, ms.bulkhead)
+	if err != nil {
 		return attemptResult{err: err, code: status.Code(err)}
 	}
-	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
-		err := finalError(context.DeadlineExceeded)
-		return attemptResult{err: err, code: status.Code(err)}
-	}
-	obs := ms.observer
-
-	var permit breaker.Permit
-	if b := ms.breaker; b != nil {
-		p, err := b.Allow()
-		if err != nil {
-			if obs != nil {
-				state := breaker.Open
-				if oe, ok := errors.AsType[*breaker.OpenError](err); ok {
-					state = oe.State()
-				}
-				obs.Event(ctx, Event{Kind: EventBreakerRejected, Method: ms.method, Target: ms.target, Attempt: info.Attempt, Err: err, BreakerState: state})
-			}
-			return attemptResult{err: newCodeError(codes.Unavailable, err), code: codes.Unavailable}
-		}
-		permit = p
-		info.Breaker, info.BreakerState = true, p.State()
-	}
-
-	var slot bulkhead.Permit
-	if bh := ms.bulkhead; bh != nil {
-		var start time.Time
-		if obs != nil {
-			start = time.Now()
-		}
-		s, err := bh.Acquire(ctx)
-		if err != nil {
-			permit.Done(breaker.Ignored) // the server was not asked
-			if errors.Is(err, resilience.ErrBulkheadFull) {
-				if obs != nil {
-					obs.Event(ctx, Event{Kind: EventBulkheadRejected, Method: ms.method, Target: ms.target, Attempt: info.Attempt, Err: err})
-				}
-				return attemptResult{err: newCodeError(codes.ResourceExhausted, err), code: codes.ResourceExhausted}
-			}
-			err = finalError(err)
-			return attemptResult{err: err, code: status.Code(err)}
-		}
-		slot = s
-		if obs != nil {
-			info.BulkheadWait = time.Since(start)
-		}
-	}
+	permit, slot := adm.permit, adm.slot
+	obs := ms.obs
 
 	actx := ctx
 	if info.Attempt > 1 {
@@ -120,7 +72,7 @@ func (ms *methodState) attempt(ctx context.Context, r *rpc, reply any, info Atte
 	info.Timeout = timeout
 	if obs != nil {
 		info.Method, info.Target = ms.method, ms.target
-		actx = obs.AttemptStart(actx, info)
+		actx = obs.attemptStart(actx, info)
 	}
 	obsCtx := actx
 	var cancel context.CancelFunc
@@ -128,7 +80,6 @@ func (ms *methodState) attempt(ctx context.Context, r *rpc, reply any, info Atte
 		actx, cancel = context.WithTimeoutCause(actx, timeout, errAttemptTimeout)
 	}
 
-	var err error
 	var header, trailer metadata.MD
 	if capt {
 		c := capturePool.Get().(*capture)
@@ -151,7 +102,7 @@ func (ms *methodState) attempt(ctx context.Context, r *rpc, reply any, info Atte
 		permit.Done(breaker.Success)
 		slot.Release()
 		if obs != nil {
-			obs.AttemptEnd(obsCtx, info, nil)
+			obs.attemptEnd(obsCtx, info, nil)
 		}
 		return res
 	}
@@ -198,7 +149,7 @@ func (ms *methodState) attempt(ctx context.Context, r *rpc, reply any, info Atte
 	})
 	if obs != nil {
 		info.Pushback = res.pushback
-		obs.AttemptEnd(obsCtx, info, res.err)
+		obs.attemptEnd(obsCtx, info, res.err)
 	}
 	return res
 }

@@ -31,6 +31,18 @@ func fullPolicy() interceptors.Policy {
 	}
 }
 
+// nopObserver is an Observer whose every hook does nothing, so that the
+// pipeline takes its observed path at the cost of the calls alone.
+func nopObserver() interceptors.Observer {
+	return interceptors.Observer{
+		OnCallStart:    func(ctx context.Context, _ interceptors.CallInfo) context.Context { return ctx },
+		OnCallEnd:      func(context.Context, interceptors.CallInfo, error) {},
+		OnAttemptStart: func(ctx context.Context, _ interceptors.AttemptInfo) context.Context { return ctx },
+		OnAttemptEnd:   func(context.Context, interceptors.AttemptInfo, error) {},
+		OnEvent:        func(context.Context, interceptors.Event) {},
+	}
+}
+
 // pipelines are the configurations measured on the success path.
 func pipelines(tb testing.TB) []struct {
 	name string
@@ -45,7 +57,7 @@ func pipelines(tb testing.TB) []struct {
 	budget.Retry.Budget = nil // the client's per-target RatioBudget
 	hedge := fullPolicy()
 	hedge.Retry, hedge.Hedging = nil, &interceptors.HedgingPolicy{Delay: time.Hour, Budget: interceptors.NoBudget}
-	hedge.Idempotent = interceptors.Idempotent
+	hedge.Idempotency = interceptors.AlwaysIdempotent
 	return []struct {
 		name string
 		ctx  context.Context
@@ -53,7 +65,7 @@ func pipelines(tb testing.TB) []struct {
 	}{
 		{"pipeline", withDeadline, newPipeline(tb, fullPolicy()).UnaryClientInterceptor()},
 		{"pipeline+budget", withDeadline, newPipeline(tb, budget).UnaryClientInterceptor()},
-		{"pipeline+observer", withDeadline, newPipeline(tb, fullPolicy(), interceptors.WithObserver(interceptors.NopObserver{})).UnaryClientInterceptor()},
+		{"pipeline+observer", withDeadline, newClient(tb, interceptors.Config{Default: fullPolicy(), Observer: nopObserver()}).UnaryClientInterceptor()},
 		{"pipeline+attempt-timeout", withDeadline, newPipeline(tb, timeout).UnaryClientInterceptor()},
 		{"pipeline+default-timeout", context.Background(), newPipeline(tb, fullPolicy()).UnaryClientInterceptor()},
 		{"hedging", withDeadline, newPipeline(tb, hedge).UnaryClientInterceptor()},

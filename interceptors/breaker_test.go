@@ -1,6 +1,7 @@
 package interceptors_test
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
@@ -35,7 +36,7 @@ func checkOpen(t *testing.T, err error) {
 // reaching the server, while another method keeps its own closed breaker.
 func TestBreakerOpensAndRejectsWithoutServerHit(t *testing.T) {
 	forTransports(t, func(t *testing.T, topts []testservice.Option) {
-		c := newPipeline(t, interceptors.Policy{Breaker: &interceptors.BreakerPolicy{Config: breaker.Config{FailureThreshold: 3, Timeout: time.Hour}}})
+		c := newPipeline(t, interceptors.Policy{Breaker: &interceptors.BreakerPolicy{FailureThreshold: 3, OpenDuration: time.Hour}})
 		e := newEnv(t, topts, c.UnaryClientInterceptor())
 		ctx := ctxTimeout(t, 10*time.Second)
 		for range 3 {
@@ -63,7 +64,7 @@ func TestBreakerOpensAndRejectsWithoutServerHit(t *testing.T) {
 func TestBreakerRejectionIsNotRetried(t *testing.T) {
 	c := newPipeline(t, interceptors.Policy{
 		Retry:   fastRetry(5),
-		Breaker: &interceptors.BreakerPolicy{Config: breaker.Config{FailureThreshold: 2, Timeout: time.Hour}},
+		Breaker: &interceptors.BreakerPolicy{FailureThreshold: 2, OpenDuration: time.Hour},
 	})
 	e := newEnv(t, nil, c.UnaryClientInterceptor())
 	err := unary(ctxTimeout(t, 10*time.Second), e.client, testservice.Failing("r", -1, codes.Unavailable))
@@ -77,16 +78,22 @@ func TestBreakerRejectionIsNotRetried(t *testing.T) {
 }
 
 // TestBreakerHalfOpenRecovery checks that an open breaker half-opens after
-// its timeout, lets probes through to the server, and closes after enough
+// its open duration, lets probes through to the server, and closes after enough
 // successful probes.
 func TestBreakerHalfOpenRecovery(t *testing.T) {
 	changes := make(chan breaker.StateChange, 16)
-	c := newPipeline(t, interceptors.Policy{Breaker: &interceptors.BreakerPolicy{Config: breaker.Config{
-		FailureThreshold: 2,
-		Timeout:          100 * time.Millisecond,
-		SuccessThreshold: 2,
-		OnStateChange:    func(sc breaker.StateChange) { changes <- sc },
-	}}})
+	c := newClient(t, interceptors.Config{
+		Default: interceptors.Policy{Breaker: &interceptors.BreakerPolicy{
+			FailureThreshold: 2,
+			OpenDuration:     100 * time.Millisecond,
+			SuccessThreshold: 2,
+		}},
+		Observer: interceptors.Observer{OnEvent: func(_ context.Context, e interceptors.Event) {
+			if e.Kind == interceptors.EventBreakerStateChange {
+				changes <- e.StateChange
+			}
+		}},
+	})
 	e := newEnv(t, nil, c.UnaryClientInterceptor())
 	ctx := ctxTimeout(t, 10*time.Second)
 	for range 2 {
@@ -100,7 +107,7 @@ func TestBreakerHalfOpenRecovery(t *testing.T) {
 		t.Fatal("a call reached the server while open")
 	}
 
-	// The breaker half-opens when its state is looked at after Timeout.
+	// The breaker half-opens when its state is looked at after OpenDuration.
 	b := c.Breaker(e.srv.Target(), testingv1.TestService_Unary_FullMethodName)
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
@@ -132,7 +139,7 @@ func TestBreakerHalfOpenRecovery(t *testing.T) {
 func TestBreakerScopes(t *testing.T) {
 	for _, scope := range []interceptors.Scope{interceptors.ScopeService, interceptors.ScopeTarget} {
 		t.Run(scope.String(), func(t *testing.T) {
-			c := newPipeline(t, interceptors.Policy{Breaker: &interceptors.BreakerPolicy{Scope: scope, Config: breaker.Config{FailureThreshold: 1, Timeout: time.Hour}}})
+			c := newPipeline(t, interceptors.Policy{Breaker: &interceptors.BreakerPolicy{Scope: scope, FailureThreshold: 1, OpenDuration: time.Hour}})
 			e := newEnv(t, nil, c.UnaryClientInterceptor())
 			ctx := ctxTimeout(t, 10*time.Second)
 			_ = unary(ctx, e.client, testservice.Failing("x", -1, codes.Internal))

@@ -17,7 +17,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 
-	"github.com/engineeringlabs/grpc-resilience/breaker"
 	"github.com/engineeringlabs/grpc-resilience/interceptors"
 	testingv1 "github.com/engineeringlabs/grpc-resilience/proto/gen/grpcresilience/testing/v1"
 	"github.com/engineeringlabs/grpc-resilience/testservice"
@@ -58,7 +57,7 @@ func TestChainWithLoggingAndOtelgrpc(t *testing.T) {
 			logger.Log(ctx, slog.Level(lvl), msg, fields...)
 		}), logging.WithLogOnEvents(logging.FinishCall))
 
-		c := newPipeline(t, interceptors.Policy{Retry: fastRetry(3), Breaker: &interceptors.BreakerPolicy{Config: breaker.Config{Timeout: time.Hour}}})
+		c := newPipeline(t, interceptors.Policy{Retry: fastRetry(3), Breaker: &interceptors.BreakerPolicy{OpenDuration: time.Hour}})
 		e := newEnvDial(t, topts, []grpc.DialOption{grpc.WithStatsHandler(otelgrpc.NewClientHandler(otelgrpc.WithTracerProvider(tp)))},
 			logInt, c.UnaryClientInterceptor())
 

@@ -4,25 +4,26 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
-	"sync/atomic"
+	"hash/maphash"
+	"maps"
+	"slices"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
 
 	resilience "github.com/engineeringlabs/grpc-resilience"
 	"github.com/engineeringlabs/grpc-resilience/breaker"
 	"github.com/engineeringlabs/grpc-resilience/bulkhead"
 	"github.com/engineeringlabs/grpc-resilience/interceptors/classify"
+	"github.com/engineeringlabs/grpc-resilience/internal/keycache"
+	"github.com/engineeringlabs/grpc-resilience/ratelimit"
 	"github.com/engineeringlabs/grpc-resilience/retry"
 )
-
-// maxBulkheads bounds the bulkheads of one policy; keys beyond it share an
-// overflow bulkhead (see bulkhead.Partitioned).
-const maxBulkheads = 1024
 
 // Sentinel causes of the pipeline's own timeouts, so that a deadline the
 // pipeline set is told apart from the caller's.
@@ -51,20 +52,31 @@ var (
 // A Client is safe for concurrent use; one Client may serve any number of
 // connections. Create it with [NewClient]; the zero Client is not usable.
 type Client struct {
-	observer  Observer
+	obs       *Observer // nil: no hook set
 	newBudget func(target string) retry.Budget
+	maxKeys   int
 	def       *compiled
 	methods   map[string]*compiled
 	services  map[string]*compiled
 
-	states atomic.Pointer[map[stateKey]*methodState] // copied on write, under mu
-
-	mu      sync.Mutex
-	budgets map[string]retry.Budget // per target
+	states  *keycache.Cache[stateKey, *methodState]
+	budgets *keycache.Cache[string, retry.Budget] // per target
 }
 
 // stateKey identifies the calls of one method to one target.
 type stateKey struct{ target, method string }
+
+// hashStateKey hashes a stateKey for the state cache.
+func hashStateKey(seed maphash.Seed) func(stateKey) uint64 {
+	return func(k stateKey) uint64 {
+		var h maphash.Hash
+		h.SetSeed(seed)
+		h.WriteString(k.target)
+		h.WriteByte(0)
+		h.WriteString(k.method)
+		return h.Sum64()
+	}
+}
 
 // compiled is a validated Policy with the state shared by every call it
 // governs.
@@ -74,81 +86,138 @@ type compiled struct {
 	breakerTable classify.Table
 	breakers     *breaker.Registry     // nil without Breaker
 	bulkheads    *bulkhead.Partitioned // nil without Bulkhead
+	limiters     *ratelimit.Keyed      // nil without RateLimit
 	nonFatal     [maxCode + 1]bool     // hedging
 	fallbackOn   [maxCode + 1]bool
 }
 
-// NewClient returns a pipeline that applies def to every call whose method
-// and service have no policy of their own (WithMethodPolicy,
-// WithServicePolicy). It validates every policy and method name and returns
-// all the problems at once, each naming where it was found, the field and
-// its value.
-func NewClient(def Policy, opts ...ClientOption) (*Client, error) {
-	var cfg clientConfig
-	for _, o := range opts {
-		if o != nil {
-			o.apply(&cfg)
-		}
-	}
+// NewClient returns the pipeline cfg describes. It validates every policy
+// and method name and returns all the problems at once, each a
+// *resilience.FieldError whose Field says where it was found, such as
+// "Methods[/pkg.Svc/Get].Retry.MaxAttempts" (see [resilience.FieldErrors]).
+//
+// A HedgingPolicy, or a RetryPolicy with an AttemptTimeout, repeats a call
+// that may already have reached the server, so it needs an idempotent
+// method. For a policy of Methods or Services whose Idempotency is
+// FromDescriptor, NewClient checks the methods' descriptors and fails when
+// the method (or, for a service, every method) is not declared idempotent
+// or is not registered; set Idempotency: AlwaysIdempotent to repeat it
+// anyway. The default policy applies to methods not known in advance: its
+// hedging applies to idempotent methods only, and a timed-out attempt of
+// another method is not retried.
+func NewClient(cfg Config) (*Client, error) {
 	var errs []error
-	for _, d := range cfg.dupes {
-		errs = append(errs, fmt.Errorf("%s: set twice", d))
-	}
 	check := func(where string, p Policy) {
-		if err := p.Validate(); err != nil {
-			for _, e := range unjoin(err) {
-				errs = append(errs, fmt.Errorf("%s: %w", where, e))
-			}
+		for _, fe := range resilience.FieldErrors(p.Validate()) {
+			errs = append(errs, fe.Prefix(where))
 		}
 	}
-	check("default policy", def)
-	for m, p := range cfg.methods {
+	check("Default", cfg.Default)
+	for _, m := range slices.Sorted(maps.Keys(cfg.Methods)) {
+		p := cfg.Methods[m]
+		where := "Methods[" + m + "]"
 		if _, _, ok := classify.SplitMethod(m); !ok {
-			errs = append(errs, fmt.Errorf("WithMethodPolicy: method %q: not of the form \"/package.Service/Method\"", m))
+			errs = append(errs, &resilience.FieldError{Field: "Methods", Value: m, Reason: `not of the form "/package.Service/Method"`})
+		} else if p.Idempotency == FromDescriptor && !classify.IdempotentByDescriptor(m) {
+			errs = append(errs, repeatsWithoutIdempotency(where, p, "the method's descriptor does not declare")...)
 		}
-		check("method "+m, p)
+		check(where, p)
 	}
-	for s, p := range cfg.services {
-		if s == "" || containsSlash(s) {
-			errs = append(errs, fmt.Errorf("WithServicePolicy: service %q: not of the form \"package.Service\"", s))
+	for _, s := range slices.Sorted(maps.Keys(cfg.Services)) {
+		p := cfg.Services[s]
+		where := "Services[" + s + "]"
+		if s == "" || strings.Contains(s, "/") {
+			errs = append(errs, &resilience.FieldError{Field: "Services", Value: s, Reason: `not of the form "package.Service"`})
+		} else if p.Idempotency == FromDescriptor && !anyIdempotent(s) {
+			errs = append(errs, repeatsWithoutIdempotency(where, p, "no method of the service's descriptor declares")...)
 		}
-		check("service "+s, p)
+		check(where, p)
+	}
+	if cfg.MaxKeys < 0 {
+		errs = append(errs, &resilience.FieldError{Field: "MaxKeys", Value: cfg.MaxKeys, Reason: "must not be negative"})
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("interceptors: invalid configuration: %w", err)
 	}
-	return build(def, cfg), nil
+	return build(cfg), nil
+}
+
+// repeatsWithoutIdempotency returns the errors of a policy that would
+// repeat calls of methods that are not declared idempotent.
+func repeatsWithoutIdempotency(where string, p Policy, whose string) []error {
+	const optIn = " idempotency_level IDEMPOTENT or NO_SIDE_EFFECTS (an unregistered descriptor declares nothing); set Idempotency: AlwaysIdempotent to repeat the calls anyway"
+	var errs []error
+	if p.Hedging != nil {
+		errs = append(errs, &resilience.FieldError{Field: where + ".Hedging", Value: "set", Reason: "hedging would make one attempt: " + whose + optIn})
+	}
+	if p.Retry != nil && p.Retry.AttemptTimeout > 0 {
+		errs = append(errs, &resilience.FieldError{Field: where + ".Retry.AttemptTimeout", Value: p.Retry.AttemptTimeout, Reason: "a timed-out attempt would not be retried: " + whose + optIn})
+	}
+	return errs
+}
+
+// anyIdempotent reports whether some method of service is idempotent by
+// its descriptor.
+func anyIdempotent(service string) bool {
+	d, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName(service))
+	if err != nil {
+		return false
+	}
+	sd, ok := d.(protoreflect.ServiceDescriptor)
+	if !ok {
+		return false
+	}
+	for i := range sd.Methods().Len() {
+		if classify.IdempotentByDescriptor("/" + service + "/" + string(sd.Methods().Get(i).Name())) {
+			return true
+		}
+	}
+	return false
 }
 
 // build makes the Client of a validated configuration.
-func build(def Policy, cfg clientConfig) *Client {
+func build(cfg Config) *Client {
 	c := &Client{
-		observer:  cfg.observer,
-		newBudget: cfg.newBudget,
-		methods:   make(map[string]*compiled, len(cfg.methods)),
-		services:  make(map[string]*compiled, len(cfg.services)),
-		budgets:   map[string]retry.Budget{},
+		obs:       cfg.Observer.observer(),
+		newBudget: cfg.TargetBudget,
+		maxKeys:   cfg.MaxKeys,
+		methods:   make(map[string]*compiled, len(cfg.Methods)),
+		services:  make(map[string]*compiled, len(cfg.Services)),
+	}
+	if c.maxKeys == 0 {
+		c.maxKeys = DefaultMaxKeys
 	}
 	if c.newBudget == nil {
 		c.newBudget = defaultTargetBudget
 	}
-	c.def = c.compile(def)
-	for m, p := range cfg.methods {
+	c.states = keycache.New(keycache.Config[stateKey, *methodState]{
+		Max:       c.maxKeys,
+		Hash:      hashStateKey(maphash.MakeSeed()),
+		Evictable: (*methodState).idle,
+		OnEvict:   func(k stateKey, _ *methodState) { c.cacheEvent(EventEvicted, "state", k.target, k.method, "") },
+	})
+	seed := maphash.MakeSeed()
+	c.budgets = keycache.New(keycache.Config[string, retry.Budget]{
+		Max:     c.maxKeys,
+		Hash:    func(s string) uint64 { return maphash.String(seed, s) },
+		OnEvict: func(target string, _ retry.Budget) { c.cacheEvent(EventEvicted, "budget", target, "", target) },
+	})
+	c.def = c.compile(cfg.Default)
+	for m, p := range cfg.Methods {
 		c.methods[m] = c.compile(p)
 	}
-	for s, p := range cfg.services {
+	for s, p := range cfg.Services {
 		c.services[s] = c.compile(p)
 	}
 	return c
 }
 
-func containsSlash(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] == '/' {
-			return true
-		}
+// cacheEvent reports an eviction from, or an overflow of, one of the
+// client's bounded caches.
+func (c *Client) cacheEvent(kind EventKind, cache, target, method, key string) {
+	if c.obs != nil {
+		c.obs.event(context.Background(), Event{Kind: kind, Cache: cache, Target: target, Method: method, Key: key})
 	}
-	return false
 }
 
 // compile builds the shared state of a validated policy.
@@ -161,22 +230,35 @@ func (c *Client) compile(p Policy) *compiled {
 		if b.Table != nil {
 			cp.breakerTable = *b.Table
 		}
-		cfg := b.Config
-		if obs := c.observer; obs != nil {
-			user := cfg.OnStateChange
-			cfg.OnStateChange = func(sc breaker.StateChange) {
-				if user != nil {
-					user(sc)
-				}
-				obs.Event(context.Background(), Event{Kind: EventBreakerStateChange, StateChange: sc})
+		rc := breaker.RegistryConfig{
+			Breaker:     b.config(),
+			MaxBreakers: c.maxKeys,
+			OnEvict:     func(key string) { c.cacheEvent(EventEvicted, "breaker", "", "", key) },
+			OnOverflow:  func(key string) { c.cacheEvent(EventOverflow, "breaker", "", "", key) },
+		}
+		if obs := c.obs; obs != nil {
+			rc.Breaker.OnStateChange = func(sc breaker.StateChange) {
+				obs.event(context.Background(), Event{Kind: EventBreakerStateChange, StateChange: sc})
 			}
 		}
-		cp.breakers = breaker.NewRegistry(cfg, 0)
+		cp.breakers = breaker.NewRegistry(rc)
 	}
 	if b := p.Bulkhead; b != nil {
-		limit, queue, wait := b.Limit, b.Queue, b.MaxWait
-		cp.bulkheads = bulkhead.NewPartitioned(maxBulkheads, func(string) *bulkhead.Bulkhead {
-			return bulkhead.New(limit, bulkhead.WithQueue(queue), bulkhead.WithMaxWait(wait))
+		bc := bulkhead.Config{Limit: b.Limit, Queue: b.Queue, MaxWait: b.MaxWait}
+		cp.bulkheads = bulkhead.NewPartitioned(bulkhead.PartitionedConfig{
+			MaxKeys:    c.maxKeys,
+			New:        func(string) *bulkhead.Bulkhead { return bulkhead.NewFromConfig(bc) },
+			OnEvict:    func(key string) { c.cacheEvent(EventEvicted, "bulkhead", "", "", key) },
+			OnOverflow: func(key string) { c.cacheEvent(EventOverflow, "bulkhead", "", "", key) },
+		})
+	}
+	if l := p.RateLimit; l != nil {
+		cp.limiters = ratelimit.NewKeyed(ratelimit.KeyedConfig{
+			Rate:       l.Rate,
+			Burst:      l.Burst,
+			MaxKeys:    c.maxKeys,
+			OnEvict:    func(key string) { c.cacheEvent(EventEvicted, "ratelimit", "", "", key) },
+			OnOverflow: func(key string) { c.cacheEvent(EventOverflow, "ratelimit", "", "", key) },
 		})
 	}
 	if h := p.Hedging; h != nil {
@@ -213,7 +295,7 @@ func (c *Client) policyFor(method string) *compiled {
 // UnaryClientInterceptor returns the pipeline as a unary client
 // interceptor, for grpc.WithChainUnaryInterceptor. Every error it returns is
 // a gRPC status (see [StatusError]). Per-call options ([WithMaxAttempts],
-// [DisableRetry], [WithAttemptTimeout], [WithIdempotent]) are read from the
+// [DisableRetry], [WithAttemptTimeout], [WithIdempotency]) are read from the
 // call's options and passed on to the invoker, where they do nothing.
 func (c *Client) UnaryClientInterceptor() grpc.UnaryClientInterceptor {
 	return c.intercept
@@ -231,60 +313,65 @@ func (c *Client) intercept(ctx context.Context, method string, req, reply any, c
 // Breaker returns the circuit breaker that guards the calls of fullMethod
 // to target (cc.Target()), creating it if no call made it yet, for
 // instance to watch its state or force it open. It returns nil when the
-// method's policy has no breaker, or when the policy's registry is full
-// (breaker.DefaultMaxBreakers breakers; calls then run without one).
+// method's policy has no breaker. When the client's bounded state is full
+// of breakers in use, it is the policy's shared overflow breaker (see
+// "Bounded state" in the package documentation).
 func (c *Client) Breaker(target, fullMethod string) *breaker.Breaker {
 	return c.state(target, fullMethod).breaker
 }
 
 // state returns the cached state of method on target, building it on
 // first use. Looking up an existing state takes no lock and allocates
-// nothing.
+// nothing; building one costs the same however many states exist.
 func (c *Client) state(target, method string) *methodState {
-	if m := c.states.Load(); m != nil {
-		if ms, ok := (*m)[stateKey{target, method}]; ok {
-			return ms
-		}
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	key := stateKey{target, method}
-	old := c.states.Load()
-	if old != nil {
-		if ms, ok := (*old)[key]; ok {
-			return ms
-		}
+	if ms, ok := c.states.Get(key); ok {
+		return ms
 	}
-	ms := c.newState(target, method)
-	next := make(map[stateKey]*methodState, 1+lenOf(old))
-	if old != nil {
-		for k, v := range *old {
-			next[k] = v
-		}
+	ms, ok := c.states.GetOrCreate(key, func() *methodState { return c.newState(target, method) })
+	if !ok {
+		// Every cached state guards calls in flight or an open breaker:
+		// serve this call with a state of its own, whose breaker and
+		// bulkhead come from the same registries (their overflow ones
+		// when those are full too).
+		c.cacheEvent(EventOverflow, "state", target, method, "")
+		ms = c.newState(target, method)
 	}
-	next[key] = ms
-	c.states.Store(&next)
 	return ms
 }
 
-func lenOf(m *map[stateKey]*methodState) int {
-	if m == nil {
-		return 0
+// idle reports whether the state may be evicted: its breaker is closed in
+// automatic mode and its bulkhead holds and queues nothing. A state that
+// guards calls in flight or holds an open breaker stays, so that evicting
+// it cannot hand the method a fresh breaker or bulkhead while the old one
+// still protects the target.
+func (ms *methodState) idle() bool {
+	if b := ms.breaker; b != nil && !b.Idle() {
+		return false
 	}
-	return len(*m)
+	if bh := ms.bulkhead; bh != nil {
+		if m := bh.Metrics(); m.InFlight > 0 || m.Waiting > 0 {
+			return false
+		}
+	}
+	return true
 }
 
-// budgetFor returns the per-target budget of target; c.mu is held.
+// budgetFor returns the per-target budget of target.
 func (c *Client) budgetFor(target string) retry.Budget {
-	b, ok := c.budgets[target]
-	if !ok {
-		b = c.newBudget(target)
-		c.budgets[target] = b
+	if b, ok := c.budgets.Get(target); ok {
+		return b
 	}
+	b, _ := c.budgets.GetOrCreate(target, func() retry.Budget {
+		if b := c.newBudget(target); b != nil && b != NoBudget {
+			return b
+		}
+		return nil
+	})
 	return b
 }
 
-// resolveBudget returns the budget a policy's field selects; c.mu is held.
+// resolveBudget returns the budget a policy's field selects.
 func (c *Client) resolveBudget(own retry.Budget, target string) retry.Budget {
 	switch own {
 	case nil:
@@ -315,7 +402,7 @@ func scopeKey(scope Scope, target, method string) string {
 // concurrently without locks.
 type methodState struct {
 	c              *compiled
-	observer       Observer
+	obs            *Observer // nil: no hook set
 	method, target string
 	idempotent     bool
 	pattern        Pattern
@@ -326,31 +413,34 @@ type methodState struct {
 	hist           *latencyHistogram  // PatternHedging with a percentile
 	breaker        *breaker.Breaker   // nil: no breaker
 	bulkhead       *bulkhead.Bulkhead // nil: no bulkhead
+	limiter        *ratelimit.Keyed   // nil: no rate limit
+	limiterKey     string             // the scope key of the limiter
 	// respType is the method's response type from protoregistry, nil
 	// when unknown; streams drain ended attempts into it.
 	respType protoreflect.MessageType
 }
 
-// newState builds the state of method on target; c.mu is held.
+// newState builds the state of method on target.
 func (c *Client) newState(target, method string) *methodState {
 	cp := c.policyFor(method)
 	p := &cp.p
-	ms := &methodState{c: cp, observer: c.observer, method: method, target: target, maxAttempts: 1, respType: responseType(method)}
-	switch p.Idempotent {
-	case Idempotent:
+	ms := &methodState{c: cp, obs: c.obs, method: method, target: target, maxAttempts: 1, respType: responseType(method)}
+	switch p.Idempotency {
+	case AlwaysIdempotent:
 		ms.idempotent = true
-	case NotIdempotent:
+	case NeverIdempotent:
 		ms.idempotent = false
 	default:
-		ms.idempotent = classify.Idempotent(method)
+		ms.idempotent = classify.IdempotentByDescriptor(method)
 	}
 	if cp.breakers != nil {
-		// A full registry leaves the method without a breaker, as
-		// Breaker documents.
-		ms.breaker, _ = cp.breakers.Get(scopeKey(p.Breaker.Scope, target, method))
+		ms.breaker = cp.breakers.Get(scopeKey(p.Breaker.Scope, target, method))
 	}
 	if cp.bulkheads != nil {
 		ms.bulkhead = cp.bulkheads.Get(scopeKey(p.Bulkhead.Scope, target, method))
+	}
+	if cp.limiters != nil {
+		ms.limiter, ms.limiterKey = cp.limiters, scopeKey(p.RateLimit.Scope, target, method)
 	}
 	switch {
 	case p.Retry != nil:
@@ -361,19 +451,16 @@ func (c *Client) newState(target, method string) *methodState {
 			ms.maxAttempts = defaultMaxAttempts
 		}
 		ms.attemptTimeout = r.AttemptTimeout
-		jitter := r.Jitter
-		if jitter == nil {
-			jitter = retry.FullJitter
+		rc := retry.Config{
+			MaxAttempts: ms.maxAttempts,
+			Backoff:     r.Backoff.backoff(),
+			Jitter:      r.jitter(),
+			Budget:      c.resolveBudget(r.Budget, target),
 		}
-		opts := []retry.Option{
-			retry.WithBackoff(r.Backoff),
-			retry.WithJitter(jitter),
-			retry.WithBudget(c.resolveBudget(r.Budget, target)),
+		if c.obs != nil {
+			ms.retryHooks(&rc)
 		}
-		if c.observer != nil {
-			opts = append(opts, retry.WithListener(ms.retryListener()))
-		}
-		ms.retry = retry.New(ms.maxAttempts, opts...)
+		ms.retry = retry.NewFromConfig(rc)
 	case p.Hedging != nil:
 		h := p.Hedging
 		ms.pattern = PatternHedging
@@ -389,25 +476,23 @@ func (c *Client) newState(target, method string) *methodState {
 	return ms
 }
 
-// retryListener forwards the retry engine's events to the observer.
-func (ms *methodState) retryListener() retry.Listener {
-	obs := ms.observer
+// retryHooks forwards the retry engine's events to the observer.
+func (ms *methodState) retryHooks(rc *retry.Config) {
+	obs := ms.obs
 	ev := func(ctx context.Context, kind EventKind, attempt int, err error, delay time.Duration) {
-		obs.Event(ctx, Event{Kind: kind, Method: ms.method, Target: ms.target, Attempt: attempt, Err: err, Delay: delay})
+		obs.event(ctx, Event{Kind: kind, Method: ms.method, Target: ms.target, Attempt: attempt, Err: err, Delay: delay})
 	}
-	return retry.Listener{
-		OnRetry: func(ctx context.Context, attempt int, err error, delay time.Duration) {
-			ev(ctx, EventRetry, attempt, err, delay)
-		},
-		OnExhausted: func(ctx context.Context, attempts int, err error) {
-			ev(ctx, EventRetriesExhausted, attempts, err, 0)
-		},
-		OnBudgetDenied: func(ctx context.Context, attempt int, err error) {
-			ev(ctx, EventBudgetDenied, attempt, err, 0)
-		},
-		OnDeadline: func(ctx context.Context, attempt int, err error, delay time.Duration) {
-			ev(ctx, EventDeadline, attempt, err, delay)
-		},
+	rc.OnRetry = func(ctx context.Context, attempt int, err error, delay time.Duration) {
+		ev(ctx, EventRetry, attempt, err, delay)
+	}
+	rc.OnExhausted = func(ctx context.Context, attempts int, err error) {
+		ev(ctx, EventRetriesExhausted, attempts, err, 0)
+	}
+	rc.OnBudgetDenied = func(ctx context.Context, attempt int, err error) {
+		ev(ctx, EventBudgetDenied, attempt, err, 0)
+	}
+	rc.OnDeadline = func(ctx context.Context, attempt int, err error, delay time.Duration) {
+		ev(ctx, EventDeadline, attempt, err, delay)
 	}
 }
 
@@ -426,8 +511,8 @@ func (ms *methodState) call(ctx context.Context, r *rpc) error {
 	p := &ms.c.p
 	ov := readOverrides(r.opts)
 	pattern, idempotent, maxAttempts := ms.pattern, ms.idempotent, ms.maxAttempts
-	if ov.idempotent != IdempotencyFromDescriptor {
-		idempotent = ov.idempotent == Idempotent
+	if ov.idempotent != FromDescriptor {
+		idempotent = ov.idempotent == AlwaysIdempotent
 	}
 	if ov.maxAttempts > 0 && pattern != PatternSingle {
 		maxAttempts = ov.maxAttempts
@@ -440,11 +525,11 @@ func (ms *methodState) call(ctx context.Context, r *rpc) error {
 		timeout = ov.attemptTimeout
 	}
 
-	obs := ms.observer
+	obs := ms.obs
 	var info CallInfo
 	if obs != nil {
 		info = CallInfo{Method: ms.method, Target: ms.target, Pattern: pattern, MaxAttempts: maxAttempts, Idempotent: idempotent}
-		ctx = obs.CallStart(ctx, info)
+		ctx = obs.callStart(ctx, info)
 	}
 	callCtx := ctx
 
@@ -482,7 +567,7 @@ func (ms *methodState) call(ctx context.Context, r *rpc) error {
 	// Fallback, inside the default timeout: it sees the final error.
 	if err != nil && p.Fallback != nil && ms.c.fallbackMatches(err) {
 		if obs != nil {
-			obs.Event(ctx, Event{Kind: EventFallback, Method: ms.method, Target: ms.target, Err: err})
+			obs.event(ctx, Event{Kind: EventFallback, Method: ms.method, Target: ms.target, Err: err})
 		}
 		if ferr := p.Fallback.Func(ctx, ms.method, r.req, r.reply, err); ferr != nil {
 			err = finalError(ferr)
@@ -496,7 +581,7 @@ func (ms *methodState) call(ctx context.Context, r *rpc) error {
 	}
 	if obs != nil {
 		info.Attempts = attempts
-		obs.CallEnd(callCtx, info, err)
+		obs.callEnd(callCtx, info, err)
 	}
 	return err
 }

@@ -6,20 +6,32 @@
 //
 // # One pipeline
 //
-// Most users build one [Client] from a [Policy] and install its interceptor:
+// Most users build one [Client] from a [Config] and install its
+// interceptors:
 //
-//	c, err := interceptors.NewClient(interceptors.Policy{
-//		Retry:          &interceptors.RetryPolicy{MaxAttempts: 4, AttemptTimeout: time.Second},
-//		Breaker:        &interceptors.BreakerPolicy{},
-//		DefaultTimeout: 5 * time.Second,
-//	}, interceptors.WithMethodPolicy("/pkg.Svc/Get", getPolicy))
+//	c, err := interceptors.NewClient(interceptors.Config{
+//		Default: interceptors.Policy{
+//			Retry:          &interceptors.RetryPolicy{MaxAttempts: 4},
+//			Breaker:        &interceptors.BreakerPolicy{},
+//			DefaultTimeout: 5 * time.Second,
+//		},
+//		Methods: map[string]interceptors.Policy{"/pkg.Svc/Get": getPolicy},
+//	})
 //	conn, err := grpc.NewClient(target,
 //		grpc.WithDisableRetry(), // see "Stacking" below
 //		grpc.WithChainUnaryInterceptor(c.UnaryClientInterceptor()),
 //		grpc.WithChainStreamInterceptor(c.StreamClientInterceptor()))
 //
 // A policy applies per method ("/pkg.Svc/Method"), per service ("pkg.Svc")
-// or by default; the most specific one replaces the others as a whole.
+// or by default; the most specific one replaces the others as a whole. A
+// policy that sets a single pattern gives that pattern alone; to apply a
+// Client to some methods only, wrap its interceptor in go-grpc-middleware
+// v2's selector.UnaryClientInterceptor.
+//
+// Configuration and events follow the module's rules (CONTRIBUTING.md):
+// plain Config and Policy structs whose zero fields have useful defaults,
+// validated all at once into *resilience.FieldError values, and an
+// [Observer] of optional On* hooks.
 //
 // # Order of the patterns
 //
@@ -29,24 +41,22 @@
 //	fallback          sees the final error, inside that deadline
 //	hedging or retry  alternatives per method, as in gRFC A6
 //	circuit breaker   one attempt = one permit; a rejection never reaches the network
+//	rate limit        bounds the rate of attempts, failing fast or waiting within the deadline
 //	bulkhead          bounds the attempts in flight on the client
 //	attempt timeout   per attempt, inside the caller's deadline
 //	the call
 //
-// Retries and hedges therefore pass through the breaker and the bulkhead one
-// by one: an open circuit stops a retry loop at once (its rejection is not
-// retried), and a bulkhead counts attempts, not calls.
+// Retries and hedges therefore pass through the breaker, the rate limit and
+// the bulkhead one by one: an open circuit stops a retry loop at once (its
+// rejection is not retried), and a rate limit or bulkhead counts attempts,
+// not calls.
 //
 // # gRPC semantics
 //
 // The classification table of package classify decides which codes are
-// retried and how they count for the breaker; RetryPolicy.Table and
-// BreakerPolicy.Table replace it. Whether a method is idempotent comes from
-// its proto descriptor (idempotency_level) unless Policy.Idempotent or the
-// per-call [WithIdempotent] says otherwise; it matters for
-// DEADLINE_EXCEEDED after a per-attempt timeout, for rules such as
-// RetryIfIdempotent, and for hedging, which applies to idempotent methods
-// only.
+// retried and how they count for the breaker (the table, with its reasons,
+// is in that package's documentation); RetryPolicy.Table and
+// BreakerPolicy.Table replace it.
 //
 // Every attempt reads the server's grpc-retry-pushback-ms trailer and
 // google.rpc.RetryInfo: a non-negative delay replaces the backoff's, a
@@ -56,34 +66,74 @@
 // it; a per-attempt timeout is the inner one, and only its
 // DEADLINE_EXCEEDED may be retried.
 //
+// # Idempotency
+//
+// Whether a method may run twice comes from its proto descriptor
+// (idempotency_level IDEMPOTENT or NO_SIDE_EFFECTS,
+// [classify.IdempotentByDescriptor]) unless Policy.Idempotency or the
+// per-call [WithIdempotency] says otherwise. It decides whether a
+// per-attempt timeout's DEADLINE_EXCEEDED is retried, rules such as
+// classify.RetryIfIdempotent, and hedging, which repeats only idempotent
+// methods. [NewClient] refuses a Methods or Services policy that hedges, or
+// retries with an AttemptTimeout, methods whose descriptors declare no
+// idempotency, unless the policy says Idempotency: AlwaysIdempotent.
+//
 // # Errors
 //
 // Every error the pipeline returns is a gRPC status: status.FromError
 // works. Errors the pipeline makes itself are [StatusError]s that also
 // match the root package's vocabulary with errors.Is and errors.As:
 //
-//	open circuit         UNAVAILABLE         errors.Is(err, resilience.ErrCircuitOpen)
-//	full bulkhead        RESOURCE_EXHAUSTED  errors.Is(err, resilience.ErrBulkheadFull)
-//	attempt/default timeout  DEADLINE_EXCEEDED  errors.As(err, new(*resilience.TimeoutError))
-//	retries exhausted    last attempt's status  errors.As(err, new(*resilience.RetriesExhaustedError))
+//	open circuit             UNAVAILABLE            errors.Is(err, resilience.ErrCircuitOpen)
+//	full bulkhead            RESOURCE_EXHAUSTED     errors.Is(err, resilience.ErrBulkheadFull)
+//	over the rate limit      RESOURCE_EXHAUSTED     errors.As(err, new(*resilience.RateLimitedError))
+//	attempt/default timeout  DEADLINE_EXCEEDED      errors.As(err, new(*resilience.TimeoutError))
+//	retries exhausted        last attempt's status  errors.As(err, new(*resilience.RetriesExhaustedError))
 //
-// A full bulkhead is RESOURCE_EXHAUSTED, the code gRPC uses for a local
-// resource that ran out: it is not retried (no pushback) and it does not
-// count for the breaker, since no server was asked.
+// A full bulkhead or an attempt over the client's rate limit is
+// RESOURCE_EXHAUSTED, the code gRPC uses for a local resource that ran
+// out: it is not retried and it does not count for the breaker, since no
+// server was asked.
+//
+// When a retry loop ends early, the call gets the error that ended it:
+//
+//   - the retry budget denies the retry: the failed attempt's own status,
+//     as the server sent it (it does not match RetriesExhaustedError; the
+//     Observer hears EventBudgetDenied);
+//   - the circuit opens during the loop: the next attempt is rejected, and
+//     the call gets that rejection, UNAVAILABLE matching
+//     resilience.ErrCircuitOpen (rejections are never retried);
+//   - the next wait would pass the deadline: the last attempt's status
+//     (EventDeadline).
+//
+// # Retry budgets
+//
+// Unless a policy sets its own Budget (or [NoBudget]), every retry and
+// every extra hedge draws on one budget per target, shared by every method
+// calling that target: by default Linkerd's, retries may add 20% to the
+// calls of the last 10 seconds plus 10 per second (Config.TargetBudget
+// changes it). During a total outage that caps what retries add to the
+// server's load at about a fifth of the calls, plus the floor.
+//
+// # Bounded state
+//
+// The client keeps state per target and method: the resolved policy, the
+// breaker and bulkhead (per Scope key) and the per-target budget. Each is a
+// cache of at most Config.MaxKeys entries ([DefaultMaxKeys]). When one is
+// full, a new key evicts an entry that has not been used for a while
+// (second-chance order) and the Observer hears EventEvicted; breakers that
+// are open, half-open or forced, and bulkheads with calls in flight or
+// waiting, are protections in use and are never evicted. When every entry
+// is in use, the new key shares the cache's overflow breaker or bulkhead
+// (EventOverflow): a flood of distinct method names or targets costs
+// bounded memory and never runs a call without the protection its policy
+// asks for.
 //
 // # Per-call options
 //
 // [WithMaxAttempts], [DisableRetry], [WithAttemptTimeout] and
-// [WithIdempotent] are grpc.CallOptions that change one call; they pass
-// through to the invoker, where they do nothing.
-//
-// # Composing by hand
-//
-// [UnaryClientRetry], [UnaryClientHedge], [UnaryClientBreaker],
-// [UnaryClientBulkhead], [UnaryClientFallback] and [UnaryClientTimeout]
-// apply one pattern each, built from the same parts as the pipeline. Use
-// go-grpc-middleware v2's selector.UnaryClientInterceptor to apply one to
-// some methods only.
+// [WithIdempotency] make a [CallOption], a grpc.CallOption that changes one
+// call; it passes through to the invoker, where it does nothing.
 //
 // # Streams
 //
@@ -112,9 +162,9 @@
 // instance *resilience.RetriesExhaustedError.
 //
 // gRPC lets one goroutine send while another receives; a retry caused by
-// either one replays under the stream's lock, and a send racing with it
-// lands after the replay, so no message is lost, reordered or sent twice to
-// one attempt. A send that finds the attempt over while no goroutine
+// either one replays under the stream's lock, and while a retry waits and
+// opens the next attempt, sends wait for it, then go out after the replay,
+// so no message is lost, reordered or sent twice to one attempt. A send that finds the attempt over while no goroutine
 // receives fetches the attempt's status itself, so a client stream that
 // fails early is retried at once rather than when the application closes
 // it. That needs the method's response type from protoregistry (generated
@@ -122,9 +172,15 @@
 // RecvMsg retries.
 //
 // Every attempt has its own context, cancelled when the attempt is
-// abandoned or the stream ends: when RecvMsg returns an error (io.EOF
-// included) or the stream's context ends, so a caller that cancels
-// instead of reading to the end leaks nothing.
+// abandoned or the stream ends. The stream's Context is not an attempt's:
+// it stays alive across retries and ends when the stream ends (RecvMsg
+// returned an error or io.EOF, SendMsg failed with an error of gRPC's own,
+// or the caller's context ended), so a caller that cancels instead of
+// reading to the end leaks nothing. Unlike gRPC's own streams, calling
+// Context does not commit the stream: retries go on. Its values are the
+// caller's context's and, for keys that one lacks, those of the stream's
+// latest attempt, so peer.FromContext reports the server of the attempt in
+// use.
 //
 // Timeouts. Policy.DefaultTimeout bounds a whole stream that has no
 // deadline, all attempts included. RetryPolicy.AttemptTimeout and
@@ -149,12 +205,10 @@
 // Bulkhead. A stream holds one slot of its bulkhead from its first attempt
 // until it ends, whatever the number of its attempts.
 //
-// Telemetry. The observer hears of a stream as of a unary call: CallStart
-// and CallEnd (with CallInfo.ClientStreams and ServerStreams set), an
-// AttemptStart and AttemptEnd per attempt, and the same events.
-//
-// [StreamClientRetry], [StreamClientBreaker], [StreamClientBulkhead] and
-// [StreamClientTimeout] apply one pattern each to streams.
+// Telemetry. The observer hears of a stream as of a unary call:
+// OnCallStart and OnCallEnd (with CallInfo.ClientStreams and ServerStreams
+// set), an OnAttemptStart and OnAttemptEnd per attempt, and the same
+// events.
 //
 // # Stacking with gRPC's own retries
 //
@@ -171,9 +225,10 @@
 //
 // # Telemetry
 //
-// An [Observer] (WithObserver) hears of every call, attempt and event, with
-// the context of each so that spans can be put in it and trace context
-// injected per attempt. Without one, the hooks cost a nil check.
+// An [Observer] (Config.Observer) hears of every call, attempt and event,
+// with the context of each so that spans can be put in it and trace context
+// injected per attempt; package telemetry provides one. Without one, the
+// hooks cost a nil check.
 //
 // # Cost
 //

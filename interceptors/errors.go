@@ -22,6 +22,8 @@ import (
 // The interceptors return it for:
 //   - an open circuit: UNAVAILABLE, cause the breaker's *breaker.OpenError;
 //   - a full bulkhead: RESOURCE_EXHAUSTED, cause resilience.ErrBulkheadFull;
+//   - an attempt over the client's rate limit: RESOURCE_EXHAUSTED, cause a
+//     *resilience.RateLimitedError (matching resilience.ErrRateLimited);
 //   - a per-attempt or default timeout: DEADLINE_EXCEEDED, cause a
 //     *resilience.TimeoutError;
 //   - exhausted retries or hedges: the last attempt's status, unchanged,
@@ -119,8 +121,9 @@ func finalError(err error) error {
 	return newCodeError(codes.Unknown, err)
 }
 
-// isRejection reports whether err is a rejection by a breaker or bulkhead,
-// possibly one further in, which never reached the server.
+// isRejection reports whether err is a rejection by a breaker, rate limit
+// or bulkhead, possibly one further in, which never reached the server.
 func isRejection(err error) bool {
-	return errors.Is(err, resilience.ErrCircuitOpen) || errors.Is(err, resilience.ErrBulkheadFull)
+	return errors.Is(err, resilience.ErrCircuitOpen) || errors.Is(err, resilience.ErrBulkheadFull) ||
+		errors.Is(err, resilience.ErrRateLimited)
 }

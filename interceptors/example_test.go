@@ -15,10 +15,8 @@ import (
 	grpcmw "github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
 
 	resilience "github.com/engineeringlabs/grpc-resilience"
-	"github.com/engineeringlabs/grpc-resilience/breaker"
 	"github.com/engineeringlabs/grpc-resilience/interceptors"
 	testingv1 "github.com/engineeringlabs/grpc-resilience/proto/gen/grpcresilience/testing/v1"
-	"github.com/engineeringlabs/grpc-resilience/retry"
 	"github.com/engineeringlabs/grpc-resilience/testservice"
 )
 
@@ -40,13 +38,15 @@ func dial(ints ...grpc.UnaryClientInterceptor) (testingv1.TestServiceClient, *te
 // default deadline. The server fails twice with UNAVAILABLE; the third
 // attempt answers, and says how many attempts came before it.
 func Example() {
-	pipeline, err := interceptors.NewClient(interceptors.Policy{
-		Retry: &interceptors.RetryPolicy{
-			MaxAttempts: 4,
-			Backoff:     retry.Exponential(10*time.Millisecond, time.Second, 2),
+	pipeline, err := interceptors.NewClient(interceptors.Config{
+		Default: interceptors.Policy{
+			Retry: &interceptors.RetryPolicy{
+				MaxAttempts: 4,
+				Backoff:     interceptors.Backoff{Initial: 10 * time.Millisecond, Max: time.Second}, // exponential, doubling
+			},
+			Breaker:        &interceptors.BreakerPolicy{FailureThreshold: 5, OpenDuration: 30 * time.Second},
+			DefaultTimeout: 5 * time.Second,
 		},
-		Breaker:        &interceptors.BreakerPolicy{Config: breaker.Config{FailureThreshold: 5, Timeout: 30 * time.Second}},
-		DefaultTimeout: 5 * time.Second,
 	})
 	if err != nil {
 		panic(err)
@@ -70,13 +70,18 @@ func Example() {
 // Per-method policies: Query, which has no side effects, is hedged; every
 // other method is retried. A per-call option turns retries off for one
 // call, whose error is then the server's status, unchanged.
-func ExampleWithMethodPolicy() {
-	pipeline, err := interceptors.NewClient(
-		interceptors.Policy{Retry: &interceptors.RetryPolicy{MaxAttempts: 3, Backoff: retry.Constant(time.Millisecond)}},
-		interceptors.WithMethodPolicy(testingv1.TestService_Query_FullMethodName, interceptors.Policy{
-			Hedging: &interceptors.HedgingPolicy{MaxExtraAttempts: 1, Delay: 20 * time.Millisecond},
-		}),
-	)
+func ExampleConfig() {
+	pipeline, err := interceptors.NewClient(interceptors.Config{
+		Default: interceptors.Policy{Retry: &interceptors.RetryPolicy{
+			MaxAttempts: 3,
+			Backoff:     interceptors.Backoff{Kind: interceptors.BackoffConstant, Initial: time.Millisecond},
+		}},
+		Methods: map[string]interceptors.Policy{
+			testingv1.TestService_Query_FullMethodName: {
+				Hedging: &interceptors.HedgingPolicy{MaxExtraAttempts: 1, Delay: 20 * time.Millisecond},
+			},
+		},
+	})
 	if err != nil {
 		panic(err)
 	}
@@ -101,19 +106,19 @@ func ExampleWithMethodPolicy() {
 	// Unavailable after 1 attempt
 }
 
-// Composing by hand: a breaker applied to one method only, with
-// go-grpc-middleware's selector. Once open, it fails fast with UNAVAILABLE
-// that still matches resilience.ErrCircuitOpen, and the server is not
-// called.
-func ExampleUnaryClientBreaker() {
-	brk, err := interceptors.UnaryClientBreaker(interceptors.BreakerPolicy{
-		Config: breaker.Config{FailureThreshold: 2, Timeout: time.Minute},
+// A single pattern applied to one method only: a Client whose policy is a
+// breaker alone, installed with go-grpc-middleware's selector. Once open,
+// it fails fast with UNAVAILABLE that still matches
+// resilience.ErrCircuitOpen, and the server is not called.
+func ExampleClient_UnaryClientInterceptor() {
+	brk, err := interceptors.NewClient(interceptors.Config{
+		Default: interceptors.Policy{Breaker: &interceptors.BreakerPolicy{FailureThreshold: 2, OpenDuration: time.Minute}},
 	})
 	if err != nil {
 		panic(err)
 	}
 	onlyUnary := selector.MatchFunc(func(_ context.Context, c grpcmw.CallMeta) bool { return c.Method == "Unary" })
-	client, srv, stop := dial(selector.UnaryClientInterceptor(brk, onlyUnary))
+	client, srv, stop := dial(selector.UnaryClientInterceptor(brk.UnaryClientInterceptor(), onlyUnary))
 	defer stop()
 	ctx := context.Background()
 
@@ -131,25 +136,28 @@ func ExampleUnaryClientBreaker() {
 }
 
 // A fallback answers from a cache when the call fails with one of its
-// codes, here after every retry failed.
-func ExampleUnaryClientFallback() {
-	fallback, err := interceptors.UnaryClientFallback(interceptors.FallbackPolicy{
-		Func: func(_ context.Context, _ string, _, reply any, err error) error {
-			if r, ok := reply.(*testingv1.UnaryResponse); ok {
-				r.Reply = &testingv1.Reply{Payload: []byte("cached")}
-				return nil
-			}
-			return err
+// codes, here after every retry failed: the fallback runs outside the
+// retries, so it sees the final error.
+func ExampleFallbackPolicy() {
+	pipeline, err := interceptors.NewClient(interceptors.Config{Default: interceptors.Policy{
+		Retry: &interceptors.RetryPolicy{
+			MaxAttempts: 2,
+			Backoff:     interceptors.Backoff{Kind: interceptors.BackoffConstant, Initial: time.Millisecond},
 		},
-	})
+		Fallback: &interceptors.FallbackPolicy{
+			Func: func(_ context.Context, _ string, _, reply any, err error) error {
+				if r, ok := reply.(*testingv1.UnaryResponse); ok {
+					r.Reply = &testingv1.Reply{Payload: []byte("cached")}
+					return nil
+				}
+				return err
+			},
+		},
+	}})
 	if err != nil {
 		panic(err)
 	}
-	retrier, err := interceptors.UnaryClientRetry(interceptors.RetryPolicy{MaxAttempts: 2, Backoff: retry.Constant(time.Millisecond)})
-	if err != nil {
-		panic(err)
-	}
-	client, _, stop := dial(fallback, retrier) // outermost first
+	client, _, stop := dial(pipeline.UnaryClientInterceptor())
 	defer stop()
 	resp, err := client.Unary(context.Background(), &testingv1.UnaryRequest{Behavior: &testingv1.Behavior{FailAttempts: -1}})
 	fmt.Println(string(resp.GetReply().GetPayload()), err)
@@ -165,9 +173,12 @@ func durationpbOf(d time.Duration) *durationpb.Duration { return durationpb.New(
 // server failed after a message, the application would get that message
 // and then the error, never a duplicate.
 func ExampleClient_StreamClientInterceptor() {
-	pipeline, err := interceptors.NewClient(interceptors.Policy{
-		Retry: &interceptors.RetryPolicy{MaxAttempts: 3, Backoff: retry.Constant(10 * time.Millisecond)},
-	})
+	pipeline, err := interceptors.NewClient(interceptors.Config{Default: interceptors.Policy{
+		Retry: &interceptors.RetryPolicy{
+			MaxAttempts: 3,
+			Backoff:     interceptors.Backoff{Kind: interceptors.BackoffConstant, Initial: 10 * time.Millisecond},
+		},
+	}})
 	if err != nil {
 		panic(err)
 	}
@@ -204,4 +215,58 @@ func ExampleClient_StreamClientInterceptor() {
 	// message 2 from attempt 2
 	// end: EOF
 	// server saw 2 attempts
+}
+
+// An Observer is a struct of optional hooks; here only OnEvent is set, to
+// print the retries. A constant backoff without jitter waits exactly its
+// Initial delay before every retry.
+func ExampleObserver() {
+	pipeline, err := interceptors.NewClient(interceptors.Config{
+		Default: interceptors.Policy{Retry: &interceptors.RetryPolicy{
+			MaxAttempts: 3,
+			Backoff:     interceptors.Backoff{Kind: interceptors.BackoffConstant, Initial: 20 * time.Millisecond},
+			Jitter:      interceptors.JitterNone,
+		}},
+		Observer: interceptors.Observer{
+			OnEvent: func(_ context.Context, e interceptors.Event) {
+				if e.Kind == interceptors.EventRetry {
+					fmt.Printf("attempt %d failed with %v; retry in %v\n", e.Attempt, status.Code(e.Err), e.Delay)
+				}
+			},
+		},
+	})
+	if err != nil {
+		panic(err)
+	}
+	client, _, stop := dial(pipeline.UnaryClientInterceptor())
+	defer stop()
+	resp, err := client.Unary(context.Background(), &testingv1.UnaryRequest{
+		Behavior: &testingv1.Behavior{CallId: "o", FailAttempts: 2, FailCode: uint32(codes.Unavailable)},
+	})
+	fmt.Println("answered by attempt", resp.GetReply().GetAttempt(), err)
+	// Output:
+	// attempt 1 failed with Unavailable; retry in 20ms
+	// attempt 2 failed with Unavailable; retry in 20ms
+	// answered by attempt 3 <nil>
+}
+
+// NewClient reports every problem of a configuration at once, each a
+// *resilience.FieldError naming where it is. Hedging the Unary method,
+// whose descriptor declares no idempotency, needs an explicit
+// Idempotency: AlwaysIdempotent.
+func ExampleNewClient() {
+	_, err := interceptors.NewClient(interceptors.Config{
+		Default: interceptors.Policy{Retry: &interceptors.RetryPolicy{MaxAttempts: -1}},
+		Methods: map[string]interceptors.Policy{
+			testingv1.TestService_Unary_FullMethodName: {Hedging: &interceptors.HedgingPolicy{}},
+		},
+		MaxKeys: -1,
+	})
+	for _, fe := range resilience.FieldErrors(err) {
+		fmt.Println(fe.Field, fe.Value)
+	}
+	// Output:
+	// Default.Retry.MaxAttempts -1
+	// Methods[/grpcresilience.testing.v1.TestService/Unary].Hedging set
+	// MaxKeys -1
 }

@@ -10,7 +10,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	resilience "github.com/engineeringlabs/grpc-resilience"
-	"github.com/engineeringlabs/grpc-resilience/breaker"
 	"github.com/engineeringlabs/grpc-resilience/interceptors"
 	testingv1 "github.com/engineeringlabs/grpc-resilience/proto/gen/grpcresilience/testing/v1"
 	"github.com/engineeringlabs/grpc-resilience/testservice"
@@ -35,7 +34,7 @@ func TestFallback(t *testing.T) {
 	cache := &cached{}
 	c := newPipeline(t, interceptors.Policy{
 		Retry:    fastRetry(2),
-		Breaker:  &interceptors.BreakerPolicy{Config: breaker.Config{FailureThreshold: 2, Timeout: time.Hour}},
+		Breaker:  &interceptors.BreakerPolicy{FailureThreshold: 2, OpenDuration: time.Hour},
 		Fallback: &interceptors.FallbackPolicy{Func: cache.answer},
 	})
 	e := newEnv(t, nil, c.UnaryClientInterceptor())
@@ -104,7 +103,8 @@ func TestDefaultTimeout(t *testing.T) {
 	if err := unary(ctxTimeout(t, 10*time.Second), e.client, testservice.Sleeping("own", 300*time.Millisecond, 0)); err != nil {
 		t.Errorf("a call with its own, longer deadline: %v", err)
 	}
-	tm := interceptors.UnaryClientTimeout(100 * time.Millisecond)
-	e2 := newEnv(t, nil, tm)
+	// A client whose policy sets the default timeout alone.
+	tm := newPipeline(t, interceptors.Policy{DefaultTimeout: 100 * time.Millisecond})
+	e2 := newEnv(t, nil, tm.UnaryClientInterceptor())
 	checkAttemptTimeout(t, unary(context.Background(), e2.client, testservice.Sleeping("dt2", 5*time.Second, 0)), 100*time.Millisecond)
 }

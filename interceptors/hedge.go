@@ -5,6 +5,8 @@ import (
 	"reflect"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	resilience "github.com/engineeringlabs/grpc-resilience"
@@ -31,7 +33,7 @@ type hedgeResult struct {
 // message of its own; a winner other than attempt 1 is copied into the
 // caller's reply once every attempt has returned.
 func (ms *methodState) hedgeCall(ctx context.Context, r *rpc, maxAttempts int, timeout time.Duration, attempts *int) error {
-	obs := ms.observer
+	obs := ms.obs
 	hr := new(rpc) // the attempts' goroutines share this copy, not the caller's
 	*hr = *r
 	hctx, cancel := context.WithCancel(ctx)
@@ -59,7 +61,7 @@ func (ms *methodState) hedgeCall(ctx context.Context, r *rpc, maxAttempts int, t
 		if n > 1 {
 			info.Delay = now.Sub(lastLaunch)
 			if obs != nil {
-				obs.Event(ctx, Event{Kind: EventHedge, Method: ms.method, Target: ms.target, Attempt: n, Delay: info.Delay})
+				obs.event(ctx, Event{Kind: EventHedge, Method: ms.method, Target: ms.target, Attempt: n, Delay: info.Delay})
 			}
 		}
 		lastLaunch = now
@@ -76,7 +78,7 @@ func (ms *methodState) hedgeCall(ctx context.Context, r *rpc, maxAttempts int, t
 		if ms.budget != nil && !ms.budget.AllowRetry() {
 			stopped = true
 			if obs != nil {
-				obs.Event(ctx, Event{Kind: EventBudgetDenied, Method: ms.method, Target: ms.target, Attempt: launched})
+				obs.event(ctx, Event{Kind: EventBudgetDenied, Method: ms.method, Target: ms.target, Attempt: launched})
 			}
 			return false
 		}
@@ -171,23 +173,41 @@ loop:
 		*attempts += b2i(hres.res.invoked)
 	}
 
-	switch {
-	case winner > 0:
+	if winner > 0 {
 		if winner > 1 {
 			copyReply(r.reply, replies[winner-1])
 		}
 		return nil
-	case final != nil:
-		return finalError(final)
-	case lastErr == nil:
-		return finalError(ctx.Err())
-	case nonFatalLast && launched >= maxAttempts && ctx.Err() == nil:
-		if obs != nil {
-			obs.Event(ctx, Event{Kind: EventRetriesExhausted, Method: ms.method, Target: ms.target, Attempt: launched, Err: lastErr})
-		}
-		return finalError(&resilience.RetriesExhaustedError{Attempts: launched, Err: lastErr})
+	}
+	end := hedgeEnd{final: final, last: lastErr, exhausted: nonFatalLast && launched >= maxAttempts && ctx.Err() == nil}
+	err := end.err(launched)
+	if end.exhausted && obs != nil && lastErr != nil {
+		obs.event(ctx, Event{Kind: EventRetriesExhausted, Method: ms.method, Target: ms.target, Attempt: launched, Err: lastErr})
+	}
+	return err
+}
+
+// hedgeEnd is how a hedged call without a winner ended.
+type hedgeEnd struct {
+	final     error // a fatal error that ended the call
+	last      error // the error of the last attempt that reported
+	exhausted bool  // every attempt allowed ran and the last failure was non-fatal
+}
+
+// err returns the error a hedged call without a winner ends with, after
+// launched attempts. A call without a winner always has an error: should no
+// attempt have reported one, it fails with INTERNAL rather than report
+// success with an empty reply.
+func (h hedgeEnd) err(launched int) error {
+	switch {
+	case h.final != nil:
+		return finalError(h.final)
+	case h.last == nil:
+		return status.Error(codes.Internal, "interceptors: hedged call ended without an attempt result")
+	case h.exhausted:
+		return finalError(&resilience.RetriesExhaustedError{Attempts: launched, Err: h.last})
 	default:
-		return finalError(lastErr)
+		return finalError(h.last)
 	}
 }
 

@@ -78,7 +78,7 @@ func TestHedgingOnlyForIdempotentMethods(t *testing.T) {
 	if got := e.svc.Attempts("plain"); got != 1 {
 		t.Errorf("non-idempotent method: server saw %d attempts, want 1", got)
 	}
-	resp, err := e.client.Unary(ctx, &testingv1.UnaryRequest{Behavior: testservice.Sleeping("declared", 5*time.Second, 1)}, interceptors.WithIdempotent(true))
+	resp, err := e.client.Unary(ctx, &testingv1.UnaryRequest{Behavior: testservice.Sleeping("declared", 5*time.Second, 1)}, interceptors.WithIdempotency(interceptors.AlwaysIdempotent))
 	if err != nil || resp.GetReply().GetAttempt() != 2 {
 		t.Errorf("declared idempotent: %v, %v; want the hedge to answer", resp.GetReply(), err)
 	}
@@ -166,7 +166,7 @@ func TestHedgingConcurrentCallsNoRace(t *testing.T) {
 // a proto message, over an in-process invoker whose second attempt answers.
 func TestHedgingPlainReplyCopy(t *testing.T) {
 	type answer struct{ From int }
-	c := newPipeline(t, interceptors.Policy{Hedging: hedging(1, 0), Idempotent: interceptors.Idempotent})
+	c := newPipeline(t, interceptors.Policy{Hedging: hedging(1, 0), Idempotency: interceptors.AlwaysIdempotent})
 	invoker := func(ctx context.Context, _ string, _, reply any, _ *grpc.ClientConn, _ ...grpc.CallOption) error {
 		if _, hedge := previousAttempts(ctx); !hedge {
 			<-ctx.Done() // the first attempt waits to be cancelled
@@ -189,7 +189,7 @@ func TestHedgingPlainReplyCopy(t *testing.T) {
 // it: under -race, any such read is reported. Attempt 1 keeps decoding
 // until the hedge has started.
 func TestHedgeLaunchLeavesTheCallersReplyAlone(t *testing.T) {
-	c := newPipeline(t, interceptors.Policy{Hedging: hedging(1, time.Millisecond), Idempotent: interceptors.Idempotent})
+	c := newPipeline(t, interceptors.Policy{Hedging: hedging(1, time.Millisecond), Idempotency: interceptors.AlwaysIdempotent})
 	hedgeStarted := make(chan struct{})
 	invoker := func(ctx context.Context, _ string, _, reply any, _ *grpc.ClientConn, _ ...grpc.CallOption) error {
 		m := reply.(proto.Message)

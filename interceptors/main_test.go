@@ -14,7 +14,6 @@ import (
 
 	"github.com/engineeringlabs/grpc-resilience/interceptors"
 	testingv1 "github.com/engineeringlabs/grpc-resilience/proto/gen/grpcresilience/testing/v1"
-	"github.com/engineeringlabs/grpc-resilience/retry"
 	"github.com/engineeringlabs/grpc-resilience/testservice"
 )
 
@@ -117,10 +116,17 @@ func newEnvDial(t *testing.T, topts []testservice.Option, dopts []grpc.DialOptio
 	return &env{srv: srv, svc: srv.Service(), log: log, conn: conn, client: testingv1.NewTestServiceClient(conn)}
 }
 
-// newPipeline builds a Client or fails the test.
-func newPipeline(t testing.TB, def interceptors.Policy, opts ...interceptors.ClientOption) *interceptors.Client {
+// newPipeline builds a Client whose default policy is def, or fails the
+// test.
+func newPipeline(t testing.TB, def interceptors.Policy) *interceptors.Client {
 	t.Helper()
-	c, err := interceptors.NewClient(def, opts...)
+	return newClient(t, interceptors.Config{Default: def})
+}
+
+// newClient builds the Client cfg describes, or fails the test.
+func newClient(t testing.TB, cfg interceptors.Config) *interceptors.Client {
+	t.Helper()
+	c, err := interceptors.NewClient(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,8 +138,8 @@ func newPipeline(t testing.TB, def interceptors.Policy, opts ...interceptors.Cli
 func fastRetry(attempts int) *interceptors.RetryPolicy {
 	return &interceptors.RetryPolicy{
 		MaxAttempts: attempts,
-		Backoff:     retry.Constant(time.Millisecond),
-		Jitter:      retry.NoJitter,
+		Backoff:     interceptors.Backoff{Kind: interceptors.BackoffConstant, Initial: time.Millisecond},
+		Jitter:      interceptors.JitterNone,
 		Budget:      interceptors.NoBudget,
 	}
 }

@@ -10,69 +10,93 @@ import (
 )
 
 // Observer is told what the pipeline does, for spans, metrics and logs: one
-// CallStart and CallEnd per logical call, one AttemptStart and AttemptEnd
-// per attempt that reaches the invoker, and Events in between (retries,
-// rejections, budget denials, hedges, fallbacks, breaker transitions).
+// OnCallStart and OnCallEnd per logical call, one OnAttemptStart and
+// OnAttemptEnd per attempt that reaches the invoker, and OnEvent for what
+// happens in between (retries, rejections, budget denials, hedges,
+// fallbacks, breaker transitions, cache evictions). Every field is
+// optional: a nil hook is skipped at the cost of a nil check, and the zero
+// Observer, the default, observes nothing. [telemetry.Telemetry.ClientObserver]
+// fills every hook with spans, metrics and logs.
 //
-// The methods run synchronously on the call's goroutine, except that the
+// The hooks run synchronously on the call's goroutine, except that the
 // attempts of a hedged call run concurrently on goroutines of their own, and
-// breaker transitions are reported on whichever goroutine caused them; an
-// Observer must therefore be safe for concurrent use, and quick.
+// breaker transitions and evictions are reported on whichever goroutine
+// caused them; the hooks must therefore be safe for concurrent use, and
+// quick. They never run while the pipeline holds a lock.
 //
-// CallStart returns the context the call continues with, and AttemptStart
-// the context the attempt is invoked with: an Observer puts its span there
-// (the attempt's context goes to the invoker, so a propagator injects the
-// attempt span's trace context into the attempt's headers). An Observer must
-// return its argument, or a context derived from it.
+// OnCallStart returns the context the call continues with, and
+// OnAttemptStart the context the attempt is invoked with: an Observer puts
+// its span there (the attempt's context goes to the invoker, so a
+// propagator injects the attempt span's trace context into the attempt's
+// headers). They must return their argument, or a context derived from it.
 //
 // Attempts that a breaker or bulkhead rejects never reach the invoker: they
-// get no AttemptStart, only an EventBreakerRejected or EventBulkheadRejected
-// on the call's context.
+// get no OnAttemptStart, only an EventBreakerRejected or
+// EventBulkheadRejected on the call's context.
 //
-// Embed [NopObserver] to implement only some methods. With no Observer
-// configured (the default) the pipeline skips every hook at the cost of a
-// nil check.
-type Observer interface {
-	// CallStart is called when a logical call begins, before its default
+// [telemetry.Telemetry.ClientObserver]: https://pkg.go.dev/github.com/engineeringlabs/grpc-resilience/interceptors/telemetry#Telemetry.ClientObserver
+type Observer struct {
+	// OnCallStart is called when a logical call begins, before its default
 	// timeout is set.
-	CallStart(ctx context.Context, info CallInfo) context.Context
-	// CallEnd is called when the call ends with err (nil on success), with
-	// info's Attempts and Fallback filled in. ctx is the one CallStart
-	// returned.
-	CallEnd(ctx context.Context, info CallInfo, err error)
-	// AttemptStart is called once the attempt holds its breaker permit
+	OnCallStart func(ctx context.Context, info CallInfo) context.Context
+	// OnCallEnd is called when the call ends with err (nil on success),
+	// with info's Attempts and Fallback filled in. ctx is the one
+	// OnCallStart returned.
+	OnCallEnd func(ctx context.Context, info CallInfo, err error)
+	// OnAttemptStart is called once the attempt holds its breaker permit
 	// and bulkhead slot, just before the invoker.
-	AttemptStart(ctx context.Context, info AttemptInfo) context.Context
-	// AttemptEnd is called when the invoker returned err for the attempt,
-	// with the context AttemptStart returned and info's Pushback filled in.
-	// err is as the retry engine sees it: a status error, possibly a
-	// *StatusError for a per-attempt timeout.
-	AttemptEnd(ctx context.Context, info AttemptInfo, err error)
-	// Event reports something that happened during a call, on the call's
-	// context; EventBreakerStateChange has a context of its own.
-	Event(ctx context.Context, e Event)
+	OnAttemptStart func(ctx context.Context, info AttemptInfo) context.Context
+	// OnAttemptEnd is called when the invoker returned err for the
+	// attempt, with the context OnAttemptStart returned and info's
+	// Pushback filled in. err is as the retry engine sees it: a status
+	// error, possibly a *StatusError for a per-attempt timeout.
+	OnAttemptEnd func(ctx context.Context, info AttemptInfo, err error)
+	// OnEvent reports something that happened during a call, on the
+	// call's context; EventBreakerStateChange, EventEvicted and
+	// EventOverflow have a context of their own.
+	OnEvent func(ctx context.Context, e Event)
 }
 
-// NopObserver is an Observer that does nothing; embed it in an Observer
-// that needs only some of the methods. Its zero value is ready to use.
-type NopObserver struct{}
+// observer returns a pointer to a copy of o, or nil when o has no hook, so
+// that the pipeline skips every hook with one nil check.
+func (o Observer) observer() *Observer {
+	if o.OnCallStart == nil && o.OnCallEnd == nil && o.OnAttemptStart == nil && o.OnAttemptEnd == nil && o.OnEvent == nil {
+		return nil
+	}
+	return &o
+}
 
-var _ Observer = NopObserver{}
+func (o *Observer) callStart(ctx context.Context, info CallInfo) context.Context {
+	if o.OnCallStart != nil {
+		return o.OnCallStart(ctx, info)
+	}
+	return ctx
+}
 
-// CallStart returns ctx.
-func (NopObserver) CallStart(ctx context.Context, _ CallInfo) context.Context { return ctx }
+func (o *Observer) callEnd(ctx context.Context, info CallInfo, err error) {
+	if o.OnCallEnd != nil {
+		o.OnCallEnd(ctx, info, err)
+	}
+}
 
-// CallEnd does nothing.
-func (NopObserver) CallEnd(context.Context, CallInfo, error) {}
+func (o *Observer) attemptStart(ctx context.Context, info AttemptInfo) context.Context {
+	if o.OnAttemptStart != nil {
+		return o.OnAttemptStart(ctx, info)
+	}
+	return ctx
+}
 
-// AttemptStart returns ctx.
-func (NopObserver) AttemptStart(ctx context.Context, _ AttemptInfo) context.Context { return ctx }
+func (o *Observer) attemptEnd(ctx context.Context, info AttemptInfo, err error) {
+	if o.OnAttemptEnd != nil {
+		o.OnAttemptEnd(ctx, info, err)
+	}
+}
 
-// AttemptEnd does nothing.
-func (NopObserver) AttemptEnd(context.Context, AttemptInfo, error) {}
-
-// Event does nothing.
-func (NopObserver) Event(context.Context, Event) {}
+func (o *Observer) event(ctx context.Context, e Event) {
+	if o.OnEvent != nil {
+		o.OnEvent(ctx, e)
+	}
+}
 
 // Pattern is the pattern that decides how many attempts a call makes.
 type Pattern uint8
@@ -185,10 +209,22 @@ const (
 	// how. Its context is context.Background(), Method and Target are
 	// empty: the breaker may be shared by several methods.
 	EventBreakerStateChange
+	// EventRateLimited: the client's rate limit refused Attempt; Err is
+	// the *resilience.RateLimitedError.
+	EventRateLimited
+	// EventEvicted: a bounded cache of the client dropped an idle entry to
+	// make room (see "Bounded state" in the package documentation). Cache
+	// names the cache; Key, or Target and Method for the "state" cache,
+	// the entry. Its context is context.Background().
+	EventEvicted
+	// EventOverflow: a bounded cache was full of busy entries, so the new
+	// Key shares the cache's overflow breaker or bulkhead. Its context is
+	// context.Background().
+	EventOverflow
 )
 
 var eventNames = [...]string{"", "retry", "retries-exhausted", "deadline", "budget-denied", "breaker-rejected",
-	"bulkhead-rejected", "hedge", "fallback", "breaker-state-change"}
+	"bulkhead-rejected", "hedge", "fallback", "breaker-state-change", "rate-limited", "evicted", "overflow"}
 
 // String returns the kind's name in kebab case, for example
 // "breaker-rejected".
@@ -216,4 +252,12 @@ type Event struct {
 	BreakerState breaker.State
 	// StateChange is the transition, for EventBreakerStateChange.
 	StateChange breaker.StateChange
+	// Cache names the bounded cache of EventEvicted and EventOverflow:
+	// "state" (a method's resolved policy on a target), "breaker",
+	// "bulkhead", "ratelimit" or "budget" (a target's retry budget).
+	Cache string
+	// Key is the cache key concerned, for EventEvicted and EventOverflow:
+	// the breaker's or bulkhead's scope key (target and method, service or
+	// target alone), or the target of a budget.
+	Key string
 }

@@ -34,8 +34,9 @@ func previousAttempts(ctx context.Context) (string, bool) {
 
 type attemptKey struct{}
 
-// recorder is an Observer that records everything, and marks each
-// attempt's context so that tests can see it reach the invoker.
+// recorder records everything an Observer hears, and marks each attempt's
+// context so that tests can see it reach the invoker. Its observer method
+// returns the Observer that feeds it.
 type recorder struct {
 	mu       sync.Mutex
 	calls    []interceptors.CallInfo
@@ -79,6 +80,17 @@ func (r *recorder) Event(_ context.Context, e interceptors.Event) {
 	r.events = append(r.events, e)
 }
 
+// observer returns an Observer whose every hook records into r.
+func (r *recorder) observer() interceptors.Observer {
+	return interceptors.Observer{
+		OnCallStart:    r.CallStart,
+		OnCallEnd:      r.CallEnd,
+		OnAttemptStart: r.AttemptStart,
+		OnAttemptEnd:   r.AttemptEnd,
+		OnEvent:        r.Event,
+	}
+}
+
 func (r *recorder) kinds() []interceptors.EventKind {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -94,7 +106,10 @@ func (r *recorder) kinds() []interceptors.EventKind {
 // and the attempt's context reaching the invoker.
 func TestObserverRetry(t *testing.T) {
 	rec := &recorder{}
-	c := newPipeline(t, interceptors.Policy{Retry: fastRetry(3), Breaker: &interceptors.BreakerPolicy{}}, interceptors.WithObserver(rec))
+	c := newClient(t, interceptors.Config{
+		Default:  interceptors.Policy{Retry: fastRetry(3), Breaker: &interceptors.BreakerPolicy{}},
+		Observer: rec.observer(),
+	})
 	var seen []any
 	var mu sync.Mutex
 	inner := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
@@ -146,12 +161,15 @@ func TestObserverRetry(t *testing.T) {
 // change, a hedge, a fallback and exhausted retries.
 func TestObserverEvents(t *testing.T) {
 	rec := &recorder{}
-	c := newPipeline(t, interceptors.Policy{
-		Retry:    fastRetry(2),
-		Breaker:  &interceptors.BreakerPolicy{Config: breaker.Config{FailureThreshold: 2, Timeout: time.Hour}},
-		Fallback: &interceptors.FallbackPolicy{Func: func(_ context.Context, _ string, _, _ any, err error) error { return err }},
-	}, interceptors.WithObserver(rec),
-		interceptors.WithMethodPolicy(testingv1.TestService_Query_FullMethodName, interceptors.Policy{Hedging: hedging(1, 0)}))
+	c := newClient(t, interceptors.Config{
+		Default: interceptors.Policy{
+			Retry:    fastRetry(2),
+			Breaker:  &interceptors.BreakerPolicy{FailureThreshold: 2, OpenDuration: time.Hour},
+			Fallback: &interceptors.FallbackPolicy{Func: func(_ context.Context, _ string, _, _ any, err error) error { return err }},
+		},
+		Methods:  map[string]interceptors.Policy{testingv1.TestService_Query_FullMethodName: {Hedging: hedging(1, 0)}},
+		Observer: rec.observer(),
+	})
 	e := newEnv(t, nil, c.UnaryClientInterceptor())
 	ctx := ctxTimeout(t, 10*time.Second)
 	_ = unary(ctx, e.client, testservice.Failing("x", -1, codes.Unavailable)) // 2 attempts, exhausted, opens
@@ -197,18 +215,21 @@ func TestObserverLimits(t *testing.T) {
 	retryPolicy := fastRetry(3)
 	retryPolicy.Budget = nil
 	late := fastRetry(3)
-	late.Backoff = retry.Constant(time.Hour)
-	c := newPipeline(t, interceptors.Policy{Retry: retryPolicy},
-		interceptors.WithObserver(rec),
-		interceptors.WithTargetBudget(func(string) retry.Budget { return retry.NewTokenBucket(0, 0) }), // denies everything
-		interceptors.WithMethodPolicy(testingv1.TestService_Query_FullMethodName, interceptors.Policy{
-			Hedging: &interceptors.HedgingPolicy{MaxExtraAttempts: 1, Delay: 20 * time.Millisecond},
-		}),
-		interceptors.WithMethodPolicy(testingv1.TestService_IdempotentUnary_FullMethodName, interceptors.Policy{
-			Retry:    late,
-			Bulkhead: &interceptors.BulkheadPolicy{Limit: 1},
-		}),
-	)
+	late.Backoff = interceptors.Backoff{Kind: interceptors.BackoffConstant, Initial: time.Hour}
+	c := newClient(t, interceptors.Config{
+		Default:      interceptors.Policy{Retry: retryPolicy},
+		Observer:     rec.observer(),
+		TargetBudget: func(string) retry.Budget { return retry.NewTokenBucket(0, 0) }, // denies everything
+		Methods: map[string]interceptors.Policy{
+			testingv1.TestService_Query_FullMethodName: {
+				Hedging: &interceptors.HedgingPolicy{MaxExtraAttempts: 1, Delay: 20 * time.Millisecond},
+			},
+			testingv1.TestService_IdempotentUnary_FullMethodName: {
+				Retry:    late,
+				Bulkhead: &interceptors.BulkheadPolicy{Limit: 1},
+			},
+		},
+	})
 	e := newEnv(t, nil, c.UnaryClientInterceptor())
 	ctx := ctxTimeout(t, 10*time.Second)
 

@@ -8,75 +8,45 @@ import (
 	"github.com/engineeringlabs/grpc-resilience/retry"
 )
 
-// ClientOption configures a [Client] in [NewClient]. Options are immutable
-// values and may be reused.
-type ClientOption interface {
-	apply(*clientConfig)
-}
+// DefaultMaxKeys is the number of (target, method) pairs a [Client] keeps
+// state for when Config.MaxKeys is zero.
+const DefaultMaxKeys = 10000
 
-type clientOptionFunc func(*clientConfig)
-
-func (f clientOptionFunc) apply(c *clientConfig) { f(c) }
-
-// clientConfig is what the ClientOptions set.
-type clientConfig struct {
-	methods   map[string]Policy
-	services  map[string]Policy
-	dupes     []string
-	observer  Observer
-	newBudget func(target string) retry.Budget
-}
-
-// WithMethodPolicy makes p the policy of the calls of fullMethod,
-// "/package.Service/Method", instead of the service's or the default
-// policy. Setting the same method twice is an error of NewClient.
-func WithMethodPolicy(fullMethod string, p Policy) ClientOption {
-	return clientOptionFunc(func(c *clientConfig) {
-		if _, ok := c.methods[fullMethod]; ok {
-			c.dupes = append(c.dupes, "WithMethodPolicy: "+fullMethod)
-		}
-		if c.methods == nil {
-			c.methods = map[string]Policy{}
-		}
-		c.methods[fullMethod] = p
-	})
-}
-
-// WithServicePolicy makes p the policy of the calls of every method of
-// service, "package.Service", that has no policy of its own, instead of the
-// default policy. Setting the same service twice is an error of NewClient.
-func WithServicePolicy(service string, p Policy) ClientOption {
-	return clientOptionFunc(func(c *clientConfig) {
-		if _, ok := c.services[service]; ok {
-			c.dupes = append(c.dupes, "WithServicePolicy: "+service)
-		}
-		if c.services == nil {
-			c.services = map[string]Policy{}
-		}
-		c.services[service] = p
-	})
-}
-
-// WithObserver makes o hear of every call, attempt and event. The default,
-// and what a nil o selects, is no observer, which costs nothing.
-func WithObserver(o Observer) ClientOption {
-	return clientOptionFunc(func(c *clientConfig) { c.observer = o })
-}
-
-// WithTargetBudget sets how the client creates the retry budget it shares
-// between every call to one target whose RetryPolicy or HedgingPolicy has
-// no Budget of its own: newBudget is called once per target (cc.Target()).
-// A nil newBudget, or one that returns nil, means no per-target budget.
-// The default is retry.NewRatioBudget(10*time.Second, 10, 0.2), Linkerd's:
-// retries may add 20% to the calls of the last 10 seconds, plus 10 per
-// second.
-func WithTargetBudget(newBudget func(target string) retry.Budget) ClientOption {
-	return clientOptionFunc(func(c *clientConfig) {
-		if newBudget == nil {
-			newBudget = func(string) retry.Budget { return nil }
-		}
-		c.newBudget = newBudget
-	})
+// Config configures a [Client]. It is plain data: [NewClient] copies it
+// (the maps too), so changing a Config afterwards affects no client.
+//
+// Every field is optional. The zero Config is a client that applies no
+// pattern: every call goes to the invoker once, unchanged.
+type Config struct {
+	// Default is the policy of every call whose method and service have
+	// no policy of their own.
+	Default Policy
+	// Methods maps full method names, "/package.Service/Method", to their
+	// policy, which replaces the service's and the default policy as a
+	// whole.
+	Methods map[string]Policy
+	// Services maps service names, "package.Service", to the policy of
+	// every method of the service that has none of its own; it replaces
+	// the default policy as a whole.
+	Services map[string]Policy
+	// Observer hears of every call, attempt and event. The zero Observer,
+	// the default, costs nothing.
+	Observer Observer
+	// TargetBudget creates the retry budget that the client shares between
+	// every call to one target (cc.Target()) whose RetryPolicy or
+	// HedgingPolicy has no Budget of its own; it is called once per target.
+	// Returning [NoBudget] (or nil) means no per-target budget. Nil, the
+	// default, gives each target retry.NewRatioBudget(10*time.Second, 10,
+	// 0.2), Linkerd's: retries may add 20% to the calls of the last 10
+	// seconds, plus 10 per second. See "Retry budgets" in the package
+	// documentation for the error a call gets when it denies a retry.
+	TargetBudget func(target string) retry.Budget
+	// MaxKeys bounds the state the client keeps per (target, method):
+	// resolved policies, breakers, bulkheads and per-target budgets, each
+	// at most MaxKeys. Zero means [DefaultMaxKeys]; negative values are
+	// invalid. See "Bounded state" in the package documentation for what
+	// happens beyond it.
+	MaxKeys int
 }
 
 // defaultTargetBudget is the per-target budget without WithTargetBudget.
@@ -84,64 +54,55 @@ func defaultTargetBudget(string) retry.Budget {
 	return retry.NewRatioBudget(10*time.Second, 10, 0.2)
 }
 
-// Per-call options. They embed grpc.EmptyCallOption, so they pass through
-// the invoker harmlessly; the pipeline reads them from the call's options.
-
-// MaxAttemptsCallOption overrides the most attempts of one call; create it
-// with [WithMaxAttempts].
-type MaxAttemptsCallOption struct {
+// CallOption is a per-call setting of the pipeline, passed among a call's
+// grpc.CallOptions: [WithMaxAttempts], [DisableRetry], [WithAttemptTimeout]
+// and [WithIdempotency] make one. It embeds grpc.EmptyCallOption, so it
+// passes through the invoker harmlessly; the pipeline reads it from the
+// call's options, and when a call has several of one kind the last wins.
+// The zero CallOption sets nothing.
+type CallOption struct {
 	grpc.EmptyCallOption
-	// N is the most attempts, the first included.
-	N int
+	kind  callOptionKind
+	n     int
+	d     time.Duration
+	idemp Idempotency
 }
+
+type callOptionKind uint8
+
+const (
+	callMaxAttempts callOptionKind = iota + 1
+	callDisableRetry
+	callAttemptTimeout
+	callIdempotency
+)
 
 // WithMaxAttempts makes one call make at most n attempts in all, instead of
 // what its RetryPolicy or HedgingPolicy says; n below 1 counts as 1. It
 // does nothing for a method with neither retry nor hedging.
-func WithMaxAttempts(n int) MaxAttemptsCallOption {
-	return MaxAttemptsCallOption{N: max(n, 1)}
-}
-
-// DisableRetryCallOption disables retries and hedging for one call; create
-// it with [DisableRetry].
-type DisableRetryCallOption struct {
-	grpc.EmptyCallOption
+func WithMaxAttempts(n int) CallOption {
+	return CallOption{kind: callMaxAttempts, n: max(n, 1)}
 }
 
 // DisableRetry makes one call make a single attempt, whatever its policy
 // says about retries and hedging. Breaker, bulkhead, timeouts and fallback
 // still apply.
-func DisableRetry() DisableRetryCallOption { return DisableRetryCallOption{} }
-
-// AttemptTimeoutCallOption overrides the per-attempt timeout of one call;
-// create it with [WithAttemptTimeout].
-type AttemptTimeoutCallOption struct {
-	grpc.EmptyCallOption
-	// D is the per-attempt timeout; zero or less means none.
-	D time.Duration
-}
+func DisableRetry() CallOption { return CallOption{kind: callDisableRetry} }
 
 // WithAttemptTimeout bounds each attempt of one call to d, instead of its
 // RetryPolicy's AttemptTimeout; d of zero or less removes the per-attempt
 // timeout. It applies to hedged attempts as well; streams ignore it (see
 // "Streams" in the package documentation).
-func WithAttemptTimeout(d time.Duration) AttemptTimeoutCallOption {
-	return AttemptTimeoutCallOption{D: max(d, 0)}
+func WithAttemptTimeout(d time.Duration) CallOption {
+	return CallOption{kind: callAttemptTimeout, d: max(d, 0)}
 }
 
-// IdempotentCallOption overrides whether one call counts as idempotent;
-// create it with [WithIdempotent].
-type IdempotentCallOption struct {
-	grpc.EmptyCallOption
-	// Idempotent is whether the call may run more than once.
-	Idempotent bool
-}
-
-// WithIdempotent declares one call idempotent, or not, whatever its
-// method's descriptor and policy say. It decides which codes are retried
-// and whether the call may be hedged.
-func WithIdempotent(idempotent bool) IdempotentCallOption {
-	return IdempotentCallOption{Idempotent: idempotent}
+// WithIdempotency declares whether one call may run more than once,
+// whatever its method's descriptor and policy say: [AlwaysIdempotent] or
+// [NeverIdempotent]; [FromDescriptor] restores the method's own setting. It
+// decides which codes are retried and whether the call may be hedged.
+func WithIdempotency(i Idempotency) CallOption {
+	return CallOption{kind: callIdempotency, idemp: i}
 }
 
 // overrides are the per-call options of one call.
@@ -150,24 +111,27 @@ type overrides struct {
 	disable        bool
 	attemptTimeout time.Duration
 	hasTimeout     bool
-	idempotent     Idempotency // IdempotencyFromDescriptor: the method's
+	idempotent     Idempotency // FromDescriptor: the method's
 }
 
 // readOverrides collects the per-call options among opts; later ones win.
 func readOverrides(opts []grpc.CallOption) overrides {
 	var o overrides
 	for _, opt := range opts {
-		switch v := opt.(type) {
-		case MaxAttemptsCallOption:
-			o.maxAttempts = max(v.N, 1)
-		case DisableRetryCallOption:
+		v, ok := opt.(CallOption)
+		if !ok {
+			continue
+		}
+		switch v.kind {
+		case callMaxAttempts:
+			o.maxAttempts = max(v.n, 1)
+		case callDisableRetry:
 			o.disable = true
-		case AttemptTimeoutCallOption:
-			o.attemptTimeout, o.hasTimeout = max(v.D, 0), true
-		case IdempotentCallOption:
-			o.idempotent = NotIdempotent
-			if v.Idempotent {
-				o.idempotent = Idempotent
+		case callAttemptTimeout:
+			o.attemptTimeout, o.hasTimeout = max(v.d, 0), true
+		case callIdempotency:
+			if v.idemp <= NeverIdempotent {
+				o.idempotent = v.idemp
 			}
 		}
 	}

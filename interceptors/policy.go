@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 
+	resilience "github.com/engineeringlabs/grpc-resilience"
 	"github.com/engineeringlabs/grpc-resilience/breaker"
 	"github.com/engineeringlabs/grpc-resilience/interceptors/classify"
 	"github.com/engineeringlabs/grpc-resilience/retry"
@@ -40,16 +41,20 @@ type Policy struct {
 	// Bulkhead bounds the attempts in flight on the client. Nil: no
 	// bulkhead.
 	Bulkhead *BulkheadPolicy
+	// RateLimit bounds the rate of attempts the client sends. Nil: no
+	// limit.
+	RateLimit *RateLimitPolicy
 	// DefaultTimeout is the deadline given to calls whose context has
 	// none, covering every attempt and wait. Zero: calls without a
 	// deadline keep none. Negative values are invalid.
 	DefaultTimeout time.Duration
-	// Idempotent says whether the method may run more than once with the
-	// same effect. The default, IdempotencyFromDescriptor, reads the
-	// method's idempotency_level from its proto descriptor
-	// ([classify.Idempotent]). It decides which codes the default table
-	// retries and whether hedging applies at all.
-	Idempotent Idempotency
+	// Idempotency says whether the method may run more than once with the
+	// same effect. The default, FromDescriptor, reads the method's
+	// idempotency_level from its proto descriptor
+	// ([classify.IdempotentByDescriptor]). It decides which codes the
+	// default table retries and whether hedging applies at all; see
+	// "Idempotency" in the package documentation.
+	Idempotency Idempotency
 	// Fallback answers the call from a function when it fails with chosen
 	// errors. Nil: no fallback.
 	Fallback *FallbackPolicy
@@ -57,19 +62,24 @@ type Policy struct {
 
 // RetryPolicy configures retries of failed attempts, after the retry
 // engine ([retry.Policy]). The zero RetryPolicy is valid: 3 attempts,
-// exponential backoff with full jitter, the default classification table,
-// no per-attempt timeout, and the client's per-target budget.
+// exponential backoff from 100ms to 10s with full jitter, the default
+// classification table, no per-attempt timeout, and the client's per-target
+// budget.
 type RetryPolicy struct {
 	// MaxAttempts is the most attempts, the first included. Zero means 3.
 	// Negative values are invalid.
 	MaxAttempts int
-	// Backoff computes the wait before each retry. Nil means
-	// retry.Exponential(100ms, 10s, 2).
-	Backoff retry.Backoff
-	// Jitter randomises the backoff's waits. Nil means retry.FullJitter,
-	// as gRPC's own retries; use retry.NoJitter for none. Waits the server
-	// chose with pushback are never jittered.
-	Jitter retry.Jitter
+	// Backoff computes the wait before each retry. The zero Backoff is
+	// exponential from 100ms, doubling, up to 10s.
+	Backoff Backoff
+	// Jitter randomises the backoff's waits. The zero value, JitterFull,
+	// draws each wait uniformly from [0, backoff), as gRPC's own retries
+	// do. Waits the server chose with pushback are never jittered.
+	Jitter JitterKind
+	// JitterFactor is the fraction for JitterProportional: each wait is
+	// drawn from backoff × [1-JitterFactor, 1+JitterFactor]. Zero means
+	// 0.2. It must be in [0, 1]; other jitters ignore it.
+	JitterFactor float64
 	// AttemptTimeout bounds each attempt, inside the caller's deadline.
 	// An attempt that runs out of it ends with DEADLINE_EXCEEDED matching
 	// *resilience.TimeoutError and is retried only for idempotent methods
@@ -77,7 +87,7 @@ type RetryPolicy struct {
 	// Negative values are invalid. Streams do not use it.
 	AttemptTimeout time.Duration
 	// Budget limits retries across calls. Nil means the client's budget
-	// for the call's target (see [WithTargetBudget]), shared by every
+	// for the call's target (see Config.TargetBudget), shared by every
 	// method and policy that calls that target; [NoBudget] means no
 	// budget at all; any other Budget is shared by every call this policy
 	// governs.
@@ -93,6 +103,144 @@ type RetryPolicy struct {
 	StreamBufferLimit int
 }
 
+// BackoffKind selects a backoff strategy of the retry engine. The zero
+// value is BackoffExponential.
+type BackoffKind uint8
+
+const (
+	// BackoffExponential waits Initial, then Multiplier times longer each
+	// retry, up to Max ([retry.Exponential]).
+	BackoffExponential BackoffKind = iota
+	// BackoffConstant waits Initial before every retry ([retry.Constant]).
+	BackoffConstant
+	// BackoffLinear waits Initial, then Step longer each retry, up to Max
+	// ([retry.Linear]).
+	BackoffLinear
+	// BackoffFibonacci waits Initial times the Fibonacci numbers, up to Max
+	// ([retry.Fibonacci]).
+	BackoffFibonacci
+	// BackoffDecorrelated is AWS's decorrelated jitter from Initial up to
+	// Max ([retry.DecorrelatedJitter]); it is random by itself, so Jitter
+	// is usually JitterNone with it.
+	BackoffDecorrelated
+	// BackoffDecorrelatedV2 is Polly's decorrelated jitter V2 with median
+	// Initial, up to Max ([retry.DecorrelatedJitterV2]).
+	BackoffDecorrelatedV2
+)
+
+var backoffNames = [...]string{"exponential", "constant", "linear", "fibonacci", "decorrelated", "decorrelated-v2"}
+
+// String returns the kind's name, such as "exponential".
+func (k BackoffKind) String() string {
+	if int(k) < len(backoffNames) {
+		return backoffNames[k]
+	}
+	return fmt.Sprintf("BackoffKind(%d)", uint8(k))
+}
+
+// Backoff describes the wait before each retry as data; the client turns it
+// into a [retry.Backoff]. The zero Backoff is exponential from 100ms,
+// doubling, up to 10s.
+type Backoff struct {
+	// Kind selects the strategy; the zero value is BackoffExponential.
+	Kind BackoffKind
+	// Initial is the first wait (the constant wait of BackoffConstant, the
+	// median of BackoffDecorrelatedV2). Zero means 100ms. Negative values
+	// are invalid.
+	Initial time.Duration
+	// Max caps every wait. Zero means 10s. It must not be below Initial.
+	Max time.Duration
+	// Multiplier is how much longer each exponential wait is than the one
+	// before. Zero means 2. Values below 1 (other than zero) are invalid.
+	Multiplier float64
+	// Step is what each linear wait adds. Zero means Initial. Negative
+	// values are invalid.
+	Step time.Duration
+}
+
+// JitterKind selects how the backoff's waits are randomised. The zero
+// value is JitterFull.
+type JitterKind uint8
+
+const (
+	// JitterFull draws each wait uniformly from [0, backoff)
+	// ([retry.FullJitter]).
+	JitterFull JitterKind = iota
+	// JitterNone waits exactly what the backoff says.
+	JitterNone
+	// JitterEqual draws each wait from [backoff/2, backoff)
+	// ([retry.EqualJitter]).
+	JitterEqual
+	// JitterProportional draws each wait from backoff × [1-f, 1+f] for
+	// RetryPolicy.JitterFactor f ([retry.ProportionalJitter]).
+	JitterProportional
+)
+
+var jitterNames = [...]string{"full", "none", "equal", "proportional"}
+
+// String returns the kind's name, such as "full".
+func (k JitterKind) String() string {
+	if int(k) < len(jitterNames) {
+		return jitterNames[k]
+	}
+	return fmt.Sprintf("JitterKind(%d)", uint8(k))
+}
+
+// Defaults of the zero Backoff and JitterFactor.
+const (
+	defaultBackoffInitial    = 100 * time.Millisecond
+	defaultBackoffMax        = 10 * time.Second
+	defaultBackoffMultiplier = 2
+	defaultJitterFactor      = 0.2
+)
+
+// backoff returns the retry engine's strategy for b, a validated Backoff.
+func (b Backoff) backoff() retry.Backoff {
+	initial, ceiling, mult, step := b.Initial, b.Max, b.Multiplier, b.Step
+	if initial == 0 {
+		initial = defaultBackoffInitial
+	}
+	if ceiling == 0 {
+		ceiling = max(defaultBackoffMax, initial)
+	}
+	if mult == 0 {
+		mult = defaultBackoffMultiplier
+	}
+	if step == 0 {
+		step = initial
+	}
+	switch b.Kind {
+	case BackoffConstant:
+		return retry.Constant(initial)
+	case BackoffLinear:
+		return retry.Linear(initial, step, ceiling)
+	case BackoffFibonacci:
+		return retry.Fibonacci(initial, ceiling)
+	case BackoffDecorrelated:
+		return retry.DecorrelatedJitter(initial, ceiling)
+	case BackoffDecorrelatedV2:
+		return retry.DecorrelatedJitterV2(initial, ceiling)
+	}
+	return retry.Exponential(initial, ceiling, mult)
+}
+
+// jitter returns the retry engine's jitter for a validated RetryPolicy.
+func (r *RetryPolicy) jitter() retry.Jitter {
+	switch r.Jitter {
+	case JitterNone:
+		return retry.NoJitter
+	case JitterEqual:
+		return retry.EqualJitter
+	case JitterProportional:
+		f := r.JitterFactor
+		if f == 0 {
+			f = defaultJitterFactor
+		}
+		return retry.ProportionalJitter(f)
+	}
+	return retry.FullJitter
+}
+
 // HedgingPolicy configures hedging (gRFC A6): the first attempt starts at
 // once, and while no answer has come, another one starts after Delay (or
 // at the observed latency percentile), up to MaxExtraAttempts more. The
@@ -100,7 +248,7 @@ type RetryPolicy struct {
 // that fails with a non-fatal code lets the next one start at once, and any
 // other failure ends the call.
 //
-// Hedging applies only to idempotent methods (see [Policy.Idempotent]);
+// Hedging applies only to idempotent methods (see [Policy.Idempotency]);
 // calls of other methods run one attempt. The zero HedgingPolicy is valid:
 // one extra attempt sent at once, every error fatal.
 type HedgingPolicy struct {
@@ -130,16 +278,62 @@ type HedgingPolicy struct {
 	Budget retry.Budget
 }
 
-// BreakerPolicy configures the circuit breakers around attempts. The zero
-// BreakerPolicy is valid: breaker.Config's defaults (open after 5
-// consecutive failures, for 60s, close after 2 successful probes), one
-// breaker per method and target, the default classification table.
+// BreakerPolicy configures the circuit breakers around attempts, with
+// the settings of [breaker.Config] under the names a gRPC user reads
+// without ambiguity. The zero BreakerPolicy is valid: open after 5
+// consecutive failures, for 60s, close after 2 successful probes; one
+// breaker per method and target; the default classification table.
 type BreakerPolicy struct {
-	// Config configures each breaker; see [breaker.Config] for its
-	// defaults. Name is set to the breaker's key. Classify is not used:
-	// Table decides. OnStateChange is called as documented there, and the
-	// client's Observer also hears of every change.
-	Config breaker.Config
+	// FailureThreshold is the number of consecutive failures that opens
+	// the breaker. Zero means 5, unless a rate threshold is set: then zero
+	// disables this trigger. Negative values are invalid.
+	FailureThreshold int
+	// OpenDuration is how long the breaker stays open before it lets
+	// probes through (breaker.Config.Timeout). Zero means 60s. Negative
+	// values are invalid.
+	OpenDuration time.Duration
+	// OpenDurationMultiplier, when above 1, makes each consecutive opening
+	// without a close in between last that much longer than the one
+	// before, up to MaxOpenDuration ([breaker.ExponentialOpenDuration]).
+	// Zero means a constant OpenDuration. Values below 1 other than zero
+	// are invalid.
+	OpenDurationMultiplier float64
+	// MaxOpenDuration caps a growing open duration. Zero means ten times
+	// OpenDuration. It must not be below OpenDuration.
+	MaxOpenDuration time.Duration
+	// SuccessThreshold is the number of successful probes that close the
+	// breaker. Zero means 2. Negative values are invalid.
+	SuccessThreshold int
+	// MaxHalfOpenProbes is the number of probes let through at once while
+	// half-open. Zero means SuccessThreshold. Negative values are invalid.
+	MaxHalfOpenProbes int
+	// Window selects the sliding window of the rate thresholds:
+	// breaker.CountWindow (the zero value) or breaker.TimeWindow.
+	Window breaker.WindowType
+	// WindowSize is the number of calls a count window holds. Zero means
+	// 100.
+	WindowSize int
+	// WindowPeriod is the period a time window covers, in WindowBuckets
+	// buckets. Zero means 60s and 10 buckets.
+	WindowPeriod  time.Duration
+	WindowBuckets int
+	// FailureRateThreshold is the failure rate in percent (0 < rate <=
+	// 100) of the window's calls at or above which the breaker opens.
+	// Zero: no rate threshold.
+	FailureRateThreshold float64
+	// SlowCallRateThreshold is the rate in percent of slow calls at or
+	// above which the breaker opens; it needs SlowCallDuration. Zero: none.
+	SlowCallRateThreshold float64
+	// SlowCallDuration is the duration at or above which an attempt counts
+	// as slow. Zero: attempts are never slow.
+	SlowCallDuration time.Duration
+	// MinimumCalls is the number of calls the window must hold before its
+	// rates count. Zero means 10 (or WindowSize, if smaller).
+	MinimumCalls int
+	// ProbeTimeout bounds how long a half-open probe may hold its slot
+	// without an outcome ([breaker.Config.ProbeTimeout]). Zero means the
+	// breaker's default.
+	ProbeTimeout time.Duration
 	// Scope says which calls share a breaker: ScopeMethod (the default)
 	// one per method and target, ScopeService one per service and target,
 	// ScopeTarget one per target.
@@ -148,6 +342,41 @@ type BreakerPolicy struct {
 	// column). Nil means classify.Default().
 	Table *classify.Table
 }
+
+// config returns the breaker engine's configuration for b.
+func (b *BreakerPolicy) config() breaker.Config {
+	cfg := breaker.Config{
+		FailureThreshold:      b.FailureThreshold,
+		Timeout:               b.OpenDuration,
+		SuccessThreshold:      b.SuccessThreshold,
+		MaxHalfOpenProbes:     b.MaxHalfOpenProbes,
+		WindowType:            b.Window,
+		WindowSize:            b.WindowSize,
+		WindowPeriod:          b.WindowPeriod,
+		WindowBuckets:         b.WindowBuckets,
+		FailureRateThreshold:  b.FailureRateThreshold,
+		SlowCallRateThreshold: b.SlowCallRateThreshold,
+		SlowCallDuration:      b.SlowCallDuration,
+		MinimumCalls:          b.MinimumCalls,
+		ProbeTimeout:          b.ProbeTimeout,
+	}
+	if b.OpenDurationMultiplier > 1 {
+		open := b.OpenDuration
+		if open == 0 {
+			open = breaker.DefaultTimeout
+		}
+		ceiling := b.MaxOpenDuration
+		if ceiling == 0 {
+			ceiling = 10 * open
+		}
+		cfg.OpenDuration = breaker.ExponentialOpenDuration(open, ceiling, b.OpenDurationMultiplier)
+	}
+	return cfg
+}
+
+// breakerFields maps breaker.Config's field names to BreakerPolicy's, for
+// the engine's validation errors.
+var breakerFields = map[string]string{"Timeout": "OpenDuration", "WindowType": "Window"}
 
 // BulkheadPolicy configures the client-side bulkheads that bound the
 // attempts in flight. A rejected attempt fails with RESOURCE_EXHAUSTED
@@ -167,6 +396,31 @@ type BulkheadPolicy struct {
 	MaxWait time.Duration
 	// Scope says which calls share a bulkhead: ScopeMethod (the default),
 	// ScopeService or ScopeTarget, as for breakers.
+	Scope Scope
+}
+
+// RateLimitPolicy bounds the rate of attempts the client sends, with one
+// GCRA limiter ([ratelimit.Keyed]) per scope key. An attempt over the rate
+// fails at once, or waits for its permit when Wait is set, and fails with
+// RESOURCE_EXHAUSTED matching resilience.ErrRateLimited (a
+// *resilience.RateLimitedError whose RetryAfter says when the permit would
+// come); it is not retried and does not count for the breaker, since no
+// server was asked. Retries and hedges take permits like first attempts.
+type RateLimitPolicy struct {
+	// Rate is the most attempts per second per scope key, on average. It
+	// must be positive.
+	Rate float64
+	// Burst is how many attempts may go at once after a quiet spell. Zero
+	// means one second's worth, ceil(Rate). Negative values are invalid.
+	Burst int
+	// Wait makes an attempt over the rate wait for its permit, as long as
+	// the permit comes before the call's deadline; an attempt whose permit
+	// would come later fails at once, never after waiting in vain. False,
+	// the default, fails at once.
+	Wait bool
+	// Scope says which calls share a limiter: ScopeMethod (the default)
+	// one per method and target, ScopeService or ScopeTarget, as for
+	// breakers.
 	Scope Scope
 }
 
@@ -216,25 +470,24 @@ func (s Scope) String() string {
 }
 
 // Idempotency says whether a method may run more than once with the same
-// effect. The zero value is IdempotencyFromDescriptor.
+// effect. The zero value is FromDescriptor.
 type Idempotency uint8
 
 const (
-	// IdempotencyFromDescriptor reads the method's proto descriptor: it
-	// is idempotent when its idempotency_level is IDEMPOTENT or
-	// NO_SIDE_EFFECTS.
-	IdempotencyFromDescriptor Idempotency = iota
-	// Idempotent declares the method idempotent whatever its descriptor
-	// says.
-	Idempotent
-	// NotIdempotent declares the method not idempotent whatever its
+	// FromDescriptor reads the method's proto descriptor: it is idempotent
+	// when its idempotency_level is IDEMPOTENT or NO_SIDE_EFFECTS.
+	FromDescriptor Idempotency = iota
+	// AlwaysIdempotent declares the method idempotent whatever its
 	// descriptor says.
-	NotIdempotent
+	AlwaysIdempotent
+	// NeverIdempotent declares the method not idempotent whatever its
+	// descriptor says.
+	NeverIdempotent
 )
 
-var idempotencyNames = [...]string{"from-descriptor", "idempotent", "not-idempotent"}
+var idempotencyNames = [...]string{"from-descriptor", "always", "never"}
 
-// String returns "from-descriptor", "idempotent" or "not-idempotent".
+// String returns "from-descriptor", "always" or "never".
 func (i Idempotency) String() string {
 	if int(i) < len(idempotencyNames) {
 		return idempotencyNames[i]
@@ -265,19 +518,27 @@ var defaultFallbackCodes = []codes.Code{codes.Unavailable, codes.ResourceExhaust
 // maxCode is the highest code gRPC defines.
 const maxCode = codes.Unauthenticated
 
-// Validate reports every invalid field of p, each error naming the field
-// path and its value, joined with errors.Join; nil when p is valid.
+// Validate reports every invalid field of p, each as a
+// *resilience.FieldError naming the field path ("Retry.MaxAttempts") and
+// its value, joined with errors.Join; nil when p is valid.
 func (p Policy) Validate() error {
 	var errs []error
 	bad := func(field string, value any, why string) {
-		errs = append(errs, fmt.Errorf("%s: %v: %s", field, value, why))
+		errs = append(errs, &resilience.FieldError{Field: field, Value: value, Reason: why})
 	}
 	if p.Retry != nil && p.Hedging != nil {
-		errs = append(errs, fmt.Errorf("%s and %s: both set; they are alternatives per method (gRFC A6), set one", "Retry", "Hedging"))
+		bad("Hedging", "set", "Retry is set too; they are alternatives per method (gRFC A6): set one")
 	}
 	if r := p.Retry; r != nil {
 		if r.MaxAttempts < 0 {
 			bad("Retry.MaxAttempts", r.MaxAttempts, "must not be negative")
+		}
+		validateBackoff(r.Backoff, bad)
+		if r.Jitter > JitterProportional {
+			bad("Retry.Jitter", r.Jitter, "unknown jitter")
+		}
+		if !(r.JitterFactor >= 0 && r.JitterFactor <= 1) {
+			bad("Retry.JitterFactor", r.JitterFactor, "must be in [0, 1]")
 		}
 		if r.AttemptTimeout < 0 {
 			bad("Retry.AttemptTimeout", r.AttemptTimeout, "must not be negative")
@@ -306,10 +567,18 @@ func (p Policy) Validate() error {
 		}
 	}
 	if b := p.Breaker; b != nil {
-		if err := b.Config.Validate(); err != nil {
-			for _, e := range unjoin(err) {
-				errs = append(errs, fmt.Errorf("Breaker.Config: %w", e))
+		if !(b.OpenDurationMultiplier == 0 || b.OpenDurationMultiplier >= 1) {
+			bad("Breaker.OpenDurationMultiplier", b.OpenDurationMultiplier, "must be at least 1, or 0 for a constant open duration")
+		}
+		if b.MaxOpenDuration < 0 || (b.MaxOpenDuration > 0 && b.MaxOpenDuration < b.OpenDuration) {
+			bad("Breaker.MaxOpenDuration", b.MaxOpenDuration, "must not be below OpenDuration")
+		}
+		for _, fe := range resilience.FieldErrors(b.config().Validate()) {
+			c := *fe
+			if name, ok := breakerFields[c.Field]; ok {
+				c.Field = name
 			}
+			errs = append(errs, c.Prefix("Breaker"))
 		}
 		if b.Scope > ScopeTarget {
 			bad("Breaker.Scope", b.Scope, "unknown scope")
@@ -329,11 +598,25 @@ func (p Policy) Validate() error {
 			bad("Bulkhead.Scope", b.Scope, "unknown scope")
 		}
 	}
+	if l := p.RateLimit; l != nil {
+		if !(l.Rate > 0) || math.IsInf(l.Rate, 0) {
+			bad("RateLimit.Rate", l.Rate, "must be a positive number of attempts per second")
+		}
+		if l.Burst < 0 {
+			bad("RateLimit.Burst", l.Burst, "must not be negative")
+		}
+		if l.Scope > ScopeTarget {
+			bad("RateLimit.Scope", l.Scope, "unknown scope")
+		}
+	}
 	if p.DefaultTimeout < 0 {
 		bad("DefaultTimeout", p.DefaultTimeout, "must not be negative")
 	}
-	if p.Idempotent > NotIdempotent {
-		bad("Idempotent", p.Idempotent, "unknown idempotency")
+	switch {
+	case p.Idempotency > NeverIdempotent:
+		bad("Idempotency", p.Idempotency, "unknown idempotency")
+	case p.Idempotency == NeverIdempotent && p.Hedging != nil:
+		bad("Hedging", "set", "Idempotency is NeverIdempotent, so hedging would make one attempt")
 	}
 	if f := p.Fallback; f != nil {
 		if f.Func == nil {
@@ -348,10 +631,21 @@ func (p Policy) Validate() error {
 	return errors.Join(errs...)
 }
 
-// unjoin returns the errors joined in err, or err alone.
-func unjoin(err error) []error {
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		return j.Unwrap()
+// validateBackoff reports the invalid fields of a RetryPolicy's Backoff.
+func validateBackoff(b Backoff, bad func(field string, value any, why string)) {
+	if b.Kind > BackoffDecorrelatedV2 {
+		bad("Retry.Backoff.Kind", b.Kind, "unknown backoff")
 	}
-	return []error{err}
+	if b.Initial < 0 {
+		bad("Retry.Backoff.Initial", b.Initial, "must not be negative")
+	}
+	if b.Max < 0 || (b.Max > 0 && b.Max < b.Initial) {
+		bad("Retry.Backoff.Max", b.Max, "must not be below Initial")
+	}
+	if !(b.Multiplier == 0 || b.Multiplier >= 1) || math.IsInf(b.Multiplier, 0) {
+		bad("Retry.Backoff.Multiplier", b.Multiplier, "must be a finite number of at least 1, or 0 for 2")
+	}
+	if b.Step < 0 {
+		bad("Retry.Backoff.Step", b.Step, "must not be negative")
+	}
 }

@@ -67,7 +67,7 @@ func TestClassificationTable(t *testing.T) {
 				r.Table = row.table
 				c := newPipeline(t, interceptors.Policy{
 					Retry:   r,
-					Breaker: &interceptors.BreakerPolicy{Config: breaker.Config{FailureThreshold: 10, Timeout: time.Hour}, Table: row.table},
+					Breaker: &interceptors.BreakerPolicy{FailureThreshold: 10, OpenDuration: time.Hour, Table: row.table},
 				})
 				e := newEnv(t, topts, c.UnaryClientInterceptor())
 				ctx := ctxTimeout(t, 10*time.Second)
@@ -185,7 +185,7 @@ func TestPushbackVetoStopsRetrying(t *testing.T) {
 }
 
 // TestPerCallOverrides checks WithMaxAttempts, DisableRetry,
-// WithAttemptTimeout and WithIdempotent.
+// WithAttemptTimeout and WithIdempotency.
 func TestPerCallOverrides(t *testing.T) {
 	c := newPipeline(t, interceptors.Policy{Retry: fastRetry(4)})
 	e := newEnv(t, nil, c.UnaryClientInterceptor())
@@ -223,17 +223,17 @@ func TestPerCallOverrides(t *testing.T) {
 			t.Errorf("took %v: the first attempt was not cut short", el)
 		}
 	})
-	t.Run("WithIdempotent", func(t *testing.T) {
+	t.Run("WithIdempotency", func(t *testing.T) {
 		// Unary is not idempotent by its descriptor: declared so, its
 		// attempt timeout is retried.
 		resp, err := e.client.Unary(ctx, &testingv1.UnaryRequest{Behavior: testservice.Sleeping("declared", 5*time.Second, 1)},
-			interceptors.WithAttemptTimeout(100*time.Millisecond), interceptors.WithIdempotent(true))
+			interceptors.WithAttemptTimeout(100*time.Millisecond), interceptors.WithIdempotency(interceptors.AlwaysIdempotent))
 		if err != nil || resp.GetReply().GetAttempt() != 2 {
 			t.Errorf("got %v, %v; want attempt 2 to answer", resp.GetReply(), err)
 		}
 		// IdempotentUnary declared not idempotent: not retried.
 		_, err = e.client.IdempotentUnary(ctx, &testingv1.IdempotentUnaryRequest{Behavior: testservice.Sleeping("undeclared", 5*time.Second, 1)},
-			interceptors.WithAttemptTimeout(100*time.Millisecond), interceptors.WithIdempotent(false))
+			interceptors.WithAttemptTimeout(100*time.Millisecond), interceptors.WithIdempotency(interceptors.NeverIdempotent))
 		checkAttemptTimeout(t, err, 100*time.Millisecond)
 		if got := e.svc.Attempts("undeclared"); got != 1 {
 			t.Errorf("server saw %d attempts, want 1", got)
@@ -255,13 +255,13 @@ func checkAttemptTimeout(t *testing.T, err error, after time.Duration) {
 
 // TestIdempotency checks that an attempt timeout is retried for methods
 // whose descriptor says IDEMPOTENT or NO_SIDE_EFFECTS, not for others, and
-// that Policy.Idempotent overrides the descriptor both ways.
+// that Policy.Idempotency overrides the descriptor both ways.
 func TestIdempotency(t *testing.T) {
 	const timeout = 100 * time.Millisecond
 	policy := func(i interceptors.Idempotency) interceptors.Policy {
 		r := fastRetry(3)
 		r.AttemptTimeout = timeout
-		return interceptors.Policy{Retry: r, Idempotent: i}
+		return interceptors.Policy{Retry: r, Idempotency: i}
 	}
 	cases := []struct {
 		name     string
@@ -270,11 +270,11 @@ func TestIdempotency(t *testing.T) {
 		retried  bool
 		behavior string
 	}{
-		{"Unary/descriptor", interceptors.IdempotencyFromDescriptor, unary, false, "u-desc"},
-		{"IdempotentUnary/descriptor", interceptors.IdempotencyFromDescriptor, idempotentUnary, true, "i-desc"},
-		{"Query/descriptor", interceptors.IdempotencyFromDescriptor, query, true, "q-desc"},
-		{"Unary/declared", interceptors.Idempotent, unary, true, "u-decl"},
-		{"IdempotentUnary/denied", interceptors.NotIdempotent, idempotentUnary, false, "i-deny"},
+		{"Unary/descriptor", interceptors.FromDescriptor, unary, false, "u-desc"},
+		{"IdempotentUnary/descriptor", interceptors.FromDescriptor, idempotentUnary, true, "i-desc"},
+		{"Query/descriptor", interceptors.FromDescriptor, query, true, "q-desc"},
+		{"Unary/declared", interceptors.AlwaysIdempotent, unary, true, "u-decl"},
+		{"IdempotentUnary/denied", interceptors.NeverIdempotent, idempotentUnary, false, "i-deny"},
 	}
 	forTransports(t, func(t *testing.T, topts []testservice.Option) {
 		for _, tc := range cases {
@@ -320,7 +320,7 @@ func query(ctx context.Context, cl testingv1.TestServiceClient, b *testingv1.Beh
 func TestNeverPastTheDeadline(t *testing.T) {
 	forTransports(t, func(t *testing.T, topts []testservice.Option) {
 		r := fastRetry(1000)
-		r.Backoff = retry.Constant(70 * time.Millisecond)
+		r.Backoff = interceptors.Backoff{Kind: interceptors.BackoffConstant, Initial: 70 * time.Millisecond}
 		c := newPipeline(t, interceptors.Policy{Retry: r})
 		e := newEnv(t, topts, c.UnaryClientInterceptor())
 		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
@@ -384,10 +384,10 @@ func TestRetryBudgetPerTarget(t *testing.T) {
 	var made []string
 	r := fastRetry(5)
 	r.Budget = nil // the client's per-target budget
-	c := newPipeline(t, interceptors.Policy{Retry: r}, interceptors.WithTargetBudget(func(target string) retry.Budget {
+	c := newClient(t, interceptors.Config{Default: interceptors.Policy{Retry: r}, TargetBudget: func(target string) retry.Budget {
 		made = append(made, target)
 		return retry.NewTokenBucket(4, 0) // grants while more than 2 tokens remain
-	}))
+	}})
 	e := newEnv(t, nil, c.UnaryClientInterceptor())
 	ctx := ctxTimeout(t, 10*time.Second)
 	_ = unary(ctx, e.client, testservice.Failing("b1", -1, codes.Unavailable))

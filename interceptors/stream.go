@@ -6,6 +6,7 @@ import (
 	"io"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -82,8 +83,8 @@ func (ms *methodState) stream(ctx context.Context, desc *grpc.StreamDesc, cc *gr
 	p := &ms.c.p
 	ov := readOverrides(opts)
 	pattern, idempotent, maxAttempts := ms.pattern, ms.idempotent, ms.maxAttempts
-	if ov.idempotent != IdempotencyFromDescriptor {
-		idempotent = ov.idempotent == Idempotent
+	if ov.idempotent != FromDescriptor {
+		idempotent = ov.idempotent == AlwaysIdempotent
 	}
 	if pattern == PatternRetry && ov.maxAttempts > 0 {
 		maxAttempts = ov.maxAttempts
@@ -95,7 +96,7 @@ func (ms *methodState) stream(ctx context.Context, desc *grpc.StreamDesc, cc *gr
 	}
 	_, hasDeadline := ctx.Deadline()
 	defaultTimeout := p.DefaultTimeout > 0 && !hasDeadline
-	obs := ms.observer
+	obs := ms.obs
 	if pattern == PatternSingle && obs == nil && ms.breaker == nil && ms.bulkhead == nil && !defaultTimeout {
 		return streamer(ctx, desc, cc, method, opts...)
 	}
@@ -108,7 +109,7 @@ func (ms *methodState) stream(ctx context.Context, desc *grpc.StreamDesc, cc *gr
 	if obs != nil {
 		s.info = CallInfo{Method: ms.method, Target: ms.target, Pattern: pattern, MaxAttempts: maxAttempts, Idempotent: idempotent,
 			ClientStreams: desc.ClientStreams, ServerStreams: desc.ServerStreams}
-		ctx = obs.CallStart(ctx, s.info)
+		ctx = obs.callStart(ctx, s.info)
 	}
 	s.callCtx = ctx
 	if defaultTimeout {
@@ -131,11 +132,11 @@ func (ms *methodState) stream(ctx context.Context, desc *grpc.StreamDesc, cc *gr
 	defer s.mu.Unlock()
 	a, err := s.openLocked(AttemptInfo{Attempt: 1})
 	s.cur = a
-	if err != nil {
-		if ok, ferr := s.retryLocked(a, err); !ok {
-			s.finishLocked(ferr)
-			return nil, s.finalErr
-		}
+	if err == nil {
+		s.live.Store(a)
+	} else if retried, ferr := s.retryLocked(a, err); !retried {
+		s.finishLocked(ferr)
+		return nil, s.finalErr
 	}
 	// Once the stream exists, the caller may walk away by cancelling its
 	// context instead of reading to the end, as gRPC allows: the
@@ -147,20 +148,30 @@ func (ms *methodState) stream(ctx context.Context, desc *grpc.StreamDesc, cc *gr
 }
 
 // clientStream is a stream through the pipeline: it retries failed
-// attempts until the stream is committed and replays the messages sent so
-// far on each new attempt.
+// attempts until the stream is committed and replays the operations
+// recorded so far (the messages sent, CloseSend) on each new attempt.
+//
+// Every method runs its operation through one loop, withRetry: the
+// operation runs on the current attempt; before commit, when it finds the
+// attempt over, the loop learns the attempt's status, asks the retry
+// engine, opens the next attempt with the replay and runs the operation
+// again there; after commit the operation runs on the committed attempt
+// and its result is the application's.
 //
 // Concurrency. gRPC lets one goroutine send (SendMsg, CloseSend) while
-// another receives (RecvMsg, Header). mu guards every field below it; the
-// calls into an attempt's stream that may block on the network (SendMsg,
-// RecvMsg, Header, CloseSend of the current attempt) run without it, so
-// that a sender blocked on flow control never stops the receiver, and the
-// other way round. What runs under mu: opening an attempt and replaying
-// the buffer into it, fetching the status of an attempt that nobody is
-// receiving from (its stream is over, so that returns at once), and every
-// decision. A new attempt becomes current only once its replay is done, so
-// a sender that finds it current appends after the replayed messages: no
-// message is lost, sent twice on one attempt, or reordered.
+// another receives (RecvMsg, Header). mu guards every field below it. An
+// operation runs on its attempt without mu, so that a sender blocked on
+// flow control never stops the receiver, and the other way round. What
+// runs under mu: the decisions, opening an attempt and replaying into it,
+// and reading the status of an attempt that is over while no operation
+// runs on it (its stream is over, so that returns at once). A new attempt
+// becomes current only once its replay is done, and an operation that
+// finds its attempt replaced runs again on the new one: no message is
+// lost, sent twice on one attempt, or reordered. Between two attempts the
+// old one stays current, marked over, and operations wait for the new one;
+// so nothing commits the stream while the retry engine's wait runs, and
+// the attempt the engine (and its budget) allowed is always made unless
+// the stream's context ends.
 type clientStream struct {
 	ms         *methodState
 	desc       *grpc.StreamDesc
@@ -172,117 +183,245 @@ type clientStream struct {
 	limit      int // replay buffer limit in bytes; 0 without retries
 
 	callerCtx     context.Context // as the caller passed it
-	callCtx       context.Context // as CallStart returned it
+	callCtx       context.Context // as OnCallStart returned it
 	ctx           context.Context // callCtx under the default timeout
 	cancelDefault context.CancelFunc
 	stopWatch     func() bool
 	info          CallInfo
 
-	mu         sync.Mutex
-	rc         retry.Call
-	rcOpen     bool // rc is still to be told the stream's outcome
-	cur        *streamAttempt
-	attempts   int             // attempts that reached the streamer
-	slot       bulkhead.Permit // held from the first attempt to the end
-	buf        []any           // clones of the messages sent, until commit
-	bufBytes   int
-	sentLast   bool // CloseSend called, or the one message of a non-client-streaming call sent
-	committed  bool
-	firstReply time.Time // when the first message or header arrived
-	recvActive bool      // a RecvMsg runs on cur without mu
-	finished   bool
-	finalErr   error         // what RecvMsg returns once finished: io.EOF on success
-	changed    chan struct{} // closed when cur, committed, finished or recvActive change; nil until waited on
+	// live is the latest attempt that opened with its replay, for the
+	// values of the stream's context (see Context).
+	live atomic.Pointer[streamAttempt]
+	// ctxMu guards the stream's context, made on the first Context call;
+	// it is apart from mu so that Context never waits for an attempt to
+	// open. finishLocked takes it under mu.
+	ctxMu      sync.Mutex
+	userCtx    context.Context
+	cancelUser context.CancelFunc // nil until Context; then called when the stream ends
+	ctxEnded   bool               // the stream ended: a context made now starts cancelled
+
+	mu          sync.Mutex
+	rc          retry.Call
+	rcOpen      bool // rc is still to be told the stream's outcome
+	cur         *streamAttempt
+	attempts    int             // attempts that reached the streamer
+	slot        bulkhead.Permit // held from the first admitted attempt to the end
+	replay      []replayOp      // the operations to repeat on a new attempt, until commit
+	replayBytes int             // proto.Size of the messages in replay
+	sentLast    bool            // CloseSend called, or the one message of a non-client-streaming call sent
+	committed   bool
+	firstReply  time.Time // when the first message or header arrived
+	finished    bool
+	finalErr    error         // what RecvMsg returns once finished: io.EOF on success
+	changed     chan struct{} // closed when cur, committed, finished or an attempt's state change; nil until waited on
 }
 
 var _ grpc.ClientStream = (*clientStream)(nil)
 
-// streamAttempt is one attempt of a stream.
-type streamAttempt struct {
-	cs      grpc.ClientStream // nil when the attempt never got a stream
-	started bool              // it holds a breaker permit and had AttemptStart
-	over    bool              // abandoned or finished: its outcome is recorded
-	// sendDead: a send found the attempt over while its status could not
-	// be fetched yet; later sends only buffer, RecvMsg finds the status.
-	sendDead bool
-	// drained: the attempt's status was fetched by draining it; stash holds
-	// the messages it had sent, which the application has not seen, and
-	// final the error RecvMsg returns after them (io.EOF on success).
-	drained bool
-	stash   []any
-	final   error
-	permit  breaker.Permit
-	cancel  context.CancelFunc
-	obsCtx  context.Context
-	info    AttemptInfo
-	start   time.Time
+// replayOp is an operation recorded for replay: sending msg, a clone of
+// what the application sent, or CloseSend when msg is nil.
+type replayOp struct {
+	msg proto.Message
 }
 
-// openLocked starts an attempt as info says: breaker, on the first
-// attempt the bulkhead, the attempt's context, the streamer, then the
-// replay of the messages sent so far. It returns the attempt and nil, or
-// the attempt (possibly one that never started) and the error it failed
-// with. s.mu is held.
+// streamAttempt is one attempt of a stream. Its fields other than cs and
+// the attempt's own bookkeeping set by openLocked are guarded by the
+// stream's mu.
+type streamAttempt struct {
+	cs      grpc.ClientStream // nil when the attempt never got a stream
+	over    bool              // its outcome is recorded: abandoned, or the stream ended
+	running int               // operations running on cs without the stream's mu
+	ended   bool              // an operation found it over; its status is still to be read
+	// stash and final are set when its status was read by draining it
+	// (see drainLocked) and the stream is committed to it: the messages
+	// it had sent, which the application has not seen, then the error
+	// RecvMsg returns after them (io.EOF on success).
+	stash  []any
+	final  error
+	permit breaker.Permit
+	cancel context.CancelFunc // nil when it never started
+	obsCtx context.Context
+	info   AttemptInfo
+	start  time.Time
+}
+
+// opResult is what an operation on an attempt found out, which decides
+// what withRetry does before the stream is committed.
+type opResult uint8
+
+const (
+	// opOK: the operation succeeded; the attempt goes on.
+	opOK opResult = iota
+	// opEnded: the attempt is over and the operation's error is its
+	// status, io.EOF for OK (RecvMsg).
+	opEnded
+	// opEndedUnread: the attempt is over and its status is still to be
+	// read from it (io.EOF from SendMsg, no headers from Header).
+	opEndedUnread
+	// opFailed: gRPC refused the operation itself (a message it cannot
+	// encode or that is too large) and aborted the attempt; every
+	// attempt would fail alike, so the error ends the stream.
+	opFailed
+)
+
+var (
+	// errFinished is what withRetry returns once the stream is over; the
+	// methods turn it into what gRPC returns then.
+	errFinished = errors.New("interceptors: stream finished")
+	// errUnread is what withRetry returns when an attempt's status cannot
+	// be read outside RecvMsg (the response type is unknown): RecvMsg
+	// reads it, and retries, later.
+	errUnread = errors.New("interceptors: status left to RecvMsg")
+)
+
+// withRetry runs op on the current attempt and returns its error, with
+// s.mu held on entry and released on return. Before commit, an operation
+// that succeeds calls onSuccess under s.mu (to record it for replay, or to
+// commit the stream); one that finds its attempt over gets the attempt's
+// status, from the operation itself or by reading it from the attempt, and
+// then the retry engine decides: the next attempt opens with the replay
+// and op runs again on it, or the stream ends (errFinished), or, when the
+// attempt had sent messages the application has yet to see, the stream is
+// committed to it. After commit, op's error is returned as it is. An
+// operation that finds the attempt replaced by another goroutine's retry
+// runs again on the new attempt; one that finds the stream between
+// attempts waits for the next one.
+func (s *clientStream) withRetry(op func(a *streamAttempt) (opResult, error), onSuccess func()) error {
+	for {
+		if s.finished {
+			s.mu.Unlock()
+			return errFinished
+		}
+		a := s.cur
+		if s.committed {
+			s.mu.Unlock()
+			_, err := op(a)
+			return err
+		}
+		if a.over {
+			// Between attempts: retryLocked, on another goroutine, opens
+			// the next one.
+			s.waitLocked()
+			continue
+		}
+		res, err := opEndedUnread, error(nil)
+		if !a.ended {
+			a.running++
+			s.mu.Unlock()
+			res, err = op(a)
+			s.mu.Lock()
+			if a.running--; a.running == 0 {
+				s.broadcastLocked()
+			}
+			switch {
+			case s.finished || a != s.cur || a.over && !s.committed:
+				continue // run op again where the stream now is
+			case s.committed:
+				s.mu.Unlock()
+				return err
+			}
+		}
+		switch res {
+		case opOK:
+			onSuccess()
+			s.mu.Unlock()
+			return nil
+		case opFailed:
+			s.mu.Unlock()
+			return err
+		case opEndedUnread:
+			if s.ms.respType == nil {
+				// Without the response type there is nothing to read the
+				// status into.
+				s.mu.Unlock()
+				return errUnread
+			}
+			a.ended = true
+			if a.running > 0 {
+				// An operation still runs on a, which is over: it returns
+				// at once, and a RecvMsg among them gets the status and
+				// retries.
+				s.waitLocked()
+				continue
+			}
+			err = s.drainLocked(a)
+		}
+		// a is over and err is its status (io.EOF: OK); a.stash holds the
+		// messages it sent that the application has not seen.
+		if err == io.EOF {
+			s.settleLocked(a, io.EOF, io.EOF)
+			continue
+		}
+		if retried, ferr := s.retryLocked(a, err); !retried {
+			s.settleLocked(a, err, ferr)
+		}
+	}
+}
+
+// settleLocked ends the stream with ferr after attempt a, the last one,
+// ended with err; unless a has messages the application has yet to see:
+// then the stream is committed to a, and RecvMsg returns them before err.
+// s.mu is held.
+func (s *clientStream) settleLocked(a *streamAttempt, err, ferr error) {
+	if len(a.stash) > 0 && s.cur == a && !s.finished && s.ctx.Err() == nil {
+		a.final = err
+		s.commitLocked()
+		return
+	}
+	s.finishLocked(ferr)
+}
+
+// drainLocked reads what attempt a, which is over and on which no
+// operation runs, still holds: its messages into a.stash, and its status
+// (io.EOF for OK), which it returns. s.mu is held, which keeps every
+// operation off a meanwhile.
+func (s *clientStream) drainLocked(a *streamAttempt) error {
+	for {
+		m := s.ms.respType.New().Interface()
+		if err := a.cs.RecvMsg(m); err != nil {
+			return err
+		}
+		if len(a.stash) == 0 && s.firstReply.IsZero() {
+			s.firstReply = time.Now()
+		}
+		a.stash = append(a.stash, m)
+		if !s.desc.ServerStreams {
+			return io.EOF // gRPC has checked that the stream ended there
+		}
+	}
+}
+
+// openLocked starts an attempt as info says: breaker and, until the stream
+// holds a slot, bulkhead (see admit), the attempt's context, the streamer,
+// then the replay of the operations recorded so far. It returns the
+// attempt and nil, or the attempt (possibly one that never started) and
+// the error it failed with. s.mu is held.
 func (s *clientStream) openLocked(info AttemptInfo) (*streamAttempt, error) {
 	a := &streamAttempt{info: info}
-	ms, ctx, obs := s.ms, s.ctx, s.ms.observer
-	// Never start an attempt once the call's context is done, its deadline
-	// included; the deadline is read from the clock too, since the timer
-	// that ends the context may run late on a loaded machine.
-	if err := ctx.Err(); err != nil {
-		return a, finalError(err)
+	ms, obs := s.ms, s.ms.obs
+	var bh *bulkhead.Bulkhead
+	if s.slot == (bulkhead.Permit{}) {
+		bh = ms.bulkhead
 	}
-	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
-		return a, finalError(context.DeadlineExceeded)
+	adm, err := ms.admit(s.ctx, &a.info, bh)
+	if err != nil {
+		return a, err
 	}
-	if b := ms.breaker; b != nil {
-		p, err := b.Allow()
-		if err != nil {
-			if obs != nil {
-				state := breaker.Open
-				if oe, ok := errors.AsType[*breaker.OpenError](err); ok {
-					state = oe.State()
-				}
-				obs.Event(ctx, Event{Kind: EventBreakerRejected, Method: ms.method, Target: ms.target, Attempt: info.Attempt, Err: err, BreakerState: state})
-			}
-			return a, newCodeError(codes.Unavailable, err)
-		}
-		a.permit = p
-		a.info.Breaker, a.info.BreakerState = true, p.State()
-	}
-	if bh := ms.bulkhead; bh != nil && info.Attempt == 1 {
-		var start time.Time
-		if obs != nil {
-			start = time.Now()
-		}
-		slot, err := bh.Acquire(ctx)
-		if err != nil {
-			a.permit.Done(breaker.Ignored) // the server was not asked
-			if errors.Is(err, resilience.ErrBulkheadFull) {
-				if obs != nil {
-					obs.Event(ctx, Event{Kind: EventBulkheadRejected, Method: ms.method, Target: ms.target, Attempt: info.Attempt, Err: err})
-				}
-				return a, newCodeError(codes.ResourceExhausted, err)
-			}
-			return a, finalError(err)
-		}
-		s.slot = slot
-		if obs != nil {
-			a.info.BulkheadWait = time.Since(start)
-		}
+	a.permit = adm.permit
+	if bh != nil {
+		s.slot = adm.slot
 	}
 
-	actx := ctx
+	actx := s.ctx
 	if info.Attempt > 1 {
 		actx = metadata.AppendToOutgoingContext(actx, PreviousAttemptsHeader, strconv.Itoa(info.Attempt-1))
 	}
 	if obs != nil {
 		a.info.Method, a.info.Target = ms.method, ms.target
-		actx = obs.AttemptStart(actx, a.info)
+		actx = obs.attemptStart(actx, a.info)
 	}
 	a.obsCtx = actx
 	actx, a.cancel = context.WithCancel(actx)
-	a.started = true
 	a.start = time.Now()
 	s.attempts++
 
@@ -291,22 +430,23 @@ func (s *clientStream) openLocked(info AttemptInfo) (*streamAttempt, error) {
 		return a, finalError(err)
 	}
 	a.cs = cs
-	// Replay. A new attempt is not current yet, so nobody else uses its
-	// stream: the replay and any CloseSend come first, in order.
-	for _, m := range s.buf {
-		if err := cs.SendMsg(m); err != nil {
-			if err == io.EOF {
-				// The attempt is already over; its status comes from
-				// RecvMsg, like that of any attempt that ends.
-				a.sendDead = true
-				return a, nil
-			}
+	// A new attempt is not current yet, so nobody else uses its stream:
+	// the replay comes first, in order.
+	for _, op := range s.replay {
+		var err error
+		if op.msg == nil {
+			err = cs.CloseSend()
+		} else {
+			err = cs.SendMsg(op.msg)
+		}
+		if err == io.EOF {
+			// The attempt is over already; the first operation on it
+			// finds out how.
+			break
+		}
+		if err != nil {
 			return a, err
 		}
-	}
-	if s.sentLast && s.desc.ClientStreams {
-		// gRPC's CloseSend always returns nil.
-		_ = cs.CloseSend()
 	}
 	return a, nil
 }
@@ -328,7 +468,7 @@ func (s *clientStream) classifyLocked(a *streamAttempt, err error) streamResult 
 	st := statusOf(err)
 	r := streamResult{err: err, code: st.Code(), inner: isRejection(err)}
 	if a.cs != nil && !r.inner {
-		// The attempt's stream is over (RecvMsg returned err), so its
+		// The attempt's stream is over (its status was read), so its
 		// trailer is final.
 		r.pushback = classify.PushbackOf(st, a.cs.Trailer())
 	}
@@ -344,16 +484,17 @@ func (s *clientStream) classifyLocked(a *streamAttempt, err error) streamResult 
 }
 
 // endAttemptLocked records the outcome of attempt a, which ended with err
-// (nil for success): the breaker's outcome, the observer's AttemptEnd, and
-// the cancellation of its context. An attempt's outcome is recorded once.
-// s.mu is held.
+// (nil for success): the breaker's outcome, the observer's OnAttemptEnd,
+// and the cancellation of its context. An attempt's outcome is recorded
+// once. s.mu is held.
 func (s *clientStream) endAttemptLocked(a *streamAttempt, err error, pb classify.Pushback) {
 	if a.over {
 		return
 	}
 	a.over = true
-	if !a.started {
-		return
+	s.broadcastLocked()
+	if a.cancel == nil {
+		return // rejected before it started: admit settled its permit
 	}
 	code := status.Code(err)
 	outcome := breakerOutcome(s.ms.c.breakerTable.Breaker(code))
@@ -368,9 +509,9 @@ func (s *clientStream) endAttemptLocked(a *streamAttempt, err error, pb classify
 	}
 	a.permit.DoneDuration(outcome, end.Sub(a.start))
 	a.cancel()
-	if obs := s.ms.observer; obs != nil {
+	if obs := s.ms.obs; obs != nil {
 		a.info.Pushback = pb
-		obs.AttemptEnd(a.obsCtx, a.info, err)
+		obs.attemptEnd(a.obsCtx, a.info, err)
 	}
 }
 
@@ -407,9 +548,10 @@ func (s *clientStream) retryLocked(a *streamAttempt, err error) (bool, error) {
 			}
 			return false, finalError(d.Err)
 		}
-		// The current attempt is over: until the next one is current,
-		// senders only buffer and receivers wait (see SendMsg, RecvMsg).
-		s.broadcastLocked()
+		// a is over and stays current until the next attempt is: every
+		// operation waits meanwhile, so nothing commits the stream and
+		// the attempt the engine allowed is made unless the context ends
+		// during the wait, as the retry budget expects.
 		s.mu.Unlock()
 		werr := s.rc.Wait(s.ctx, d.Delay)
 		s.mu.Lock()
@@ -421,16 +563,12 @@ func (s *clientStream) retryLocked(a *streamAttempt, err error) (bool, error) {
 		case werr != nil:
 			s.rcOpen = false
 			return false, finalError(werr)
-		case s.committed:
-			// The replay buffer overflowed during the wait: the messages
-			// to replay are gone, the last attempt's error stands.
-			s.rcOpen = false
-			return false, finalError(err)
 		}
 		next := s.rc.Attempt()
 		a, err = s.openLocked(AttemptInfo{Attempt: next.Num, Delay: d.Delay, PushbackHonoured: r.pushback.Present})
 		s.cur = a
 		if err == nil {
+			s.live.Store(a)
 			s.broadcastLocked()
 			return true, nil
 		}
@@ -453,16 +591,39 @@ func (s *clientStream) commitLocked() {
 		return
 	}
 	s.committed = true
-	clear(s.buf)
-	s.buf, s.bufBytes = nil, 0
+	clear(s.replay)
+	s.replay, s.replayBytes = nil, 0
 	s.broadcastLocked()
+}
+
+// recordLocked keeps a clone of m, a message just sent, for replay, or
+// commits the stream when m cannot be replayed or the buffer would exceed
+// its limit. s.mu is held.
+func (s *clientStream) recordLocked(m any) {
+	if s.committed {
+		return
+	}
+	pm, ok := m.(proto.Message)
+	if !ok {
+		// A message that is not a proto message can be neither sized nor
+		// cloned, so it cannot be replayed safely.
+		s.commitLocked()
+		return
+	}
+	size := proto.Size(pm)
+	if size > s.limit-s.replayBytes {
+		s.commitLocked()
+		return
+	}
+	s.replay = append(s.replay, replayOp{msg: proto.Clone(pm)})
+	s.replayBytes += size
 }
 
 // finishLocked ends the stream with err, what RecvMsg returns from now on
 // (io.EOF or nil for success): it records the current attempt's outcome,
 // releases the bulkhead slot, tells the budget and the observer, and
-// cancels the contexts the stream made. Only the first call counts. s.mu is
-// held.
+// cancels the contexts the stream made, its own (see Context) included.
+// Only the first call counts. s.mu is held.
 func (s *clientStream) finishLocked(err error) {
 	if s.finished {
 		return
@@ -508,11 +669,26 @@ func (s *clientStream) finishLocked(err error) {
 	if s.cancelDefault != nil {
 		s.cancelDefault()
 	}
-	if obs := s.ms.observer; obs != nil {
+	s.ctxMu.Lock()
+	s.ctxEnded = true
+	if s.cancelUser != nil {
+		s.cancelUser()
+	}
+	s.ctxMu.Unlock()
+	if obs := s.ms.obs; obs != nil {
 		s.info.Attempts = s.attempts
-		obs.CallEnd(s.callCtx, s.info, callErr)
+		obs.callEnd(s.callCtx, s.info, callErr)
 	}
 	s.broadcastLocked()
+}
+
+// finish is finishLocked for a caller without s.mu; it returns what
+// RecvMsg returns from now on.
+func (s *clientStream) finish(err error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.finishLocked(err)
+	return s.finalErr
 }
 
 // onDone finishes the stream when its context ends before the application
@@ -542,252 +718,92 @@ func (s *clientStream) waitLocked() {
 	s.mu.Lock()
 }
 
-// bufferLocked keeps a clone of m for replay, or commits the stream when
-// m cannot be replayed or the buffer would exceed its limit. s.mu is held.
-func (s *clientStream) bufferLocked(m any) {
-	pm, ok := m.(proto.Message)
-	if !ok {
-		// A message that is not a proto message can be neither sized nor
-		// cloned, so it cannot be replayed safely.
-		s.commitLocked()
-		return
-	}
-	size := proto.Size(pm)
-	if size > s.limit-s.bufBytes {
-		s.commitLocked()
-		return
-	}
-	s.buf = append(s.buf, proto.Clone(pm))
-	s.bufBytes += size
-}
-
-// SendMsg sends m on the current attempt. Before the stream is committed it
-// keeps a clone of m for replay (committing the stream when the buffer
-// would exceed its limit); when the attempt turns out to be over, it fetches
-// the attempt's status and retries as RecvMsg does, or leaves that to the
-// goroutine receiving. It returns io.EOF once the stream is over, as gRPC
-// does, and RecvMsg then returns the stream's status.
+// SendMsg sends m. Before the stream is committed it keeps a clone of m for
+// replay once it is sent (committing the stream when the buffer would
+// exceed its limit); when the attempt turns out to be over, it reads the
+// attempt's status and retries as RecvMsg does, or leaves that to the
+// goroutine receiving, and sends m on the next attempt. It returns io.EOF
+// once the stream is over, as gRPC does, and RecvMsg then returns the
+// stream's status; an error of gRPC's own (a message it cannot encode)
+// ends the stream.
 func (s *clientStream) SendMsg(m any) error {
 	s.mu.Lock()
-	if s.finished {
+	switch {
+	case s.finished:
 		s.mu.Unlock()
 		return io.EOF
-	}
-	if s.committed {
-		a := s.cur
-		dead := a.over || a.cs == nil
-		s.mu.Unlock()
-		return s.sendCommitted(a, dead, m)
-	}
-	if s.sentLast {
+	case s.sentLast:
 		s.mu.Unlock()
 		return status.Error(codes.Internal, "SendMsg called after CloseSend")
 	}
 	if !s.desc.ClientStreams {
 		s.sentLast = true // gRPC sends the one message with END_STREAM
 	}
-	// m joins the buffer before it is sent: a retry that starts from now
-	// on, on any goroutine, replays it in its place.
-	s.bufferLocked(m)
-	a := s.cur
-	switch {
-	case s.committed:
-		dead := a.over || a.cs == nil
-		s.mu.Unlock()
-		return s.sendCommitted(a, dead, m)
-	case a.drained:
-		// The attempt's outcome is decided; RecvMsg tells it.
-		s.mu.Unlock()
-		return io.EOF
-	case a.over || a.sendDead:
-		// Between attempts, or the attempt is known to be over: m waits in
-		// the buffer for the next attempt.
-		s.mu.Unlock()
+	err := s.withRetry(func(a *streamAttempt) (opResult, error) {
+		if a.final != nil {
+			return opEnded, io.EOF // the stream's outcome is decided
+		}
+		err := a.cs.SendMsg(m)
+		switch {
+		case err == nil:
+			return opOK, nil
+		case err != io.EOF:
+			return opFailed, err
+		case s.ms.respType == nil:
+			// The attempt is over, but its status can only be read by
+			// RecvMsg: m waits for the next attempt in the replay, and
+			// RecvMsg retries.
+			return opOK, io.EOF
+		}
+		return opEndedUnread, io.EOF
+	}, func() { s.recordLocked(m) })
+	switch err {
+	case nil:
 		return nil
-	}
-	s.mu.Unlock()
-	err := a.cs.SendMsg(m)
-	if err == nil {
-		return nil
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	switch {
-	case a != s.cur:
-		// Another goroutine retried meanwhile and replayed m on the new
-		// attempt.
-		return nil
-	case s.committed || s.finished:
-		return err
-	case err != io.EOF:
-		// gRPC made this error itself (encoding, size) and aborted the
-		// attempt; every attempt would fail alike.
-		s.finishLocked(err)
-		return err
-	}
-	return s.attemptOverLocked(a)
-}
-
-// sendCommitted sends m on a, the attempt the stream is committed to. An
-// error gRPC made itself (not io.EOF) has ended the stream: it is finished
-// here, since the application need not call RecvMsg after it. dead reports
-// that a is over, as read under s.mu.
-func (s *clientStream) sendCommitted(a *streamAttempt, dead bool, m any) error {
-	if dead {
-		// Committed between two attempts: there is no attempt to send on.
+	case io.EOF, errFinished:
 		return io.EOF
 	}
-	err := a.cs.SendMsg(m)
-	if err != nil && err != io.EOF {
-		s.mu.Lock()
-		s.finishLocked(err)
-		s.mu.Unlock()
-	}
+	s.finish(err)
 	return err
 }
 
-// attemptOverLocked deals with attempt a, found over by a send or a Header
-// call, before commit. When a goroutine is receiving from it, that
-// goroutine retries; otherwise attemptOverLocked fetches the attempt's
-// status by draining it and retries itself. It returns nil when a new
-// attempt is current (the buffer replayed into it), or io.EOF when the
-// stream's outcome is decided and RecvMsg will tell it. s.mu is held.
-func (s *clientStream) attemptOverLocked(a *streamAttempt) error {
-	for {
-		switch {
-		case a != s.cur:
-			if c := s.cur; !c.sendDead || s.finished || s.committed {
-				return nil
-			}
-			a = s.cur // its replay found it over already
-			continue
-		case s.committed || s.finished || a.drained:
-			return io.EOF
-		case s.recvActive || a.over:
-			// The receiving goroutine sees the attempt end and retries,
-			// or a retry is on its way: wait for it.
-			s.waitLocked()
-			continue
-		case s.ms.respType == nil:
-			// Without the response type there is nothing to drain into:
-			// the next RecvMsg fetches the status.
-			a.sendDead = true
-			return nil
-		}
-		// Nobody receives from a, which is over: its status and the
-		// messages before it are there at once. Holding s.mu keeps any
-		// RecvMsg away from a meanwhile.
-		err := s.drainLocked(a)
-		if err == io.EOF {
-			a.drained, a.final = true, io.EOF
-			return io.EOF
-		}
-		ok, ferr := s.retryLocked(a, err)
-		if ok {
-			continue // the new attempt's replay may have found it over too
-		}
-		if s.cur == a && len(a.stash) > 0 && !s.finished && s.ctx.Err() == nil {
-			// a's failure is final: the application gets its messages,
-			// which commits the stream, then its status as it is.
-			a.drained, a.final = true, err
-		} else {
-			// No messages, or a later attempt (which failed to open)
-			// decided the outcome.
-			s.finishLocked(ferr)
-		}
-		return io.EOF
-	}
-}
-
-// drainLocked receives what attempt a, which is over, still holds: its
-// messages into a.stash and its final error (io.EOF on success). s.mu is
-// held.
-func (s *clientStream) drainLocked(a *streamAttempt) error {
-	for {
-		m := s.ms.respType.New().Interface()
-		if err := a.cs.RecvMsg(m); err != nil {
-			return err
-		}
-		a.stash = append(a.stash, m)
-		if !s.desc.ServerStreams {
-			return io.EOF // gRPC has checked that the stream ended there
-		}
-	}
-}
-
 // RecvMsg receives the next message into m. Before the stream is committed,
-// a failed attempt is retried as the policy says, with the messages sent so
-// far replayed, and the application does not see it; the first message
-// received commits the stream. After that, its error is the attempt's
-// status as it is; io.EOF ends a successful stream.
+// a failed attempt is retried as the policy says, with the operations
+// recorded so far replayed, and the application does not see it; the first
+// message received commits the stream. After that, its error is the
+// attempt's status as it is; io.EOF ends a successful stream.
 func (s *clientStream) RecvMsg(m any) error {
 	s.mu.Lock()
-	for {
-		if s.finished {
-			err := s.finalErr
-			s.mu.Unlock()
-			return err
+	err := s.withRetry(func(a *streamAttempt) (opResult, error) {
+		if err := a.recv(m); err != nil {
+			return opEnded, err
 		}
-		a := s.cur
-		if len(a.stash) > 0 {
-			next := a.stash[0]
-			a.stash[0] = nil
-			a.stash = a.stash[1:]
-			s.repliedLocked()
-			err := copyMessage(m, next)
-			if err != nil {
-				s.finishLocked(err)
-			} else if !s.desc.ServerStreams {
-				s.finishLocked(io.EOF)
-			}
-			s.mu.Unlock()
-			return err
-		}
-		if a.drained {
-			s.finishLocked(a.final)
-			err := s.finalErr
-			s.mu.Unlock()
-			return err
-		}
-		if a.over || a.cs == nil {
-			// Another goroutine is switching attempts.
-			s.waitLocked()
-			continue
-		}
-		s.recvActive = true
-		s.mu.Unlock()
-		err := a.cs.RecvMsg(m)
-		s.mu.Lock()
-		s.recvActive = false
-		s.broadcastLocked()
-		switch {
-		case s.finished:
-			err = s.finalErr
-			s.mu.Unlock()
-			return err
-		case a != s.cur:
-			continue
-		case err == nil:
-			s.repliedLocked()
-			if !s.desc.ServerStreams {
-				s.finishLocked(io.EOF)
-			}
-			s.mu.Unlock()
-			return nil
-		case s.committed || err == io.EOF:
-			s.finishLocked(err)
-			err = s.finalErr
-			s.mu.Unlock()
-			return err
-		}
-		ok, ferr := s.retryLocked(a, err)
-		if !ok {
-			s.finishLocked(ferr)
-			err = s.finalErr
-			s.mu.Unlock()
-			return err
-		}
+		return opOK, nil
+	}, s.repliedLocked)
+	switch {
+	case err == nil && s.desc.ServerStreams:
+		return nil
+	case err == nil:
+		// gRPC has checked that the stream ended after its one message.
+		s.finish(io.EOF)
+		return nil
 	}
+	return s.finish(err)
+}
+
+// recv receives the next message of a into m: from the stash when a was
+// drained, then a's final error, or from its stream.
+func (a *streamAttempt) recv(m any) error {
+	if len(a.stash) > 0 {
+		next := a.stash[0]
+		a.stash[0] = nil
+		a.stash = a.stash[1:]
+		return copyMessage(m, next)
+	}
+	if a.final != nil {
+		return a.final
+	}
+	return a.cs.RecvMsg(m)
 }
 
 // copyMessage makes dst, the application's message, a copy of src, a
@@ -809,43 +825,29 @@ func copyMessage(dst, src any) error {
 // Header asks the next one; when the stream is over without headers it
 // returns nil, nil and RecvMsg returns the stream's status.
 func (s *clientStream) Header() (metadata.MD, error) {
+	var md metadata.MD
 	s.mu.Lock()
-	for {
-		a := s.cur
-		if s.committed || s.finished {
-			s.mu.Unlock()
-			if a.cs == nil {
-				return nil, nil
-			}
-			return a.cs.Header()
-		}
-		if a.drained {
-			// The outcome is decided; the drained attempt's header, if
-			// any, is there already.
-			s.mu.Unlock()
-			return a.cs.Header()
-		}
-		if a.over || a.cs == nil {
-			s.waitLocked()
-			continue
-		}
-		s.mu.Unlock()
-		md, err := a.cs.Header()
-		s.mu.Lock()
-		if a != s.cur {
-			continue
-		}
+	err := s.withRetry(func(a *streamAttempt) (opResult, error) {
+		var err error
+		md, err = a.cs.Header()
 		if err == nil && md != nil {
-			s.repliedLocked()
-			s.mu.Unlock()
-			return md, nil
+			return opOK, nil
 		}
-		if s.attemptOverLocked(a) == nil && s.cur != a {
-			continue
-		}
+		return opEndedUnread, err
+	}, s.repliedLocked)
+	switch err {
+	case errFinished:
+		s.mu.Lock()
+		a := s.cur
 		s.mu.Unlock()
+		if a.cs == nil {
+			return nil, nil
+		}
+		return a.cs.Header()
+	case errUnread:
 		return nil, nil
 	}
+	return md, err
 }
 
 // Trailer returns the trailer metadata of the attempt the stream ended
@@ -860,32 +862,71 @@ func (s *clientStream) Trailer() metadata.MD {
 	return a.cs.Trailer()
 }
 
-// CloseSend closes the sending side of the current attempt; a retry
-// closes the sending side of its new attempt after the replay. It returns
-// nil, as gRPC's does.
+// CloseSend closes the sending side of the stream; before commit it is
+// recorded, so that each new attempt has its sending side closed after the
+// replay of the messages. Later calls do nothing. It returns nil, as
+// gRPC's does.
 func (s *clientStream) CloseSend() error {
 	s.mu.Lock()
-	if s.finished {
+	if s.finished || s.sentLast {
 		s.mu.Unlock()
 		return nil
 	}
 	s.sentLast = true
-	a := s.cur
-	if a.cs == nil || (!s.committed && (a.over || a.sendDead || a.drained)) {
-		s.mu.Unlock()
-		return nil
-	}
-	s.mu.Unlock()
-	return a.cs.CloseSend()
+	_ = s.withRetry(func(a *streamAttempt) (opResult, error) {
+		if a.final != nil {
+			return opOK, nil // the stream's outcome is decided
+		}
+		// gRPC's CloseSend always returns nil, even on an attempt that is
+		// over: the next attempt replays it.
+		return opOK, a.cs.CloseSend()
+	}, func() {
+		if !s.committed {
+			s.replay = append(s.replay, replayOp{})
+		}
+	})
+	return nil
 }
 
-// Context returns the context of the current attempt's stream.
+// Context returns the stream's context. It is not the context of an
+// attempt, which a retry abandons: it stays alive as long as the stream
+// does, across retries, and ends (context.Canceled, or the error of the
+// caller's context) when the stream ends: RecvMsg returned an error or
+// io.EOF, SendMsg failed with an error of gRPC's own, or the caller's
+// context ended. Calling it does not commit the stream: retries go on. Its
+// deadline is the stream's (the caller's, or the default timeout), its
+// values those of the caller's context and, for keys that one lacks, of
+// the stream's latest attempt, so that peer.FromContext reports the server
+// of the attempt in use.
 func (s *clientStream) Context() context.Context {
-	s.mu.Lock()
-	a := s.cur
-	s.mu.Unlock()
-	if a.cs == nil {
-		return s.ctx
+	s.ctxMu.Lock()
+	defer s.ctxMu.Unlock()
+	if s.userCtx == nil {
+		ctx, cancel := context.WithCancel(s.ctx)
+		s.userCtx, s.cancelUser = &streamContext{Context: ctx, s: s}, cancel
+		if s.ctxEnded {
+			cancel()
+		}
 	}
-	return a.cs.Context()
+	return s.userCtx
+}
+
+// streamContext is the context of a stream (see clientStream.Context):
+// done when the stream ends; values from the stream's context, then from
+// its latest attempt's.
+type streamContext struct {
+	context.Context
+	s *clientStream
+}
+
+// Value returns the value of key in the stream's context or, when it has
+// none, in the latest attempt's.
+func (c *streamContext) Value(key any) any {
+	if v := c.Context.Value(key); v != nil {
+		return v
+	}
+	if a := c.s.live.Load(); a != nil {
+		return a.cs.Context().Value(key)
+	}
+	return nil
 }

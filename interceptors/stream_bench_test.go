@@ -38,7 +38,7 @@ func BenchmarkStreamSuccess(b *testing.B) {
 	}{
 		{"bare", nil},
 		{"pipeline", []grpc.StreamClientInterceptor{newPipeline(b, streamPolicy()).StreamClientInterceptor()}},
-		{"pipeline+observer", []grpc.StreamClientInterceptor{newPipeline(b, streamPolicy(), interceptors.WithObserver(interceptors.NopObserver{})).StreamClientInterceptor()}},
+		{"pipeline+observer", []grpc.StreamClientInterceptor{newClient(b, interceptors.Config{Default: streamPolicy(), Observer: nopObserver()}).StreamClientInterceptor()}},
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 	defer cancel()

@@ -7,7 +7,6 @@ import (
 	"io"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -15,14 +14,15 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	resilience "github.com/engineeringlabs/grpc-resilience"
 	"github.com/engineeringlabs/grpc-resilience/breaker"
 	"github.com/engineeringlabs/grpc-resilience/interceptors"
 	testingv1 "github.com/engineeringlabs/grpc-resilience/proto/gen/grpcresilience/testing/v1"
-	"github.com/engineeringlabs/grpc-resilience/retry"
 	"github.com/engineeringlabs/grpc-resilience/testservice"
 )
 
@@ -108,11 +108,11 @@ func newStreamEnv(t *testing.T, topts []testservice.Option, ints ...grpc.StreamC
 
 // streamPipeline is a pipeline that retries streams up to attempts times
 // with short waits, with a breaker that does not trip during a test.
-func streamPipeline(t testing.TB, attempts int, opts ...interceptors.ClientOption) *interceptors.Client {
+func streamPipeline(t testing.TB, attempts int) *interceptors.Client {
 	return newPipeline(t, interceptors.Policy{
 		Retry:   fastRetry(attempts),
-		Breaker: &interceptors.BreakerPolicy{Config: breaker.Config{FailureThreshold: 100, Timeout: time.Hour}},
-	}, opts...)
+		Breaker: &interceptors.BreakerPolicy{FailureThreshold: 100, OpenDuration: time.Hour},
+	})
 }
 
 // recvAll receives a server stream to its end and returns the replies and
@@ -473,7 +473,8 @@ func TestStreamHeaderDrivesRetry(t *testing.T) {
 
 // TestStreamBufferOverflowCommits: once the messages sent exceed
 // StreamBufferLimit the stream is committed, so the server's later failure
-// reaches the application and no attempt follows.
+// (after it read all three) reaches the application and no attempt
+// follows.
 func TestStreamBufferOverflowCommits(t *testing.T) {
 	forTransports(t, func(t *testing.T, topts []testservice.Option) {
 		r := fastRetry(3)
@@ -485,7 +486,7 @@ func TestStreamBufferOverflowCommits(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		b := &testingv1.Behavior{CallId: "o", FailAttempts: 1, FailAfterMessages: 2}
+		b := &testingv1.Behavior{CallId: "o", FailAttempts: 1, FailAfterMessages: 3}
 		for i := range 3 {
 			// Each message is about 20 bytes: the third overflows 40.
 			err := st.Send(&testingv1.ClientStreamRequest{Behavior: b, Payload: []byte(fmt.Sprintf("payload-%d", i))})
@@ -522,21 +523,21 @@ func TestStreamBufferOverflowCommits(t *testing.T) {
 
 // timeObserver records when each attempt started and signals CallEnd.
 type timeObserver struct {
-	interceptors.NopObserver
 	mu     sync.Mutex
 	starts []time.Time
 	ended  chan error
 }
 
-func (o *timeObserver) AttemptStart(ctx context.Context, _ interceptors.AttemptInfo) context.Context {
-	o.mu.Lock()
-	o.starts = append(o.starts, time.Now())
-	o.mu.Unlock()
-	return ctx
-}
-
-func (o *timeObserver) CallEnd(_ context.Context, _ interceptors.CallInfo, err error) {
-	o.ended <- err
+func (o *timeObserver) observer() interceptors.Observer {
+	return interceptors.Observer{
+		OnAttemptStart: func(ctx context.Context, _ interceptors.AttemptInfo) context.Context {
+			o.mu.Lock()
+			o.starts = append(o.starts, time.Now())
+			o.mu.Unlock()
+			return ctx
+		},
+		OnCallEnd: func(_ context.Context, _ interceptors.CallInfo, err error) { o.ended <- err },
+	}
 }
 
 // TestStreamDeadlineBoundsRetries: the caller's deadline bounds every
@@ -546,9 +547,9 @@ func (o *timeObserver) CallEnd(_ context.Context, _ interceptors.CallInfo, err e
 func TestStreamDeadlineBoundsRetries(t *testing.T) {
 	forTransports(t, func(t *testing.T, topts []testservice.Option) {
 		obs := &timeObserver{ended: make(chan error, 4)}
-		c := newPipeline(t, interceptors.Policy{Retry: &interceptors.RetryPolicy{
-			MaxAttempts: 1000, Backoff: retry.Constant(20 * time.Millisecond), Jitter: retry.NoJitter, Budget: interceptors.NoBudget,
-		}}, interceptors.WithObserver(obs))
+		c := newClient(t, interceptors.Config{Default: interceptors.Policy{Retry: &interceptors.RetryPolicy{
+			MaxAttempts: 1000, Backoff: constant(20 * time.Millisecond), Jitter: interceptors.JitterNone, Budget: interceptors.NoBudget,
+		}}, Observer: obs.observer()})
 		e := newStreamEnv(t, topts, c.StreamClientInterceptor())
 		const budget = 300 * time.Millisecond
 		ctx, cancel := context.WithTimeout(context.Background(), budget)
@@ -591,7 +592,7 @@ func TestStreamDeadlineBoundsRetries(t *testing.T) {
 		// A wait that cannot fit is not made: one attempt, the server's
 		// error at once.
 		slow := newPipeline(t, interceptors.Policy{Retry: &interceptors.RetryPolicy{
-			MaxAttempts: 3, Backoff: retry.Constant(time.Hour), Jitter: retry.NoJitter, Budget: interceptors.NoBudget,
+			MaxAttempts: 3, Backoff: constant(time.Hour), Jitter: interceptors.JitterNone, Budget: interceptors.NoBudget,
 		}})
 		e2 := newStreamEnv(t, topts, slow.StreamClientInterceptor())
 		ctx2 := ctxTimeout(t, time.Minute)
@@ -613,7 +614,7 @@ func TestStreamDeadlineBoundsRetries(t *testing.T) {
 // cancels counts for nothing, also when the caller never reads again.
 func TestStreamBreaker(t *testing.T) {
 	forTransports(t, func(t *testing.T, topts []testservice.Option) {
-		c := newPipeline(t, interceptors.Policy{Breaker: &interceptors.BreakerPolicy{Config: breaker.Config{FailureThreshold: 2, Timeout: time.Hour}}})
+		c := newPipeline(t, interceptors.Policy{Breaker: &interceptors.BreakerPolicy{FailureThreshold: 2, OpenDuration: time.Hour}})
 		e := newStreamEnv(t, topts, c.StreamClientInterceptor())
 		method := testingv1.TestService_ServerStream_FullMethodName
 		ctx := ctxTimeout(t, 10*time.Second)
@@ -664,10 +665,10 @@ func TestStreamBreaker(t *testing.T) {
 func TestStreamCancelWithoutReading(t *testing.T) {
 	forTransports(t, func(t *testing.T, topts []testservice.Option) {
 		obs := &timeObserver{ended: make(chan error, 1)}
-		c := newPipeline(t, interceptors.Policy{
+		c := newClient(t, interceptors.Config{Default: interceptors.Policy{
 			Breaker:  &interceptors.BreakerPolicy{},
 			Bulkhead: &interceptors.BulkheadPolicy{Limit: 1},
-		}, interceptors.WithObserver(obs))
+		}, Observer: obs.observer()})
 		e := newStreamEnv(t, topts, c.StreamClientInterceptor())
 		ctx := ctxTimeout(t, 10*time.Second)
 		cctx, cancel := context.WithCancel(ctx)
@@ -745,7 +746,7 @@ func TestStreamBulkhead(t *testing.T) {
 // per attempt and a retry event, as a unary call does.
 func TestStreamObserver(t *testing.T) {
 	rec := &recorder{}
-	c := newPipeline(t, interceptors.Policy{Retry: fastRetry(3)}, interceptors.WithObserver(rec))
+	c := newClient(t, interceptors.Config{Default: interceptors.Policy{Retry: fastRetry(3)}, Observer: rec.observer()})
 	e := newStreamEnv(t, nil, c.StreamClientInterceptor())
 	ctx := ctxTimeout(t, 10*time.Second)
 	st, err := e.client.ServerStream(ctx, &testingv1.ServerStreamRequest{Behavior: &testingv1.Behavior{CallId: "o", FailAttempts: 1, StreamMessages: 2}})
@@ -774,7 +775,7 @@ func TestStreamObserver(t *testing.T) {
 // TestStreamSingleAttempt: hedging does not apply to streams, and neither
 // do retries disabled per call: one attempt, the server's error.
 func TestStreamSingleAttempt(t *testing.T) {
-	hedged := newPipeline(t, interceptors.Policy{Hedging: &interceptors.HedgingPolicy{Budget: interceptors.NoBudget}, Idempotent: interceptors.Idempotent})
+	hedged := newPipeline(t, interceptors.Policy{Hedging: &interceptors.HedgingPolicy{Budget: interceptors.NoBudget}, Idempotency: interceptors.AlwaysIdempotent})
 	retried := newPipeline(t, interceptors.Policy{Retry: fastRetry(3)})
 	for _, tc := range []struct {
 		name string
@@ -874,22 +875,20 @@ func TestStreamSendAfterCloseSend(t *testing.T) {
 	}
 }
 
-// TestStreamClientIndividualInterceptors: the one-pattern stream
-// interceptors compose as the pipeline does.
-func TestStreamClientIndividualInterceptors(t *testing.T) {
-	rt, err := interceptors.StreamClientRetry(*fastRetry(3))
-	if err != nil {
-		t.Fatal(err)
+// TestStreamClientOnePatternEach: Clients of one pattern each, chained,
+// compose as one pipeline does, and a negative StreamBufferLimit is
+// refused with a FieldError naming it.
+func TestStreamClientOnePatternEach(t *testing.T) {
+	var ints []grpc.StreamClientInterceptor
+	for _, p := range []interceptors.Policy{
+		{DefaultTimeout: time.Minute},
+		{Retry: fastRetry(3)},
+		{Breaker: &interceptors.BreakerPolicy{}},
+		{Bulkhead: &interceptors.BulkheadPolicy{Limit: 4}},
+	} {
+		ints = append(ints, newPipeline(t, p).StreamClientInterceptor())
 	}
-	br, err := interceptors.StreamClientBreaker(interceptors.BreakerPolicy{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	bh, err := interceptors.StreamClientBulkhead(interceptors.BulkheadPolicy{Limit: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := newStreamEnv(t, nil, interceptors.StreamClientTimeout(time.Minute), rt, br, bh)
+	e := newStreamEnv(t, nil, ints...)
 	st, err := e.client.ServerStream(context.Background(), &testingv1.ServerStreamRequest{Behavior: &testingv1.Behavior{CallId: "i", FailAttempts: 2, StreamMessages: 3}})
 	if err != nil {
 		t.Fatal(err)
@@ -899,19 +898,15 @@ func TestStreamClientIndividualInterceptors(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkReplies(t, replies, 3, 3, func(int) string { return "" })
-	if _, err := interceptors.StreamClientRetry(interceptors.RetryPolicy{StreamBufferLimit: -1}); err == nil ||
-		!containsAll(err.Error(), "Retry.StreamBufferLimit", "-1") {
-		t.Errorf("negative StreamBufferLimit: %v, want an error naming the field and value", err)
+	_, err = interceptors.NewClient(interceptors.Config{Default: interceptors.Policy{Retry: &interceptors.RetryPolicy{StreamBufferLimit: -1}}})
+	if fes := resilience.FieldErrors(err); len(fes) != 1 || fes[0].Field != "Default.Retry.StreamBufferLimit" || fes[0].Value != -1 {
+		t.Errorf("negative StreamBufferLimit: %v, want one FieldError naming Default.Retry.StreamBufferLimit with -1", err)
 	}
 }
 
-func containsAll(s string, subs ...string) bool {
-	for _, sub := range subs {
-		if !strings.Contains(s, sub) {
-			return false
-		}
-	}
-	return true
+// constant is a constant backoff of d.
+func constant(d time.Duration) interceptors.Backoff {
+	return interceptors.Backoff{Kind: interceptors.BackoffConstant, Initial: d}
 }
 
 // TestStreamUnregisteredMethod: a method whose response type is not in
@@ -951,6 +946,133 @@ func TestStreamUnregisteredMethod(t *testing.T) {
 		checkBidiEchoes(t, replies, n, 2)
 		if st.Context() == nil || st.Trailer() == nil {
 			t.Errorf("Context %v, Trailer %v after the end; want both", st.Context(), st.Trailer())
+		}
+	})
+}
+
+type ctxKey struct{}
+
+// TestStreamContextOutlivesAttempts: the context a caller takes from a
+// stream before it commits is the stream's, not its first attempt's: it
+// stays alive while a retry replaces the attempt, carries the caller's
+// values and the peer of the attempt in use, does not stop the stream
+// from being retried, and ends when the stream ends.
+func TestStreamContextOutlivesAttempts(t *testing.T) {
+	forTransports(t, func(t *testing.T, topts []testservice.Option) {
+		c := streamPipeline(t, 3)
+		e := newStreamEnv(t, topts, c.StreamClientInterceptor())
+		ctx := context.WithValue(ctxTimeout(t, 10*time.Second), ctxKey{}, "v")
+		b := &testingv1.Behavior{CallId: "ctx", FailAttempts: 1, StreamMessages: 2}
+		st, err := e.client.ServerStream(ctx, &testingv1.ServerStreamRequest{Behavior: b, Payload: []byte("x")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sctx := st.Context() // before the stream commits
+		first, err := st.Recv()
+		if err != nil || first.GetReply().GetAttempt() != 2 {
+			t.Fatalf("first message %v, %v; want one from attempt 2", first, err)
+		}
+		if err := sctx.Err(); err != nil {
+			t.Errorf("stream context ended (%v) while the stream goes on", err)
+		}
+		if sctx.Value(ctxKey{}) != "v" {
+			t.Errorf("stream context lost the caller's value")
+		}
+		if p, ok := peer.FromContext(sctx); !ok || p.Addr == nil {
+			t.Errorf("stream context has no peer: %v, %v", p, ok)
+		}
+		replies, err := recvAll(st.Recv)
+		if err != nil || len(replies) != 1 {
+			t.Fatalf("rest of the stream: %v, %v; want one more message", replies, err)
+		}
+		if sctx.Err() == nil {
+			t.Error("stream context still alive after the stream ended")
+		}
+		if got := e.svc.Attempts("ctx"); got != 2 {
+			t.Errorf("server saw %d attempts, want 2", got)
+		}
+	})
+}
+
+// TestStreamContextEndsWithCaller: the stream's context, taken before
+// anything was received, ends when the caller cancels the stream, without
+// the application reading again.
+func TestStreamContextEndsWithCaller(t *testing.T) {
+	c := streamPipeline(t, 3)
+	e := newStreamEnv(t, nil, c.StreamClientInterceptor())
+	ctx := ctxTimeout(t, 10*time.Second)
+	cctx, cancel := context.WithCancel(ctx)
+	st, err := e.client.ServerStream(cctx, &testingv1.ServerStreamRequest{Behavior: testservice.Sleeping("cc", time.Minute, 0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx := st.Context()
+	if err := e.svc.WaitAttempts(ctx, "cc", 1); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	select {
+	case <-sctx.Done():
+	case <-ctx.Done():
+		t.Fatal("stream context not done after the caller cancelled")
+	}
+	if _, err := st.Recv(); status.Code(err) != codes.Canceled {
+		t.Errorf("Recv after cancel: %v, want CANCELLED", err)
+	}
+}
+
+// TestStreamRetryWaitHoldsSends: once the retry engine (and its budget)
+// has allowed a retry, that attempt is made: a send during the wait, whose
+// message would overflow the replay buffer, waits for the new attempt,
+// goes out on it after the replay, and only then commits the stream.
+func TestStreamRetryWaitHoldsSends(t *testing.T) {
+	forTransports(t, func(t *testing.T, topts []testservice.Option) {
+		retried := make(chan struct{}, 1)
+		r := fastRetry(3)
+		r.Backoff = constant(200 * time.Millisecond)
+		b := &testingv1.Behavior{CallId: "w", FailAttempts: 1, FailAfterMessages: 0}
+		first := &testingv1.BidiStreamRequest{Behavior: b, Payload: []byte(payload(0))}
+		r.StreamBufferLimit = proto.Size(first) // the first message fills it
+		c := newClient(t, interceptors.Config{Default: interceptors.Policy{Retry: r}, Observer: interceptors.Observer{
+			OnEvent: func(_ context.Context, e interceptors.Event) {
+				if e.Kind == interceptors.EventRetry {
+					retried <- struct{}{}
+				}
+			},
+		}})
+		e := newStreamEnv(t, topts, c.StreamClientInterceptor())
+		ctx := ctxTimeout(t, 10*time.Second)
+		st, err := e.client.BidiStream(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Send(first); err != nil {
+			t.Fatal(err)
+		}
+		type result struct {
+			replies []*testingv1.Reply
+			err     error
+		}
+		done := make(chan result, 1)
+		go func() {
+			replies, err := recvAll(st.Recv)
+			done <- result{replies, err}
+		}()
+		waitFor(t, retried, 5*time.Second, "the retry of attempt 1")
+		// This message overflows the buffer.
+		if err := st.Send(&testingv1.BidiStreamRequest{Behavior: b, Payload: []byte(payload(1))}); err != nil {
+			t.Fatalf("send during the wait: %v", err)
+		}
+		if err := st.CloseSend(); err != nil {
+			t.Fatal(err)
+		}
+		res := waitFor(t, done, 5*time.Second, "the end of the stream")
+		if res.err != nil {
+			t.Fatalf("stream failed: %v", res.err)
+		}
+		checkBidiEchoes(t, res.replies, 2, 2)
+		if got := e.svc.Attempts("w"); got != 2 {
+			t.Errorf("server saw %d attempts, want 2", got)
 		}
 	})
 }

@@ -7,7 +7,7 @@ import (
 )
 
 // TestSuccessPathAllocatesNothing checks that a successful first attempt
-// allocates nothing, whatever the policy's options.
+// allocates nothing, whatever the policy's configuration.
 func TestSuccessPathAllocatesNothing(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector changes allocations")
@@ -19,12 +19,24 @@ func TestSuccessPathAllocatesNothing(t *testing.T) {
 		WithRetryIf(func(error) bool { return true }),
 		WithAbortIf(func(error) bool { return false }),
 		WithMaxDuration(time.Minute),
-		WithListener(ev.listener()),
+		ev.hooks(),
 	)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 	defer cancel()
+	cfg := Config{
+		MaxAttempts: 5,
+		Backoff:     Exponential(time.Millisecond, time.Second, 2),
+		Jitter:      FullJitter,
+		RetryIf:     func(error) bool { return true },
+		AbortIf:     func(error) bool { return false },
+		MaxDuration: time.Minute,
+		Budget:      NewRatioBudget(10*time.Second, 10, 0.2),
+	}
+	ev.set(&cfg)
 	policies := map[string]*Policy{
 		"default":      New(3),
+		"zero config":  NewFromConfig(Config{}),
+		"full config":  NewFromConfig(cfg),
 		"all options":  full,
 		"token bucket": full.With(WithBudget(NewTokenBucket(100, 0.1))),
 		"ratio budget": full.With(WithBudget(NewRatioBudget(10*time.Second, 10, 0.2))),

@@ -126,8 +126,7 @@ func (b linear) Delay(s Step) (time.Duration, float64) {
 
 // Exponential returns a Backoff that waits initial before the first retry
 // and multiplier times longer before each following one
-// (initial * multiplier^(n-1) before retry n), never more than max, as the
-// seed's ExponentialBackoff::new(initial, max, multiplier) does. A negative
+// (initial * multiplier^(n-1) before retry n), never more than max. A negative
 // initial counts as zero; a max of zero or less means no cap other than the
 // largest Duration; a multiplier below 1 or NaN counts as 1 (a constant
 // delay), and +Inf is allowed (initial, then max). The arithmetic saturates

@@ -43,7 +43,7 @@ func TestBackoffSequences(t *testing.T) {
 		{"linear zero step", Linear(100*time.Millisecond, 0, time.Second), 0.5, ms(100, 100, 100)},
 		{"linear negative step is zero", Linear(100*time.Millisecond, -time.Second, time.Second), 0.5, ms(100, 100)},
 		{"linear initial above max", Linear(2*time.Second, time.Second, time.Second), 0.5, ms(1000, 1000)},
-		{"exponential seed", Exponential(100*time.Millisecond, 10*time.Second, 2), 0.5,
+		{"exponential default", Exponential(100*time.Millisecond, 10*time.Second, 2), 0.5,
 			ms(100, 200, 400, 800, 1600, 3200, 6400, 10000, 10000)},
 		{"exponential multiplier 1.5", Exponential(100*time.Millisecond, time.Second, 1.5), 0.5, ms(100, 150, 225, 337.5, 506.25, 759.375, 1000)},
 		{"exponential multiplier below 1 is constant", Exponential(100*time.Millisecond, time.Second, 0.5), 0.5, ms(100, 100, 100)},

@@ -38,9 +38,20 @@ func (o Outcome) String() string {
 }
 
 // Budget limits retries across calls, and across every [Policy] that shares
-// it (WithBudget), so that retries cannot multiply the load on a failing
-// server. The package's budgets are [RatioBudget] (Finagle/Linkerd) and
-// [TokenBucket] (gRPC retryThrottling).
+// it ([Config].Budget), so that retries cannot multiply the load on a
+// failing server. The package's budgets are [RatioBudget] (Finagle/Linkerd)
+// and [TokenBucket] (gRPC retryThrottling).
+//
+// The contract between a Policy and its Budget, which every implementation
+// may rely on: AllowRetry is asked exactly once for each extra attempt the
+// caller is about to make, after Record of the attempt that failed, and
+// true means that attempt will run. So a Policy asks only when nothing else
+// stops the retry (conditions, a Pushback veto, the attempt limit, the
+// deadline and the maximum duration all come first), never for a retry it
+// then drops; only the caller's context ending during the wait before the
+// attempt can still cancel a granted retry. Each implementation documents
+// where it charges a retry: in AllowRetry, or in Record of the failure that
+// asks for it, but never twice.
 //
 // Implementations must be safe for concurrent use; they are on the hot path
 // (Record runs after every attempt), so they should not allocate or block.
@@ -48,9 +59,8 @@ type Budget interface {
 	// Record is told how each attempt of each call ended; attempt counts
 	// from 1.
 	Record(attempt int, o Outcome)
-	// AllowRetry reports whether one more retry may run now. It is called
-	// only when the policy would otherwise retry, after Record; a budget
-	// that grants the retry counts it as spent.
+	// AllowRetry reports whether the extra attempt the caller is about to
+	// make may run; true commits the caller to it.
 	AllowRetry() bool
 }
 
@@ -82,6 +92,9 @@ const (
 // retry's cost to a thousandth of a call). Deposits and spent retries expire
 // TTL after they happen. Every Policy that shares the budget
 // draws on the same balance.
+//
+// It charges a retry in AllowRetry: a grant withdraws the retry's cost, a
+// denial withdraws nothing, and Record only deposits.
 //
 // A RatioBudget is safe for concurrent use; its methods take a short mutex
 // and never allocate. The zero RatioBudget denies every retry; use
@@ -144,7 +157,7 @@ func newRatioBudget(ttl time.Duration, minRetriesPerSecond int, ratio float64, n
 }
 
 // Record deposits one call's worth of retries when attempt is 1, whatever
-// the outcome; later attempts change nothing.
+// the outcome; later attempts change nothing. It never charges a retry.
 func (b *RatioBudget) Record(attempt int, _ Outcome) {
 	if attempt != 1 || b.width == 0 || b.deposit == 0 {
 		return
@@ -156,7 +169,8 @@ func (b *RatioBudget) Record(attempt int, _ Outcome) {
 }
 
 // AllowRetry reports whether the balance of the last TTL covers one more
-// retry, and spends it when it does.
+// retry, and withdraws the retry's cost when it does; a denial changes
+// nothing.
 func (b *RatioBudget) AllowRetry() bool {
 	if b.width == 0 {
 		return false
@@ -229,6 +243,10 @@ const (
 //
 // Under a total outage it grants about maxTokens/2 retries and then none
 // until successes refill it; unlike [RatioBudget] it has no notion of time.
+//
+// It charges a retry in Record: the failure that asks for a retry has
+// already taken its token when AllowRetry is asked, so AllowRetry only
+// reads the count and a grant costs nothing more, as in gRPC.
 //
 // A TokenBucket is safe for concurrent use and lock-free; its methods never
 // allocate. The zero TokenBucket has no tokens and denies every retry; use

@@ -67,7 +67,7 @@ func TestRatioBudgetOutage(t *testing.T) {
 			clock := newManualNow()
 			b := newRatioBudget(tt.ttl, tt.minPerSec, tt.ratio, clock.now)
 			var ev events
-			p, _ := testPolicy(tt.maxAttempts, 0.5, WithBackoff(Constant(0)), WithBudget(b), WithListener(ev.listener()))
+			p, _ := testPolicy(tt.maxAttempts, 0.5, WithBackoff(Constant(0)), WithBudget(b), ev.hooks())
 			if got := outage(t, p, 1000); got != tt.want {
 				t.Errorf("outage of 1000 calls retried %d times, want exactly %d", got, tt.want)
 			}
@@ -323,7 +323,7 @@ func TestBudgetSeesOutcomes(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			b := &recordingBudget{allow: tt.allow}
 			var ev events
-			p, _ := testPolicy(tt.maxAtt, 0.5, WithBackoff(Constant(time.Second)), WithBudget(b), WithListener(ev.listener()))
+			p, _ := testPolicy(tt.maxAtt, 0.5, WithBackoff(Constant(time.Second)), WithBudget(b), ev.hooks())
 			if tt.noTime {
 				p = p.With(WithMaxDuration(time.Second)) // the 1s wait cannot fit
 			}

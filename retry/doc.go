@@ -6,41 +6,50 @@
 // builds gRPC retries on it, mapping status codes to its conditions and
 // server pushback to its [Pushback] interface.
 //
-// # Basic use
+// # Configuration
 //
-//	p := retry.New(3) // at most 3 attempts in all
-//	err := p.Do(ctx, func(ctx context.Context) error { return apiCall(ctx) })
+// A [Config] holds every setting as plain data; each zero field has a
+// documented default, so a Config only states what differs, and
+// [Config.Validate] reports every invalid value at once:
 //
-// With exponential backoff, as the seed's ExponentialBackoff::new(100ms,
-// 10s, 2.0):
-//
-//	p := retry.New(5, retry.WithBackoff(retry.Exponential(100*time.Millisecond, 10*time.Second, 2.0)))
+//	p := retry.NewFromConfig(retry.Config{
+//		MaxAttempts: 5,
+//		Backoff:     retry.Exponential(100*time.Millisecond, 10*time.Second, 2.0),
+//		Jitter:      retry.FullJitter,
+//	})
 //	err := p.Do(ctx, func(ctx context.Context) error { return flakyOperation(ctx) })
 //
-// [DoValue] does the same for functions that return a value, and
-// [Policy.DoAttempt] tells the function which attempt it runs. A [Policy] is
-// immutable and safe for concurrent use; build one per kind of call.
+// [New] is the shorthand for the common case, the attempt limit and a few
+// options, each of which sets one field of the Config:
+//
+//	p := retry.New(3) // at most 3 attempts in all
+//	p = retry.New(5, retry.WithBackoff(retry.Exponential(100*time.Millisecond, 10*time.Second, 2.0)))
+//
+// [DoValue] does what [Policy.Do] does for functions that return a value,
+// and [Policy.DoAttempt] tells the function which attempt it runs. A
+// [Policy] is immutable and safe for concurrent use; build one per kind of
+// call, and derive variants with [Policy.With].
 //
 // # Backoff and jitter
 //
 // [Constant], [Linear], [Exponential], [Fibonacci], and two decorrelated
 // jitter strategies, [DecorrelatedJitter] (AWS) and [DecorrelatedJitterV2]
-// (Polly), compute the waits; [WithJitter] adds [FullJitter], [EqualJitter]
-// or [ProportionalJitter] against the thundering herd. Every strategy
+// (Polly), compute the waits; [Config].Jitter adds [FullJitter],
+// [EqualJitter] or [ProportionalJitter] against the thundering herd. Every strategy
 // saturates at its cap, so no parameter or attempt number yields a
 // negative, NaN or overflowed delay.
 //
 // # Conditions
 //
 // By default every error is retried, except that nothing is retried once
-// the caller's context is done. [WithRetryIf] and [WithAbortIf] narrow that,
+// the caller's context is done. [Config].RetryIf and AbortIf narrow that,
 // [Permanent] marks a single error as final, and an error implementing
 // [Pushback] can set the next delay or forbid retrying, as a server does
 // with gRPC pushback.
 //
 // # Limits and results
 //
-// The attempt limit of [New], [WithMaxDuration] and the context's deadline
+// [Config].MaxAttempts, MaxDuration and the context's deadline
 // bound a call; the engine never sleeps past the deadline: when the next
 // wait cannot end before it, Do returns the last error at once. When the
 // attempts run out, Do returns a *resilience.RetriesExhaustedError that
@@ -52,12 +61,16 @@
 // A [Budget] shared between policies keeps retries from multiplying the load
 // on a failing server: [RatioBudget] (a fraction of recent calls plus a floor
 // per second, as in Finagle and Linkerd) and [TokenBucket] (gRPC's
-// retryThrottling). A denied retry ends the call with the last error.
+// retryThrottling). A denied retry ends the call with the last error. The
+// [Budget] interface states the contract between a policy and its budget:
+// the budget is asked once per retry about to run, and only then.
 //
 // # Events
 //
-// A [Listener] is told of every retry, exhaustion, budget denial and
-// deadline stop, for logs, metrics and spans; unset, it costs nothing.
+// The optional fields OnRetry, OnExhausted, OnBudgetDenied and OnDeadline of
+// [Config] are told of every retry, exhaustion, budget denial and deadline
+// stop, for logs, metrics and spans; they run on the caller's goroutine,
+// never under a lock, and a nil hook costs one comparison.
 //
 // # Cost
 //

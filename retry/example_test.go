@@ -25,7 +25,7 @@ func flaky(n int) func(ctx context.Context) error {
 	}
 }
 
-// The seed's basic example: at most three attempts in all.
+// The basic use: at most three attempts in all.
 func Example() {
 	policy := retry.New(3) // max 3 attempts
 
@@ -37,17 +37,32 @@ func Example() {
 	// Output: error: <nil>
 }
 
-// The seed's retry pattern: five attempts with exponential backoff of 100ms,
-// doubling up to 10s.
+// Five attempts with exponential backoff of 100ms,
+// doubling up to 10s. New is the shorthand for NewFromConfig: each option
+// sets one field of the Config.
 func ExampleNew() {
-	policy := retry.New(5,
-		retry.WithBackoff(retry.Exponential(100*time.Millisecond, 10*time.Second, 2.0)),
-		retry.WithListener(retry.Listener{
-			OnRetry: func(ctx context.Context, attempt int, err error, delay time.Duration) {
-				fmt.Printf("attempt %d failed (%v), retrying in %v\n", attempt, err, delay)
-			},
-		}),
-	)
+	policy := retry.New(5, retry.WithBackoff(retry.Exponential(100*time.Millisecond, 10*time.Second, 2.0)))
+
+	flakyOperation := flaky(2)
+	attempts := 0
+	err := policy.Do(context.Background(), func(ctx context.Context) error {
+		attempts++
+		return flakyOperation(ctx)
+	})
+	fmt.Println("error:", err, "after", attempts, "attempts")
+	// Output: error: <nil> after 3 attempts
+}
+
+// The same policy as a Config, with an event hook: OnRetry is told of every
+// retry before its wait.
+func ExampleNewFromConfig() {
+	policy := retry.NewFromConfig(retry.Config{
+		MaxAttempts: 5,
+		Backoff:     retry.Exponential(100*time.Millisecond, 10*time.Second, 2.0),
+		OnRetry: func(ctx context.Context, attempt int, err error, delay time.Duration) {
+			fmt.Printf("attempt %d failed (%v), retrying in %v\n", attempt, err, delay)
+		},
+	})
 
 	flakyOperation := flaky(2)
 	err := policy.Do(context.Background(), func(ctx context.Context) error {
@@ -58,6 +73,18 @@ func ExampleNew() {
 	// attempt 1 failed (service unavailable), retrying in 100ms
 	// attempt 2 failed (service unavailable), retrying in 200ms
 	// error: <nil>
+}
+
+// Validate reports every value NewFromConfig would have to clamp, each as a
+// *resilience.FieldError.
+func ExampleConfig_Validate() {
+	err := retry.Config{MaxAttempts: -1, MaxDuration: -time.Second}.Validate()
+	for _, fe := range resilience.FieldErrors(err) {
+		fmt.Println(fe.Field, fe.Value)
+	}
+	// Output:
+	// MaxAttempts -1
+	// MaxDuration -1s
 }
 
 // When every attempt fails, Do returns a *resilience.RetriesExhaustedError
@@ -77,8 +104,8 @@ func ExamplePolicy_Do_exhausted() {
 	// last error is unavailable: true
 }
 
-// Custom retry conditions: retry transient failures only, as the seed's
-// "Database with Fallback" does.
+// Custom retry conditions: retry transient failures only, and return the
+// others, such as "not found", at once.
 func ExampleWithRetryIf() {
 	errNotFound := errors.New("user not found")
 	policy := retry.New(2, retry.WithRetryIf(func(err error) bool {
@@ -141,7 +168,7 @@ func ExamplePolicy_DoAttempt() {
 	// attempt 3 after 1ms
 }
 
-// The delays of the seed's ExponentialBackoff::new(100ms, 10s, 2.0).
+// The delays of Exponential(100ms, 10s, 2.0), the default backoff.
 func ExampleExponential() {
 	b := retry.Exponential(100*time.Millisecond, 10*time.Second, 2.0)
 	for n := 1; n <= 9; n++ {
@@ -157,9 +184,13 @@ func ExampleExponential() {
 func ExampleNewTokenBucket() {
 	budget := retry.NewTokenBucket(10, 0.1) // retries while more than 5 tokens
 	var denied int
-	listener := retry.Listener{OnBudgetDenied: func(context.Context, int, error) { denied++ }}
-	reads := retry.New(3, retry.WithBackoff(retry.Constant(0)), retry.WithBudget(budget), retry.WithListener(listener))
-	writes := retry.New(2, retry.WithBackoff(retry.Constant(0)), retry.WithBudget(budget), retry.WithListener(listener))
+	reads := retry.NewFromConfig(retry.Config{
+		MaxAttempts:    3,
+		Backoff:        retry.Constant(0),
+		Budget:         budget,
+		OnBudgetDenied: func(context.Context, int, error) { denied++ },
+	})
+	writes := reads.With(retry.WithMaxAttempts(2)) // shares the budget and the hook
 
 	for range 3 {
 		_ = reads.Do(context.Background(), flaky(10))

@@ -100,7 +100,7 @@ type pushbackError struct {
 func (e *pushbackError) Error() string                     { return "pushback" }
 func (e *pushbackError) RetryDelay() (time.Duration, bool) { return e.delay, e.retry }
 
-// events records a Listener's calls.
+// events records the calls of a policy's event hooks.
 type events struct {
 	mu                          sync.Mutex
 	retries                     []retryEvent
@@ -115,29 +115,34 @@ type retryEvent struct {
 	delay   time.Duration
 }
 
-func (e *events) listener() Listener {
-	return Listener{
-		OnRetry: func(_ context.Context, attempt int, err error, delay time.Duration) {
-			e.mu.Lock()
-			defer e.mu.Unlock()
-			e.retries = append(e.retries, retryEvent{attempt, err, delay})
-		},
-		OnExhausted: func(context.Context, int, error) {
-			e.mu.Lock()
-			defer e.mu.Unlock()
-			e.exhausted++
-		},
-		OnBudgetDenied: func(context.Context, int, error) {
-			e.mu.Lock()
-			defer e.mu.Unlock()
-			e.denied++
-		},
-		OnDeadline: func(_ context.Context, attempt int, _ error, delay time.Duration) {
-			e.mu.Lock()
-			defer e.mu.Unlock()
-			e.deadline++
-			e.deadlineAttempt, e.deadlineDelay = attempt, delay
-		},
+// hooks returns an Option that sets every event hook of the Config to
+// record into e.
+func (e *events) hooks() Option {
+	return optionFunc(func(c *Config) { e.set(c) })
+}
+
+// set sets every event hook of c to record into e.
+func (e *events) set(c *Config) {
+	c.OnRetry = func(_ context.Context, attempt int, err error, delay time.Duration) {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		e.retries = append(e.retries, retryEvent{attempt, err, delay})
+	}
+	c.OnExhausted = func(context.Context, int, error) {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		e.exhausted++
+	}
+	c.OnBudgetDenied = func(context.Context, int, error) {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		e.denied++
+	}
+	c.OnDeadline = func(_ context.Context, attempt int, _ error, delay time.Duration) {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		e.deadline++
+		e.deadlineAttempt, e.deadlineDelay = attempt, delay
 	}
 }
 

@@ -8,141 +8,32 @@ import (
 	resilience "github.com/engineeringlabs/grpc-resilience"
 )
 
-// defaultBackoff is the backoff of New: the seed's ExponentialBackoff.
+// defaultBackoff is the backoff of the zero Config: Exponential(100ms, 10s, 2).
 var defaultBackoff = Exponential(100*time.Millisecond, 10*time.Second, 2)
 
 // Policy retries a function: it decides whether an attempt's error is worth
 // another attempt, how long to wait before it, and when to give up. Create
-// it with [New]; most callers then use [Policy.Do] or [DoValue].
+// it with [NewFromConfig], or with the shorthand [New]; most callers then
+// use [Policy.Do] or [DoValue].
 //
-// Defaults: the backoff is Exponential(100ms, 10s, 2) with no jitter; every
-// error is retried, except Permanent ones and any error once the caller's
-// context is done (see Do); no maximum duration beyond the context's
-// deadline; no budget; no listener.
+// Defaults, those of the zero [Config]: one attempt; the backoff is
+// Exponential(100ms, 10s, 2) with no jitter; every error is retried, except
+// Permanent ones and any error once the caller's context is done (see Do);
+// no maximum duration beyond the context's deadline; no budget; no hooks.
 //
 // A Policy is immutable once built and safe for concurrent use by any number
 // of goroutines; share one per kind of call. [Policy.With] derives a
 // modified copy. The zero Policy runs the function once, as New(1) does.
 type Policy struct {
-	maxAttempts int // below 1 means 1
-	backoff     Backoff
-	jitter      Jitter
-	retryIf     func(error) bool
-	abortIf     func(error) bool
-	maxDuration time.Duration // 0: no limit
-	budget      Budget
-	listener    Listener
+	cfg Config // normalized, except in the zero Policy
 
 	clock  clock          // nil: realClock; tests replace it
 	random func() float64 // nil: math/rand/v2's Float64; tests replace it
 }
 
-// Option configures a [Policy] in [New] or [Policy.With]. Options are
-// immutable values: one may be reused for any number of policies, from any
-// goroutine.
-type Option interface {
-	apply(*Policy)
-}
-
-type optionFunc func(*Policy)
-
-func (f optionFunc) apply(p *Policy) { f(p) }
-
-// New returns a policy that makes at most maxAttempts attempts in all, the
-// first one included: New(3) calls the function up to three times, New(1)
-// never retries. A maxAttempts below 1 counts as 1; math.MaxInt means no
-// limit other than time, the budget and the conditions. Options apply in
-// order; a later option overrides an earlier one of the same kind.
-//
-// New never fails: every option documents how it treats values out of range.
-func New(maxAttempts int, opts ...Option) *Policy {
-	p := &Policy{maxAttempts: max(maxAttempts, 1), backoff: defaultBackoff}
-	for _, o := range opts {
-		o.apply(p)
-	}
-	return p
-}
-
-// With returns a copy of p with opts applied on top of p's settings; p is
-// unchanged. Use it for per-method or per-call variants, such as
-// p.With(retry.WithMaxAttempts(1)) to disable retries. The copy shares p's
-// Budget, so both draw on the same balance.
-func (p *Policy) With(opts ...Option) *Policy {
-	c := *p
-	for _, o := range opts {
-		o.apply(&c)
-	}
-	return &c
-}
-
 // MaxAttempts returns the most attempts the policy makes, the first one
 // included; at least 1.
-func (p *Policy) MaxAttempts() int { return max(p.maxAttempts, 1) }
-
-// WithMaxAttempts sets the most attempts, the first included, as the
-// argument of [New] does; below 1 counts as 1.
-func WithMaxAttempts(n int) Option {
-	return optionFunc(func(p *Policy) { p.maxAttempts = max(n, 1) })
-}
-
-// WithBackoff sets the strategy that computes the wait before each retry.
-// nil restores the default, Exponential(100ms, 10s, 2).
-func WithBackoff(b Backoff) Option {
-	return optionFunc(func(p *Policy) {
-		if b == nil {
-			b = defaultBackoff
-		}
-		p.backoff = b
-	})
-}
-
-// WithJitter sets the jitter applied to every backoff delay, for instance
-// retry.FullJitter or retry.ProportionalJitter(0.2). nil means [NoJitter],
-// the default. Delays a [Pushback] chose are never jittered.
-func WithJitter(j Jitter) Option {
-	return optionFunc(func(p *Policy) { p.jitter = j })
-}
-
-// WithRetryIf sets the predicate that decides whether an attempt's error is
-// retryable: false stops at once, and Do returns the error as is. nil, the
-// default, retries every error. It is consulted after the caller's context,
-// [Permanent] and the abort-if predicate, and never sees nil. It must be
-// safe for concurrent use.
-func WithRetryIf(retryable func(error) bool) Option {
-	return optionFunc(func(p *Policy) { p.retryIf = retryable })
-}
-
-// WithAbortIf sets a predicate that stops retrying at once when it returns
-// true for an attempt's error; Do returns the error as is. It takes
-// precedence over the retry-if predicate. nil, the default, aborts on
-// nothing. It must be safe for concurrent use.
-func WithAbortIf(abort func(error) bool) Option {
-	return optionFunc(func(p *Policy) { p.abortIf = abort })
-}
-
-// WithMaxDuration bounds the time a call may spend retrying, measured from
-// the start of the call (Do, or [Policy.Start]): a retry whose wait would
-// end at or after d is not made,
-// and Do returns the last error as is. It does not interrupt a running
-// attempt (give ctx a deadline for that). d of zero or less, the default,
-// means no limit other than ctx's deadline.
-func WithMaxDuration(d time.Duration) Option {
-	return optionFunc(func(p *Policy) { p.maxDuration = max(d, 0) })
-}
-
-// WithBudget makes the policy consult b before every retry and tell it every
-// attempt's outcome. Share one Budget between policies to cap their retries
-// together. nil, the default, means no budget.
-func WithBudget(b Budget) Option {
-	return optionFunc(func(p *Policy) { p.budget = b })
-}
-
-// WithListener sets the functions told of retries, exhaustion, budget
-// denials and deadline stops; it replaces any earlier Listener. The zero
-// Listener, the default, observes nothing.
-func WithListener(l Listener) Option {
-	return optionFunc(func(p *Policy) { p.listener = l })
-}
+func (p *Policy) MaxAttempts() int { return max(p.cfg.MaxAttempts, 1) }
 
 // Attempt describes the attempt about to run, for functions passed to
 // [Policy.DoAttempt] and for [Call.Attempt].
@@ -271,7 +162,7 @@ type Decision struct {
 // blocks and does not allocate.
 func (p *Policy) Start() Call {
 	c := Call{p: p, attempt: 1}
-	if p.maxDuration > 0 {
+	if p.cfg.MaxDuration > 0 {
 		c.start = p.now()
 	}
 	return c
@@ -283,13 +174,18 @@ func (c *Call) Attempt() Attempt { return Attempt{Num: c.attempt, Delay: c.delay
 
 // Next reports what follows the current attempt, which ended with err (nil
 // for success). It never blocks: it tells the budget the outcome, calls the
-// listener, and when it decides to retry, advances to the next attempt,
-// whose wait is the returned Delay. ctx is the caller's context: its
-// deadline bounds the waits, and once it is done nothing is retried. After a
-// Decision with Retry false the call is over and c must not be used again.
+// policy's event hooks, and when it decides to retry, advances to the next
+// attempt, whose wait is the returned Delay. ctx is the caller's context:
+// its deadline bounds the waits, and once it is done nothing is retried.
+// After a Decision with Retry false the call is over and c must not be used
+// again.
+//
+// A Decision with Retry true means the budget, if any, granted that retry
+// (see [Budget]): the caller must then make the attempt after
+// [Call.Wait], unless ctx ends during the wait.
 func (c *Call) Next(ctx context.Context, err error) Decision {
 	if err == nil {
-		if b := c.p.budget; b != nil {
+		if b := c.p.cfg.Budget; b != nil {
 			b.Record(c.attempt, Success)
 		}
 		return Decision{}
@@ -317,31 +213,32 @@ func (c *Call) failed(ctx context.Context, err error) Decision {
 	}
 	c.record(RetryableFailure)
 
-	l := &p.listener
+	h := &p.cfg // the event hooks
 	if c.attempt >= p.MaxAttempts() {
-		if l.OnExhausted != nil {
-			l.OnExhausted(ctx, c.attempt, err)
+		if h.OnExhausted != nil {
+			h.OnExhausted(ctx, c.attempt, err)
 		}
 		return Decision{Err: &resilience.RetriesExhaustedError{Attempts: c.attempt, Err: err}}
 	}
 
 	delay := c.nextDelay(hasPushback, pushback)
 	if !c.fits(ctx, delay) {
-		if l.OnDeadline != nil {
-			l.OnDeadline(ctx, c.attempt, err, delay)
+		if h.OnDeadline != nil {
+			h.OnDeadline(ctx, c.attempt, err, delay)
 		}
 		return Decision{Err: err}
 	}
-	// The budget comes last: a budget that grants a retry counts it as
-	// spent, so it must only be asked for a retry that will happen.
-	if p.budget != nil && !p.budget.AllowRetry() {
-		if l.OnBudgetDenied != nil {
-			l.OnBudgetDenied(ctx, c.attempt, err)
+	// The budget comes last: it is asked only for a retry that every other
+	// check allows, so that a grant means the attempt runs (the contract of
+	// Budget).
+	if b := p.cfg.Budget; b != nil && !b.AllowRetry() {
+		if h.OnBudgetDenied != nil {
+			h.OnBudgetDenied(ctx, c.attempt, err)
 		}
 		return Decision{Err: err}
 	}
-	if l.OnRetry != nil {
-		l.OnRetry(ctx, c.attempt, err, delay)
+	if h.OnRetry != nil {
+		h.OnRetry(ctx, c.attempt, err, delay)
 	}
 	c.attempt++
 	c.delay = delay
@@ -359,9 +256,9 @@ func (p *Policy) finalError(ctx context.Context, err error) (error, bool) {
 			return pe.Err, true
 		}
 		return err, true
-	case p.abortIf != nil && p.abortIf(err):
+	case p.cfg.AbortIf != nil && p.cfg.AbortIf(err):
 		return err, true
-	case p.retryIf != nil && !p.retryIf(err):
+	case p.cfg.RetryIf != nil && !p.cfg.RetryIf(err):
 		return err, true
 	}
 	return nil, false
@@ -369,7 +266,7 @@ func (p *Policy) finalError(ctx context.Context, err error) (error, bool) {
 
 // record tells the budget, if any, how the current attempt ended.
 func (c *Call) record(o Outcome) {
-	if b := c.p.budget; b != nil {
+	if b := c.p.cfg.Budget; b != nil {
 		b.Record(c.attempt, o)
 	}
 }
@@ -383,16 +280,16 @@ func (c *Call) nextDelay(hasPushback bool, pushback time.Duration) time.Duration
 		return max(pushback, 0)
 	}
 	p := c.p
-	b := p.backoff
-	if b == nil { // zero Policy made retryable with With
+	b := p.cfg.Backoff
+	if b == nil { // only in a zero Policy; With fills the default in
 		b = defaultBackoff
 	}
 	c.retries++
 	d, state := b.Delay(Step{Retry: c.retries, Prev: c.prev, State: c.state, Rand: p.rand()})
 	d = max(d, 0)
 	c.prev, c.state = d, state
-	if p.jitter != nil {
-		d = max(p.jitter(d, p.rand()), 0)
+	if p.cfg.Jitter != nil {
+		d = max(p.cfg.Jitter(d, p.rand()), 0)
 	}
 	return d
 }
@@ -402,7 +299,7 @@ func (c *Call) nextDelay(hasPushback bool, pushback time.Duration) time.Duration
 func (c *Call) fits(ctx context.Context, delay time.Duration) bool {
 	p := c.p
 	deadline, hasDeadline := ctx.Deadline()
-	if !hasDeadline && p.maxDuration == 0 {
+	if !hasDeadline && p.cfg.MaxDuration == 0 {
 		return true
 	}
 	now := p.now()
@@ -410,7 +307,7 @@ func (c *Call) fits(ctx context.Context, delay time.Duration) bool {
 		return false
 	}
 	// elapsed + delay < maxDuration, written so that it cannot overflow.
-	if p.maxDuration > 0 && delay >= p.maxDuration-now.Sub(c.start) {
+	if p.cfg.MaxDuration > 0 && delay >= p.cfg.MaxDuration-now.Sub(c.start) {
 		return false
 	}
 	return true

@@ -14,7 +14,7 @@ import (
 
 func TestDoSucceedsAtFirstAttempt(t *testing.T) {
 	var ev events
-	p, fc := testPolicy(3, 0.5, WithListener(ev.listener()))
+	p, fc := testPolicy(3, 0.5, ev.hooks())
 	fn, calls := failing()
 	if err := p.Do(context.Background(), fn); err != nil {
 		t.Fatalf("Do = %v, want nil", err)
@@ -26,7 +26,7 @@ func TestDoSucceedsAtFirstAttempt(t *testing.T) {
 
 func TestDoRetriesWithDefaultBackoffUntilSuccess(t *testing.T) {
 	var ev events
-	p, fc := testPolicy(5, 0.5, WithListener(ev.listener()))
+	p, fc := testPolicy(5, 0.5, ev.hooks())
 	fn, calls := failing(errTransient, errTransient)
 	if err := p.Do(context.Background(), fn); err != nil {
 		t.Fatalf("Do = %v, want nil", err)
@@ -57,7 +57,7 @@ func TestDoExhausted(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(fmt.Sprint(tt.maxAttempts), func(t *testing.T) {
 			var ev events
-			p, fc := testPolicy(tt.maxAttempts, 0.5, WithListener(ev.listener()))
+			p, fc := testPolicy(tt.maxAttempts, 0.5, ev.hooks())
 			fn, calls := always(errTransient)
 			err := p.Do(context.Background(), fn)
 			var ex *resilience.RetriesExhaustedError
@@ -247,7 +247,7 @@ func TestDoDeadline(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				var ev events
-				p := New(10, WithBackoff(Constant(400*time.Millisecond)), WithListener(ev.listener()))
+				p := New(10, WithBackoff(Constant(400*time.Millisecond)), ev.hooks())
 				ctx, cancel := context.WithTimeout(context.Background(), tt.deadline)
 				defer cancel()
 				start := time.Now()
@@ -270,7 +270,7 @@ func TestDoDeadline(t *testing.T) {
 
 func TestDoMaxDuration(t *testing.T) {
 	var ev events
-	p, fc := testPolicy(10, 0.5, WithBackoff(Constant(300*time.Millisecond)), WithMaxDuration(time.Second), WithListener(ev.listener()))
+	p, fc := testPolicy(10, 0.5, WithBackoff(Constant(300*time.Millisecond)), WithMaxDuration(time.Second), ev.hooks())
 	start := fc.now()
 	calls := 0
 	err := p.Do(context.Background(), func(context.Context) error {
@@ -413,7 +413,7 @@ func TestWithCopies(t *testing.T) {
 	if p.MaxAttempts() != 5 || q.MaxAttempts() != 1 {
 		t.Errorf("MaxAttempts: original %d, copy %d; want 5 and 1", p.MaxAttempts(), q.MaxAttempts())
 	}
-	if q.budget != Budget(b) || q.backoff != defaultBackoff {
+	if q.cfg.Budget != Budget(b) || q.cfg.Backoff != defaultBackoff {
 		t.Error("the copy does not share the budget or WithBackoff(nil) did not restore the default")
 	}
 	if New(math.MaxInt).MaxAttempts() != math.MaxInt {
@@ -434,24 +434,26 @@ func TestPermanent(t *testing.T) {
 	}
 }
 
-// TestListenerGetsCallContext checks that every event carries the call's context.
-func TestListenerGetsCallContext(t *testing.T) {
+// TestHooksGetCallContext checks that every event carries the call's context.
+func TestHooksGetCallContext(t *testing.T) {
 	type key struct{}
 	ctx := context.WithValue(context.Background(), key{}, "call-1")
 	seen := 0
 	check := func(ctx context.Context) {
 		if ctx.Value(key{}) != "call-1" {
-			t.Error("listener did not get the call's context")
+			t.Error("a hook did not get the call's context")
 		}
 		seen++
 	}
-	p, _ := testPolicy(2, 0.5, WithListener(Listener{
+	p := NewFromConfig(Config{
+		MaxAttempts: 2,
+		Backoff:     Constant(0),
 		OnRetry:     func(ctx context.Context, _ int, _ error, _ time.Duration) { check(ctx) },
 		OnExhausted: func(ctx context.Context, _ int, _ error) { check(ctx) },
-	}))
+	})
 	fn, _ := always(errTransient)
 	_ = p.Do(ctx, fn)
 	if seen != 2 {
-		t.Errorf("listener called %d times, want 2 (retry, exhausted)", seen)
+		t.Errorf("hooks called %d times, want 2 (retry, exhausted)", seen)
 	}
 }

@@ -44,18 +44,18 @@ type pipeline struct {
 // runs its gRPC retry policy (3 attempts), alone and with its default
 // breaker.
 func pipelines(tb testing.TB) []pipeline {
-	retryBreaker, err := interceptors.NewClient(interceptors.Policy{
+	retryBreaker, err := interceptors.NewClient(interceptors.Config{Default: interceptors.Policy{
 		Retry:   &interceptors.RetryPolicy{},
 		Breaker: &interceptors.BreakerPolicy{},
-	})
+	}})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	full, err := interceptors.NewClient(interceptors.Policy{
+	full, err := interceptors.NewClient(interceptors.Config{Default: interceptors.Policy{
 		Retry:    &interceptors.RetryPolicy{},
 		Breaker:  &interceptors.BreakerPolicy{},
 		Bulkhead: &interceptors.BulkheadPolicy{Limit: 1 << 20},
-	})
+	}})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -7,8 +7,10 @@
 //
 //	resiliencectl [-format auto|json|yaml|service-config] FILE
 //
-// It exits with status 0 when the file is valid, 1 with every problem on
-// standard error when it is not, and 2 on bad usage.
+// Durations may be written as Go writes them ("500ms", "1m30s") and enum
+// values by their short names ("exponential", "token_bucket"); problems and
+// the table name them so. It exits with status 0 when the file is valid, 1
+// with every problem on standard error when it is not, and 2 on bad usage.
 package main
 
 import (

@@ -21,7 +21,12 @@ func TestRun(t *testing.T) {
 		out, errOut []string
 	}{
 		{"yaml", []string{"../../interceptors/config/testdata/example.yaml"}, 0,
-			[]string{"NAME", "grpcresilience.testing.v1.TestService/Unary", "constant 10ms", "50% failed of last 20 calls, open 10s..2m0s x2", "16 in flight, queue 8 for 100ms", "token bucket of 100", "bulkhead 64 per method, adaptive AIMD"}, nil},
+			[]string{"NAME", "grpcresilience.testing.v1.TestService/Unary", "constant 10ms", "50% failed of last 20 calls, open 10s..2m0s x2", "16 in flight, queue 8 for 100ms", "token_bucket of 100", "bulkhead 64 per method, adaptive aimd"}, nil},
+		{"short forms", []string{"testdata/short.yaml"}, 0,
+			[]string{"decorrelated_jitter_v2 250ms..1m30s, equal jitter", "1m30s", "last 2m0s, open 45s", "adaptive gradient"}, nil},
+		{"invalid short forms", []string{"../../interceptors/config/testdata/bad/unknown.yaml"}, 1, nil,
+			[]string{`method_policies[0].retry.backoff.kind: "expo", must be one of constant, linear, exponential, fibonacci, decorrelated_jitter, decorrelated_jitter_v2`,
+				`method_policies[0].timeout: "5 parsecs", must be a duration such as "500ms", "1.5s" or "1m30s"`}},
 		{"service config", []string{"../../interceptors/config/testdata/grpc_service_config.json"}, 0,
 			[]string{"hedging", "1+2", "exponential 10ms..100ms x2, full jitter"}, []string{"note: methodConfig[2].retryPolicy.maxAttempts: 8 clamped to 5"}},
 		{"invalid", []string{"-format", "json", "../../interceptors/config/testdata/bad/retry.json"}, 1,

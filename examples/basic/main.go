@@ -1,4 +1,4 @@
-// Command basic shows the engines without gRPC, as the seed's overview does:
+// Command basic shows the engines without gRPC:
 // a retry policy, a circuit breaker, a timeout, and the three layered in the
 // recommended order (timeout innermost, breaker in the middle, retry
 // outermost).

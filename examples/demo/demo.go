@@ -70,7 +70,7 @@ type demo struct {
 	scale  float64 // cfg.Duration / 30s, for the breaker's timings
 
 	srv      *testservice.Server
-	pipeline *server.Pipeline
+	pipeline *server.Server
 	clients  [nClients]*client
 	// breakerOf is the resilient client's breaker; the pipeline creates it
 	// on the first call.
@@ -166,7 +166,7 @@ func newDemo(ctx context.Context, cfg config, out io.Writer) (_ *demo, err error
 		out:      out,
 		phases:   schedule(cfg.Profile, cfg.Duration),
 		scale:    float64(cfg.Duration) / float64(30*time.Second),
-		obs:      &clientObserver{inner: interceptors.NopObserver{}},
+		obs:      &clientObserver{},
 		srvStats: &serverStats{},
 	}
 	defer func() {
@@ -175,7 +175,7 @@ func newDemo(ctx context.Context, cfg config, out io.Writer) (_ *demo, err error
 		}
 	}()
 
-	var serverObs server.Observer = d.srvStats
+	serverObs := server.Observer{OnEvent: d.srvStats.observe}
 	var serverOpts []grpc.ServerOption
 	if cfg.OTLP != "" {
 		d.tel, err = startTracing(ctx, cfg.OTLP)
@@ -183,7 +183,7 @@ func newDemo(ctx context.Context, cfg config, out io.Writer) (_ *demo, err error
 			return nil, err
 		}
 		d.obs.inner = d.tel.telemetry.ClientObserver()
-		serverObs = serverObservers{d.srvStats, d.tel.telemetry.ServerObserver()}
+		serverObs = bothObservers(serverObs, d.tel.telemetry.ServerObserver())
 		serverOpts = append(serverOpts, grpc.StatsHandler(d.tel.serverHandler()))
 	}
 
@@ -209,11 +209,13 @@ func newDemo(ctx context.Context, cfg config, out io.Writer) (_ *demo, err error
 		return nil, err
 	}
 
-	d.resilient, err = interceptors.NewClient(d.resilientPolicy(),
-		interceptors.WithObserver(d.obs),
-		interceptors.WithTargetBudget(func(string) retry.Budget {
+	d.resilient, err = interceptors.NewClient(interceptors.Config{
+		Default:  d.resilientPolicy(),
+		Observer: d.obs.observer(),
+		TargetBudget: func(string) retry.Budget {
 			return retry.NewRatioBudget(budgetTTL, budgetFloor, budgetRatio)
-		}))
+		},
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -249,20 +251,18 @@ func (d *demo) resilientPolicy() interceptors.Policy {
 	return interceptors.Policy{
 		Retry: &interceptors.RetryPolicy{
 			MaxAttempts:    maxAttempts,
-			Backoff:        retry.Exponential(backoffBase, backoffCap, 2),
+			Backoff:        interceptors.Backoff{Initial: backoffBase, Max: backoffCap}, // exponential, doubling
 			AttemptTimeout: attemptTimeout,
 		},
 		Breaker: &interceptors.BreakerPolicy{
-			Config: breaker.Config{
-				FailureRateThreshold: breakerRate,
-				WindowType:           breaker.TimeWindow,
-				WindowPeriod:         d.breakerWindow(),
-				MinimumCalls:         20,
-				Timeout:              d.breakerTimeout(),
-				SuccessThreshold:     2,
-			},
-			Scope: interceptors.ScopeService,
-			Table: &table,
+			FailureRateThreshold: breakerRate,
+			Window:               breaker.TimeWindow,
+			WindowPeriod:         d.breakerWindow(),
+			MinimumCalls:         20,
+			OpenDuration:         d.breakerTimeout(),
+			SuccessThreshold:     2,
+			Scope:                interceptors.ScopeService,
+			Table:                &table,
 		},
 		DefaultTimeout: defaultTimeout,
 		Fallback: &interceptors.FallbackPolicy{
@@ -445,9 +445,10 @@ func (d *demo) since(i int) []result {
 	return d.results[i:len(d.results):len(d.results)]
 }
 
-// clientObserver hears the resilient pipeline's events: it counts
-// breaker openings and rejections, remembers the trace of a call that was
-// retried, and passes everything on to inner (the telemetry, or nothing).
+// clientObserver hears the resilient pipeline's events through the
+// Observer its observer method returns: it counts breaker openings and
+// rejections, remembers the trace of a call that was retried, and passes
+// everything on to inner (the telemetry, or the zero Observer).
 type clientObserver struct {
 	inner       interceptors.Observer
 	opened      atomic.Int64
@@ -458,25 +459,31 @@ type clientObserver struct {
 	retriedOnly atomic.Pointer[string] // trace of any retried attempt
 }
 
-var _ interceptors.Observer = (*clientObserver)(nil)
-
-func (o *clientObserver) CallStart(ctx context.Context, info interceptors.CallInfo) context.Context {
-	return o.inner.CallStart(ctx, info)
+// observer returns the Observer that feeds o; o.inner must be set before.
+func (o *clientObserver) observer() interceptors.Observer {
+	return interceptors.Observer{
+		OnCallStart:    o.inner.OnCallStart,
+		OnCallEnd:      o.inner.OnCallEnd,
+		OnAttemptStart: o.attemptStart,
+		OnAttemptEnd:   o.attemptEnd,
+		OnEvent:        o.event,
+	}
 }
 
-func (o *clientObserver) CallEnd(ctx context.Context, info interceptors.CallInfo, err error) {
-	o.inner.CallEnd(ctx, info, err)
-}
-
-func (o *clientObserver) AttemptStart(ctx context.Context, info interceptors.AttemptInfo) context.Context {
+func (o *clientObserver) attemptStart(ctx context.Context, info interceptors.AttemptInfo) context.Context {
 	if info.PushbackHonoured {
 		o.pushback.Add(1)
 	}
-	return o.inner.AttemptStart(ctx, info)
+	if f := o.inner.OnAttemptStart; f != nil {
+		return f(ctx, info)
+	}
+	return ctx
 }
 
-func (o *clientObserver) AttemptEnd(ctx context.Context, info interceptors.AttemptInfo, err error) {
-	o.inner.AttemptEnd(ctx, info, err)
+func (o *clientObserver) attemptEnd(ctx context.Context, info interceptors.AttemptInfo, err error) {
+	if f := o.inner.OnAttemptEnd; f != nil {
+		f(ctx, info, err)
+	}
 	if info.Attempt > 1 {
 		if id, ok := traceID(ctx); ok {
 			o.retriedOnly.CompareAndSwap(nil, &id)
@@ -487,7 +494,7 @@ func (o *clientObserver) AttemptEnd(ctx context.Context, info interceptors.Attem
 	}
 }
 
-func (o *clientObserver) Event(ctx context.Context, e interceptors.Event) {
+func (o *clientObserver) event(ctx context.Context, e interceptors.Event) {
 	switch e.Kind {
 	case interceptors.EventBreakerStateChange:
 		if e.StateChange.To == breaker.Open {
@@ -498,7 +505,9 @@ func (o *clientObserver) Event(ctx context.Context, e interceptors.Event) {
 	case interceptors.EventBudgetDenied:
 		o.denied.Add(1)
 	}
-	o.inner.Event(ctx, e)
+	if f := o.inner.OnEvent; f != nil {
+		f(ctx, e)
+	}
 }
 
 // retriedTrace returns the trace id of a call that was retried, preferring
@@ -518,7 +527,7 @@ type serverStats struct {
 	shed, lateRejected, faults atomic.Int64
 }
 
-func (s *serverStats) Observe(_ context.Context, e server.Event) {
+func (s *serverStats) observe(_ context.Context, e server.Event) {
 	switch e.Kind {
 	case server.EventShed:
 		s.shed.Add(1)
@@ -529,11 +538,10 @@ func (s *serverStats) Observe(_ context.Context, e server.Event) {
 	}
 }
 
-// serverObservers tells each of its observers of every event.
-type serverObservers []server.Observer
-
-func (s serverObservers) Observe(ctx context.Context, e server.Event) {
-	for _, o := range s {
-		o.Observe(ctx, e)
-	}
+// bothObservers returns an observer that tells a, then b, of every event.
+func bothObservers(a, b server.Observer) server.Observer {
+	return server.Observer{OnEvent: func(ctx context.Context, e server.Event) {
+		a.OnEvent(ctx, e)
+		b.OnEvent(ctx, e)
+	}}
 }

@@ -41,7 +41,7 @@ func startTracing(ctx context.Context, endpoint string) (*tracing, error) {
 		sdktrace.WithResource(resource.NewSchemaless(attribute.String("service.name", serviceName))),
 	)
 	t := &tracing{provider: tp, prop: propagation.TraceContext{}}
-	t.telemetry, err = telemetry.New(telemetry.Options{
+	t.telemetry, err = telemetry.New(telemetry.Config{
 		TracerProvider: tp,
 		Propagator:     t.prop,
 		// The live view is the demo's output; the resilience events go to

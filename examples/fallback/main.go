@@ -1,4 +1,4 @@
-// Command fallback is the seed's "Database with Fallback": a lookup retries
+// Command fallback is a database lookup with a fallback: it retries
 // transient errors, fails at once on others, and falls back to a cache when
 // the database cannot answer.
 package main

@@ -21,10 +21,8 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	resilience "github.com/engineeringlabs/grpc-resilience"
-	"github.com/engineeringlabs/grpc-resilience/breaker"
 	"github.com/engineeringlabs/grpc-resilience/interceptors"
 	testingv1 "github.com/engineeringlabs/grpc-resilience/proto/gen/grpcresilience/testing/v1"
-	"github.com/engineeringlabs/grpc-resilience/retry"
 	"github.com/engineeringlabs/grpc-resilience/testservice"
 )
 
@@ -35,22 +33,19 @@ func main() {
 	}
 }
 
-// retryPrinter prints the retries the pipeline decides and its breaker's
-// changes of state.
-type retryPrinter struct {
-	interceptors.NopObserver
-	out io.Writer
-}
-
-func (p retryPrinter) Event(_ context.Context, e interceptors.Event) {
-	switch e.Kind {
-	case interceptors.EventRetry:
-		fmt.Fprintf(p.out, "  attempt %d failed with %s; retry in %v\n", e.Attempt, status.Code(e.Err), e.Delay)
-	case interceptors.EventBreakerStateChange:
-		fmt.Fprintf(p.out, "  breaker %s -> %s\n", e.StateChange.From, e.StateChange.To)
-	case interceptors.EventBreakerRejected:
-		fmt.Fprintf(p.out, "  attempt %d rejected by the %s breaker\n", e.Attempt, e.BreakerState)
-	}
+// retryPrinter returns an Observer that prints the retries the pipeline
+// decides and its breaker's changes of state.
+func retryPrinter(out io.Writer) interceptors.Observer {
+	return interceptors.Observer{OnEvent: func(_ context.Context, e interceptors.Event) {
+		switch e.Kind {
+		case interceptors.EventRetry:
+			fmt.Fprintf(out, "  attempt %d failed with %s; retry in %v\n", e.Attempt, status.Code(e.Err), e.Delay)
+		case interceptors.EventBreakerStateChange:
+			fmt.Fprintf(out, "  breaker %s -> %s\n", e.StateChange.From, e.StateChange.To)
+		case interceptors.EventBreakerRejected:
+			fmt.Fprintf(out, "  attempt %d rejected by the %s breaker\n", e.Attempt, e.BreakerState)
+		}
+	}}
 }
 
 func run(out io.Writer) error {
@@ -60,17 +55,20 @@ func run(out io.Writer) error {
 	}
 	defer srv.Stop()
 
-	pipeline, err := interceptors.NewClient(interceptors.Policy{
-		Retry: &interceptors.RetryPolicy{
-			MaxAttempts: 4,
-			Backoff:     retry.Constant(10 * time.Millisecond),
-			Jitter:      retry.NoJitter, // so that the delays printed are always the same
+	pipeline, err := interceptors.NewClient(interceptors.Config{
+		Default: interceptors.Policy{
+			Retry: &interceptors.RetryPolicy{
+				MaxAttempts: 4,
+				Backoff:     interceptors.Backoff{Kind: interceptors.BackoffConstant, Initial: 10 * time.Millisecond},
+				Jitter:      interceptors.JitterNone, // so that the delays printed are always the same
+			},
+			// One breaker per method: 3 failed attempts in a row open it
+			// for a minute.
+			Breaker:        &interceptors.BreakerPolicy{FailureThreshold: 3, OpenDuration: time.Minute},
+			DefaultTimeout: 5 * time.Second,
 		},
-		// One breaker per method: 3 failed attempts in a row open it for a
-		// minute.
-		Breaker:        &interceptors.BreakerPolicy{Config: breaker.Config{FailureThreshold: 3, Timeout: time.Minute}},
-		DefaultTimeout: 5 * time.Second,
-	}, interceptors.WithObserver(retryPrinter{out: out}))
+		Observer: retryPrinter(out),
+	})
 	if err != nil {
 		return err
 	}

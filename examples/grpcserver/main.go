@@ -53,7 +53,7 @@ func run(out io.Writer) error {
 		// One call at a time, to make shedding easy to see; a shed call is
 		// asked to come back in 250ms.
 		Bulkhead: server.BulkheadConfig{Limit: 1, PushbackDelay: 250 * time.Millisecond},
-		Observer: server.ObserverFunc(func(ctx context.Context, e server.Event) {
+		Observer: server.Observer{OnEvent: func(ctx context.Context, e server.Event) {
 			var id string
 			if md, ok := metadata.FromIncomingContext(ctx); ok && len(md.Get("call-id")) > 0 {
 				id = md.Get("call-id")[0]
@@ -66,7 +66,7 @@ func run(out io.Writer) error {
 			case server.EventDeadlineRejected:
 				fmt.Fprintf(out, "  server: call %q rejected with %s: less than a second left\n", id, e.Code)
 			}
-		}),
+		}},
 	})
 	if err != nil {
 		return err
@@ -129,8 +129,9 @@ func run(out io.Writer) error {
 	fmt.Fprintf(out, "  the handler ran for it %d times\n", srv.Service().Attempts("shed"))
 
 	fmt.Fprintln(out, "3. A resilient client is shed too, waits as asked, and gets in once the slot is free")
-	pipeline, err := interceptors.NewClient(interceptors.Policy{Retry: &interceptors.RetryPolicy{MaxAttempts: 3}},
-		interceptors.WithObserver(releaseOnRetry{out: out, release: func() error {
+	pipeline, err := interceptors.NewClient(interceptors.Config{
+		Default: interceptors.Policy{Retry: &interceptors.RetryPolicy{MaxAttempts: 3}},
+		Observer: releaseOnRetry(out, func() error {
 			// The slow call gives its slot back while the retry waits.
 			cancelSlow()
 			if err := <-slowDone; status.Code(err) != codes.Canceled {
@@ -139,7 +140,8 @@ func run(out io.Writer) error {
 			<-slowEnded
 			fmt.Fprintln(out, "  the slow call is cancelled; its slot is free")
 			return nil
-		}}))
+		}),
+	})
 	if err != nil {
 		return err
 	}
@@ -165,22 +167,19 @@ func run(out io.Writer) error {
 	return nil
 }
 
-// releaseOnRetry prints the retry the pipeline decides and, the first time,
-// frees the server's slot before the retry starts.
-type releaseOnRetry struct {
-	interceptors.NopObserver
-	out     io.Writer
-	release func() error
-}
-
-func (r releaseOnRetry) Event(_ context.Context, e interceptors.Event) {
-	if e.Kind != interceptors.EventRetry {
-		return
-	}
-	fmt.Fprintf(r.out, "  client: attempt %d got %s; retry in %v, as the server asked\n", e.Attempt, status.Code(e.Err), e.Delay)
-	if e.Attempt == 1 {
-		if err := r.release(); err != nil {
-			fmt.Fprintln(r.out, "  error:", err)
+// releaseOnRetry returns an Observer that prints the retry the pipeline
+// decides and, the first time, calls release to free the server's slot
+// before the retry starts.
+func releaseOnRetry(out io.Writer, release func() error) interceptors.Observer {
+	return interceptors.Observer{OnEvent: func(_ context.Context, e interceptors.Event) {
+		if e.Kind != interceptors.EventRetry {
+			return
 		}
-	}
+		fmt.Fprintf(out, "  client: attempt %d got %s; retry in %v, as the server asked\n", e.Attempt, status.Code(e.Err), e.Delay)
+		if e.Attempt == 1 {
+			if err := release(); err != nil {
+				fmt.Fprintln(out, "  error:", err)
+			}
+		}
+	}}
 }

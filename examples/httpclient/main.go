@@ -1,8 +1,7 @@
-// Command httpclient is a resilient HTTP client built on the engines, as the
-// seed's "Resilient HTTP Client": every request runs through
-// retry(breaker(timeout(GET))). 5xx answers are retried, a Retry-After
-// header is honoured as server pushback, 4xx answers are not retried and do
-// not count against the breaker.
+// Command httpclient is a resilient HTTP client built on the engines: every
+// request runs through retry(breaker(timeout(GET))). 5xx answers are
+// retried, a Retry-After header is honoured as server pushback, 4xx
+// answers are not retried and do not count against the breaker.
 //
 // It starts its own flaky HTTP server on 127.0.0.1 and talks only to it.
 package main

@@ -20,7 +20,6 @@ import (
 
 	"github.com/engineeringlabs/grpc-resilience/interceptors"
 	testingv1 "github.com/engineeringlabs/grpc-resilience/proto/gen/grpcresilience/testing/v1"
-	"github.com/engineeringlabs/grpc-resilience/retry"
 	"github.com/engineeringlabs/grpc-resilience/testservice"
 )
 
@@ -38,9 +37,13 @@ func run(out io.Writer) error {
 	}
 	defer srv.Stop()
 
-	pipeline, err := interceptors.NewClient(interceptors.Policy{
-		Retry: &interceptors.RetryPolicy{MaxAttempts: 3, Backoff: retry.Constant(10 * time.Millisecond), Jitter: retry.NoJitter},
-	})
+	pipeline, err := interceptors.NewClient(interceptors.Config{Default: interceptors.Policy{
+		Retry: &interceptors.RetryPolicy{
+			MaxAttempts: 3,
+			Backoff:     interceptors.Backoff{Kind: interceptors.BackoffConstant, Initial: 10 * time.Millisecond},
+			Jitter:      interceptors.JitterNone,
+		},
+	}})
 	if err != nil {
 		return err
 	}

@@ -29,7 +29,6 @@ import (
 	"github.com/engineeringlabs/grpc-resilience/interceptors"
 	"github.com/engineeringlabs/grpc-resilience/interceptors/telemetry"
 	testingv1 "github.com/engineeringlabs/grpc-resilience/proto/gen/grpcresilience/testing/v1"
-	"github.com/engineeringlabs/grpc-resilience/retry"
 	"github.com/engineeringlabs/grpc-resilience/testservice"
 )
 
@@ -108,13 +107,18 @@ func run(ctx context.Context, otlp string, out io.Writer) error {
 	defer srv.Stop()
 
 	// The client: the pipeline with the telemetry observer.
-	tel, err := telemetry.New(telemetry.Options{TracerProvider: tp, Propagator: prop})
+	tel, err := telemetry.New(telemetry.Config{TracerProvider: tp, Propagator: prop})
 	if err != nil {
 		return err
 	}
-	client, err := interceptors.NewClient(interceptors.Policy{Retry: &interceptors.RetryPolicy{
-		MaxAttempts: 3, Backoff: retry.Constant(5 * time.Millisecond), Jitter: retry.NoJitter,
-	}}, interceptors.WithObserver(tel.ClientObserver()))
+	client, err := interceptors.NewClient(interceptors.Config{
+		Default: interceptors.Policy{Retry: &interceptors.RetryPolicy{
+			MaxAttempts: 3,
+			Backoff:     interceptors.Backoff{Kind: interceptors.BackoffConstant, Initial: 5 * time.Millisecond},
+			Jitter:      interceptors.JitterNone,
+		}},
+		Observer: tel.ClientObserver(),
+	})
 	if err != nil {
 		return err
 	}

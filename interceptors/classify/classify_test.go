@@ -261,7 +261,7 @@ func TestIdempotentFromDescriptor(t *testing.T) {
 	}
 	for method, want := range tests {
 		for range 2 { // the second look-up comes from the cache
-			if got := classify.Idempotent(method); got != want {
+			if got := classify.IdempotentByDescriptor(method); got != want {
 				t.Errorf("Idempotent(%q) = %v, want %v", method, got, want)
 			}
 		}

@@ -33,9 +33,9 @@ func ExampleTable_With() {
 	// false
 }
 
-func ExampleIdempotent() {
-	fmt.Println(classify.Idempotent("/grpcresilience.testing.v1.TestService/Query"))
-	fmt.Println(classify.Idempotent("/grpcresilience.testing.v1.TestService/Unary"))
+func ExampleIdempotentByDescriptor() {
+	fmt.Println(classify.IdempotentByDescriptor("/grpcresilience.testing.v1.TestService/Query"))
+	fmt.Println(classify.IdempotentByDescriptor("/grpcresilience.testing.v1.TestService/Unary"))
 	// Output:
 	// true
 	// false

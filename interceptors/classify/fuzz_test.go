@@ -34,7 +34,7 @@ func FuzzSplitMethod(f *testing.F) {
 		if got := "/" + service + "/" + method; got != full {
 			t.Fatalf("SplitMethod(%q) = %q, %q, which makes %q", full, service, method, got)
 		}
-		_ = classify.Idempotent(full) // must not panic on any name
+		_ = classify.IdempotentByDescriptor(full) // must not panic on any name
 	})
 }
 

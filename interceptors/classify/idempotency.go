@@ -2,30 +2,22 @@ package classify
 
 import (
 	"strings"
-	"sync"
 
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/descriptorpb"
 )
 
-// idempotentCache remembers descriptor look-ups per full method name. Its
-// keys are method names of the program's own clients, a bounded set.
-var idempotentCache sync.Map // string -> bool
-
-// Idempotent reports whether the proto descriptor of fullMethod
-// ("/package.Service/Method", as gRPC interceptors receive it) declares
-// idempotency_level IDEMPOTENT or NO_SIDE_EFFECTS. Methods whose
+// IdempotentByDescriptor reports whether the proto descriptor of
+// fullMethod ("/package.Service/Method", as gRPC interceptors receive it)
+// declares idempotency_level IDEMPOTENT or NO_SIDE_EFFECTS. Methods whose
 // descriptor is not registered in protoregistry.GlobalFiles (which every
-// generated package registers itself in) are not idempotent. The answer
-// is cached; Idempotent is safe for concurrent use.
-func Idempotent(fullMethod string) bool {
-	if v, ok := idempotentCache.Load(fullMethod); ok {
-		return v.(bool)
-	}
-	v := lookupIdempotent(protoregistry.GlobalFiles, fullMethod)
-	idempotentCache.Store(fullMethod, v)
-	return v
+// generated package registers itself in) are not idempotent. It looks the
+// descriptor up on every call and keeps nothing, so callers that ask often
+// cache the answer in state they bound themselves (the client pipeline
+// keeps it per method). It is safe for concurrent use.
+func IdempotentByDescriptor(fullMethod string) bool {
+	return lookupIdempotent(protoregistry.GlobalFiles, fullMethod)
 }
 
 // lookupIdempotent finds fullMethod's descriptor in files.

@@ -13,6 +13,7 @@ import (
 	"github.com/engineeringlabs/grpc-resilience/interceptors"
 	"github.com/engineeringlabs/grpc-resilience/interceptors/server"
 	configv1 "github.com/engineeringlabs/grpc-resilience/proto/gen/grpcresilience/config/v1"
+	"github.com/engineeringlabs/grpc-resilience/retry"
 )
 
 // Format says how the bytes of a configuration are written.
@@ -263,39 +264,48 @@ func (c *Config) Source() string { return c.source }
 // clamped as gRPC clamps them. It is empty for the other formats.
 func (c *Config) Notes() []string { return append([]string(nil), c.notes...) }
 
-// Policies returns the client policies the configuration defines:
-// def is the default policy (nil when the file has none), methods is keyed
-// by full method name ("/pkg.Service/Method") and services by service name
-// ("pkg.Service"). Budgets are created anew on every call.
+// ClientConfig returns the client policies of the configuration as an
+// [interceptors.Config]: Default is the default policy (the zero Policy,
+// which changes no call, when the file has none), Methods is keyed by full
+// method name ("/pkg.Service/Method") and Services by service name
+// ("pkg.Service"); TargetBudget creates the file's target budget anew for
+// each target (nil, the interceptors package's default, when the file has
+// none: the same ratio budget). Observer is zero; set it before
+// [interceptors.NewClient] when needed.
 //
-// Most callers want [Config.DialOptions] or a [Reloader]; Policies serves
-// callers that build an [interceptors.Client] of their own, for instance
-// to add a fallback, which files cannot configure:
+// Most callers want [Config.DialOptions] or a [Reloader]; ClientConfig
+// serves callers that build an [interceptors.Client] of their own, for
+// instance to add a fallback, which files cannot configure:
 //
-//	def, methods, services := cfg.Policies()
-//	var opts []interceptors.ClientOption
-//	for m, p := range methods { opts = append(opts, interceptors.WithMethodPolicy(m, p)) }
-//	for s, p := range services { opts = append(opts, interceptors.WithServicePolicy(s, p)) }
-//	var d interceptors.Policy // no default: calls without a policy run unchanged
-//	if def != nil { d = *def }
-//	client, err := interceptors.NewClient(d, opts...)
+//	ccfg := cfg.ClientConfig()
+//	p := ccfg.Methods["/pkg.Svc/Get"]
+//	p.Fallback = &interceptors.FallbackPolicy{Func: cached}
+//	ccfg.Methods["/pkg.Svc/Get"] = p
+//	client, err := interceptors.NewClient(ccfg)
 //
-// Unlike a [Reloader], such a client uses the interceptors package's
-// default target budget unless given interceptors.WithTargetBudget.
-func (c *Config) Policies() (def *interceptors.Policy, methods, services map[string]interceptors.Policy) {
-	methods, services = map[string]interceptors.Policy{}, map[string]interceptors.Policy{}
+// Unlike a [Reloader], which gives each policy a pipeline of its own, such
+// a client shares its caps (interceptors.Config.MaxKeys) among all
+// policies.
+func (c *Config) ClientConfig() interceptors.Config {
+	out := interceptors.Config{Methods: map[string]interceptors.Policy{}, Services: map[string]interceptors.Policy{}}
 	for _, e := range c.entries {
 		p := c.policy(e.policy)
 		switch {
 		case e.pattern == "":
-			def = &p
+			out.Default = p
 		case e.pattern[0] == '/':
-			methods[e.pattern] = p
+			out.Methods[e.pattern] = p
 		default:
-			services[e.pattern] = p
+			out.Services[e.pattern] = p
 		}
 	}
-	return def, methods, services
+	if b := c.msg.GetTargetBudget(); b != nil {
+		out.TargetBudget = func(string) retry.Budget {
+			var cv conv
+			return cv.budget("target_budget", b, false)
+		}
+	}
+	return out
 }
 
 // policy converts the policy at index i, which was validated.
@@ -305,7 +315,7 @@ func (c *Config) policy(i int) interceptors.Policy {
 }
 
 // ServerConfig returns the server pipeline's configuration. Observer is
-// nil; set it before server.New when needed. Each call returns new
+// zero; set it before server.New when needed. Each call returns new
 // adaptive strategy constructors, so that pipelines share no state.
 func (c *Config) ServerConfig() server.Config {
 	var cv conv

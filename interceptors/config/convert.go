@@ -3,7 +3,6 @@ package config
 import (
 	"fmt"
 	"math"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -47,7 +46,7 @@ func parseCode(name string) (codes.Code, bool) {
 }
 
 // maxDuration is the longest duration a time.Duration holds, as the
-// problems print it.
+// problems print it; as a backoff's cap it means none.
 const maxDuration = time.Duration(math.MaxInt64)
 
 // toDuration converts d to a time.Duration: ok is false when d is not a
@@ -153,15 +152,13 @@ func (c *conv) policy(path string, mp *configv1.MethodPolicy) interceptors.Polic
 	switch i := mp.GetIdempotency(); i {
 	case configv1.Idempotency_IDEMPOTENCY_UNSPECIFIED:
 	case configv1.Idempotency_IDEMPOTENCY_IDEMPOTENT:
-		p.Idempotent = interceptors.Idempotent
+		p.Idempotency = interceptors.AlwaysIdempotent
 	case configv1.Idempotency_IDEMPOTENCY_NOT_IDEMPOTENT:
-		p.Idempotent = interceptors.NotIdempotent
+		p.Idempotency = interceptors.NeverIdempotent
 	default:
-		c.ps.add(join(path, "idempotency"), i, "unknown idempotency")
+		c.ps.add(join(path, "idempotency"), enumText(i), "must be one of "+shortNames(i.Descriptor()))
 	}
-	// The schema's checks above replaced every bad value they found by
-	// its default, so what Policy.Validate reports is new.
-	c.goPolicy(path, p)
+	c.goPolicy(path, p, mp.GetRetry().GetBackoff().GetKind())
 	return p
 }
 
@@ -174,7 +171,7 @@ func (c *conv) scope(path string, s configv1.Scope) interceptors.Scope {
 	case configv1.Scope_SCOPE_TARGET:
 		return interceptors.ScopeTarget
 	}
-	c.ps.add(path, s, "unknown scope")
+	c.ps.add(path, enumText(s), "must be one of "+shortNames(s.Descriptor()))
 	return interceptors.ScopeMethod
 }
 
@@ -190,7 +187,7 @@ func (c *conv) retry(path string, r *configv1.RetryPolicy) *interceptors.RetryPo
 	if b := r.GetBackoff(); b != nil {
 		out.Backoff = c.backoff(join(path, "backoff"), b)
 	}
-	out.Jitter = c.jitter(path, r.GetJitter(), r.GetJitterFactor())
+	out.Jitter, out.JitterFactor = c.jitter(path, r.GetJitter(), r.GetJitterFactor())
 	out.AttemptTimeout = c.duration(join(path, "attempt_timeout"), r.GetAttemptTimeout())
 	if b := r.GetBudget(); b != nil {
 		out.Budget = c.budget(join(path, "budget"), b, true)
@@ -224,7 +221,7 @@ func (c *conv) retry(path string, r *configv1.RetryPolicy) *interceptors.RetryPo
 			seen = append(seen, code)
 			rule, rok := retryRule(cr.GetRule())
 			if !rok {
-				c.ps.add(join(p, "rule"), cr.GetRule(), "must be one of RETRY_RULE_NEVER, RETRY_RULE_ALWAYS, RETRY_RULE_IF_IDEMPOTENT, RETRY_RULE_IF_PUSHBACK, RETRY_RULE_IF_ATTEMPT_TIMEOUT")
+				c.ps.add(join(p, "rule"), enumText(cr.GetRule()), "must be one of "+shortNames(cr.GetRule().Descriptor()))
 			}
 			if ok && rok {
 				row := t.Rule(code)
@@ -253,33 +250,42 @@ func retryRule(r configv1.RetryRule) (classify.RetryRule, bool) {
 	return 0, false
 }
 
-func (c *conv) jitter(path string, k configv1.JitterKind, factor float64) retry.Jitter {
+// jitter converts a jitter kind and its factor. A proportional jitter
+// of factor 0 waits what the backoff says, as JitterNone does (the Go
+// type's zero JitterFactor means 0.2).
+func (c *conv) jitter(path string, k configv1.JitterKind, factor float64) (interceptors.JitterKind, float64) {
 	if k != configv1.JitterKind_JITTER_KIND_PROPORTIONAL && factor != 0 {
-		c.ps.add(join(path, "jitter_factor"), factor, fmt.Sprintf("set but jitter is %v (only JITTER_KIND_PROPORTIONAL takes a factor)", k))
+		c.ps.add(join(path, "jitter_factor"), factor, fmt.Sprintf("set but jitter is %s (only %s takes a factor)",
+			enumText(k), short(configv1.JitterKind_JITTER_KIND_PROPORTIONAL)))
 	}
 	switch k {
-	case configv1.JitterKind_JITTER_KIND_UNSPECIFIED:
-		return nil
+	case configv1.JitterKind_JITTER_KIND_UNSPECIFIED, configv1.JitterKind_JITTER_KIND_FULL:
+		return interceptors.JitterFull, 0
 	case configv1.JitterKind_JITTER_KIND_NONE:
-		return retry.NoJitter
-	case configv1.JitterKind_JITTER_KIND_FULL:
-		return retry.FullJitter
+		return interceptors.JitterNone, 0
 	case configv1.JitterKind_JITTER_KIND_EQUAL:
-		return retry.EqualJitter
+		return interceptors.JitterEqual, 0
 	case configv1.JitterKind_JITTER_KIND_PROPORTIONAL:
-		if math.IsNaN(factor) || factor < 0 || factor > 1 {
+		switch {
+		case math.IsNaN(factor) || factor < 0 || factor > 1:
 			c.ps.add(join(path, "jitter_factor"), factor, "must be in [0, 1]")
-			return nil
+		case factor == 0:
+			return interceptors.JitterNone, 0
 		}
-		return retry.ProportionalJitter(factor)
+		return interceptors.JitterProportional, factor
 	}
-	c.ps.add(join(path, "jitter"), k, "unknown jitter kind")
-	return nil
+	c.ps.add(join(path, "jitter"), enumText(k), "must be one of "+shortNames(k.Descriptor()))
+	return interceptors.JitterFull, 0
 }
 
 // backoff converts a backoff. Parameters the kind does not take are
 // problems, so that a typo in the kind is not silently a constant wait.
-func (c *conv) backoff(path string, b *configv1.Backoff) retry.Backoff {
+//
+// The schema's defaults differ from the Go type's: an unset max means no
+// cap (maxDuration), an unset linear step adds nothing (a constant wait),
+// and an unset or zero constant delay retries at once (a wait of 1ns, the
+// shortest a Backoff says).
+func (c *conv) backoff(path string, b *configv1.Backoff) interceptors.Backoff {
 	kind := b.GetKind()
 	type param struct {
 		name string
@@ -303,16 +309,16 @@ func (c *conv) backoff(path string, b *configv1.Backoff) retry.Backoff {
 		configv1.BackoffKind_BACKOFF_KIND_DECORRELATED_JITTER_V2:
 		takes = []string{"initial", "max"}
 	default:
-		c.ps.add(join(path, "kind"), kind, "unknown backoff kind")
-		return nil
+		c.ps.add(join(path, "kind"), enumText(kind), "must be one of "+shortNames(kind.Descriptor()))
+		return interceptors.Backoff{}
 	}
 	for _, p := range params {
 		if p.set && !slices.Contains(takes, p.name) {
 			if kind == configv1.BackoffKind_BACKOFF_KIND_UNSPECIFIED {
-				c.ps.add(join(path, "kind"), kind, fmt.Sprintf("must be set when %s is", p.name))
-				return nil
+				c.ps.add(join(path, "kind"), enumText(kind), fmt.Sprintf("must be set when %s is, to one of %s", p.name, shortNames(kind.Descriptor())))
+				return interceptors.Backoff{}
 			}
-			c.ps.addMsg(join(path, p.name), fmt.Sprintf("set but %v does not take it", kind))
+			c.ps.addMsg(join(path, p.name), fmt.Sprintf("set but %s does not take it", short(kind)))
 		}
 	}
 	delay := c.duration(join(path, "delay"), b.GetDelay())
@@ -320,33 +326,41 @@ func (c *conv) backoff(path string, b *configv1.Backoff) retry.Backoff {
 	step := c.duration(join(path, "step"), b.GetStep())
 	ceiling := c.duration(join(path, "max"), b.GetMax())
 	if slices.Contains(takes, "initial") && initial <= 0 && b.Initial.CheckValid() == nil {
-		c.ps.add(join(path, "initial"), durationText(b.GetInitial()), fmt.Sprintf("must be positive for %v", kind))
+		c.ps.add(join(path, "initial"), durationText(b.GetInitial()), fmt.Sprintf("must be positive for %s", short(kind)))
 	}
-	if b.Max != nil && slices.Contains(takes, "max") && ceiling < initial {
+	if b.Max == nil {
+		ceiling = maxDuration
+	} else if slices.Contains(takes, "max") && ceiling < initial {
 		c.ps.add(join(path, "max"), ceiling, fmt.Sprintf("must be at least initial (%v)", initial))
 	}
 	mult := float64(defaultMultiplier)
 	if b.Multiplier != nil {
 		mult = b.GetMultiplier()
-		if math.IsNaN(mult) || mult < 1 {
-			c.ps.add(join(path, "multiplier"), mult, "must be at least 1")
+		if math.IsNaN(mult) || mult < 1 || math.IsInf(mult, 1) {
+			c.ps.add(join(path, "multiplier"), mult, "must be a finite number of at least 1")
+			mult = defaultMultiplier
 		}
 	}
+	// Values the checks above rejected reach the Backoff as they are; the
+	// configuration is not used then.
 	switch kind {
 	case configv1.BackoffKind_BACKOFF_KIND_CONSTANT:
-		return retry.Constant(delay)
+		return interceptors.Backoff{Kind: interceptors.BackoffConstant, Initial: max(delay, time.Nanosecond)}
 	case configv1.BackoffKind_BACKOFF_KIND_LINEAR:
-		return retry.Linear(initial, step, ceiling)
+		if step == 0 {
+			return interceptors.Backoff{Kind: interceptors.BackoffConstant, Initial: min(initial, ceiling)}
+		}
+		return interceptors.Backoff{Kind: interceptors.BackoffLinear, Initial: initial, Step: step, Max: ceiling}
 	case configv1.BackoffKind_BACKOFF_KIND_EXPONENTIAL:
-		return retry.Exponential(initial, ceiling, mult)
+		return interceptors.Backoff{Kind: interceptors.BackoffExponential, Initial: initial, Max: ceiling, Multiplier: mult}
 	case configv1.BackoffKind_BACKOFF_KIND_FIBONACCI:
-		return retry.Fibonacci(initial, ceiling)
+		return interceptors.Backoff{Kind: interceptors.BackoffFibonacci, Initial: initial, Max: ceiling}
 	case configv1.BackoffKind_BACKOFF_KIND_DECORRELATED_JITTER:
-		return retry.DecorrelatedJitter(initial, ceiling)
+		return interceptors.Backoff{Kind: interceptors.BackoffDecorrelated, Initial: initial, Max: ceiling}
 	case configv1.BackoffKind_BACKOFF_KIND_DECORRELATED_JITTER_V2:
-		return retry.DecorrelatedJitterV2(initial, ceiling)
+		return interceptors.Backoff{Kind: interceptors.BackoffDecorrelatedV2, Initial: initial, Max: ceiling}
 	}
-	return nil
+	return interceptors.Backoff{}
 }
 
 // budget converts a budget; unspecified says whether
@@ -356,15 +370,15 @@ func (c *conv) budget(path string, b *configv1.Budget, unspecified bool) retry.B
 	ratio := b.Ttl != nil || b.GetMinRetriesPerSecond() != 0 || b.GetRatio() != 0
 	bucket := b.GetMaxTokens() != 0 || b.GetTokenRatio() != 0
 	if kind != configv1.BudgetKind_BUDGET_KIND_RATIO && ratio {
-		c.ps.addMsg(path, fmt.Sprintf("ttl, min_retries_per_second or ratio set but kind is %v", kind))
+		c.ps.addMsg(path, fmt.Sprintf("ttl, min_retries_per_second or ratio set but kind is %s, not %s", enumText(kind), short(configv1.BudgetKind_BUDGET_KIND_RATIO)))
 	}
 	if kind != configv1.BudgetKind_BUDGET_KIND_TOKEN_BUCKET && bucket {
-		c.ps.addMsg(path, fmt.Sprintf("max_tokens or token_ratio set but kind is %v", kind))
+		c.ps.addMsg(path, fmt.Sprintf("max_tokens or token_ratio set but kind is %s, not %s", enumText(kind), short(configv1.BudgetKind_BUDGET_KIND_TOKEN_BUCKET)))
 	}
 	switch kind {
 	case configv1.BudgetKind_BUDGET_KIND_UNSPECIFIED:
 		if !unspecified {
-			c.ps.add(join(path, "kind"), kind, "must be BUDGET_KIND_RATIO, BUDGET_KIND_TOKEN_BUCKET or BUDGET_KIND_NONE")
+			c.ps.add(join(path, "kind"), enumText(kind), "must be one of "+shortNames(kind.Descriptor()))
 		}
 		return nil
 	case configv1.BudgetKind_BUDGET_KIND_NONE:
@@ -390,7 +404,7 @@ func (c *conv) budget(path string, b *configv1.Budget, unspecified bool) retry.B
 		}
 		return retry.NewTokenBucket(b.GetMaxTokens(), b.GetTokenRatio())
 	}
-	c.ps.add(join(path, "kind"), kind, "unknown budget kind")
+	c.ps.add(join(path, "kind"), enumText(kind), "must be one of "+shortNames(kind.Descriptor()))
 	return nil
 }
 
@@ -417,9 +431,9 @@ func (c *conv) hedging(path string, h *configv1.HedgingPolicy) *interceptors.Hed
 }
 
 func (c *conv) breaker(path string, b *configv1.BreakerPolicy) *interceptors.BreakerPolicy {
-	cfg := breaker.Config{
+	out := &interceptors.BreakerPolicy{
 		FailureThreshold:      int(b.GetFailureThreshold()),
-		Timeout:               c.duration(join(path, "open_duration"), b.GetOpenDuration()),
+		OpenDuration:          c.duration(join(path, "open_duration"), b.GetOpenDuration()),
 		SuccessThreshold:      int(b.GetSuccessThreshold()),
 		MaxHalfOpenProbes:     int(b.GetMaxHalfOpenProbes()),
 		WindowSize:            int(b.GetWindowSize()),
@@ -429,18 +443,19 @@ func (c *conv) breaker(path string, b *configv1.BreakerPolicy) *interceptors.Bre
 		SlowCallRateThreshold: b.GetSlowCallRateThreshold(),
 		MinimumCalls:          int(b.GetMinimumCalls()),
 		SlowCallDuration:      c.duration(join(path, "slow_call_duration"), b.GetSlowCallDuration()),
+		Scope:                 c.scope(join(path, "scope"), b.GetScope()),
 	}
 	switch w := b.GetWindowType(); w {
 	case configv1.WindowType_WINDOW_TYPE_UNSPECIFIED, configv1.WindowType_WINDOW_TYPE_COUNT:
-		cfg.WindowType = breaker.CountWindow
+		out.Window = breaker.CountWindow
 	case configv1.WindowType_WINDOW_TYPE_TIME:
-		cfg.WindowType = breaker.TimeWindow
+		out.Window = breaker.TimeWindow
 	default:
-		c.ps.add(join(path, "window_type"), w, "unknown window type")
+		c.ps.add(join(path, "window_type"), enumText(w), "must be one of "+shortNames(w.Descriptor()))
 	}
 	if ob := b.GetOpenBackoff(); ob != nil {
 		op := join(path, "open_backoff")
-		initial := cfg.Timeout
+		initial := out.OpenDuration
 		if initial == 0 {
 			initial = breaker.DefaultTimeout
 		}
@@ -454,13 +469,15 @@ func (c *conv) breaker(path string, b *configv1.BreakerPolicy) *interceptors.Bre
 		mult := float64(defaultMultiplier)
 		if ob.Multiplier != nil {
 			mult = ob.GetMultiplier()
-			if math.IsNaN(mult) || mult < 1 {
-				c.ps.add(join(op, "multiplier"), mult, "must be at least 1")
+			if math.IsNaN(mult) || mult < 1 || math.IsInf(mult, 1) {
+				c.ps.add(join(op, "multiplier"), mult, "must be a finite number of at least 1")
+				mult = defaultMultiplier
 			}
 		}
-		cfg.OpenDuration = breaker.ExponentialOpenDuration(initial, ceiling, mult)
+		// The Go type's open duration grows only with a multiplier above
+		// 1; at 1 it stays constant, as the schema's does.
+		out.OpenDuration, out.MaxOpenDuration, out.OpenDurationMultiplier = initial, max(ceiling, initial), mult
 	}
-	out := &interceptors.BreakerPolicy{Config: cfg, Scope: c.scope(join(path, "scope"), b.GetScope())}
 	if rules := b.GetCodeOutcomes(); len(rules) > 0 {
 		t := classify.Default()
 		var seen []codes.Code
@@ -481,7 +498,7 @@ func (c *conv) breaker(path string, b *configv1.BreakerPolicy) *interceptors.Bre
 			case configv1.BreakerOutcome_BREAKER_OUTCOME_IGNORED:
 				o = classify.BreakerIgnore
 			default:
-				c.ps.add(join(p, "outcome"), r.GetOutcome(), "must be one of BREAKER_OUTCOME_SUCCESS, BREAKER_OUTCOME_FAILURE, BREAKER_OUTCOME_IGNORED")
+				c.ps.add(join(p, "outcome"), enumText(r.GetOutcome()), "must be one of "+shortNames(r.GetOutcome().Descriptor()))
 				ok = false
 			}
 			if ok {
@@ -495,99 +512,6 @@ func (c *conv) breaker(path string, b *configv1.BreakerPolicy) *interceptors.Bre
 	return out
 }
 
-// goFields maps the field names of interceptors.Policy.Validate and
-// breaker.Config.Validate to the file's, so that their messages can be
-// reported with the file's paths.
-var goFields = map[string]string{
-	"Retry.MaxAttempts":        "retry.max_attempts",
-	"Retry.AttemptTimeout":     "retry.attempt_timeout",
-	"Hedging.MaxExtraAttempts": "hedging.max_extra_attempts",
-	"Hedging.Delay":            "hedging.delay",
-	"Hedging.Percentile":       "hedging.percentile",
-	"Hedging.MinSamples":       "hedging.min_samples",
-	"Hedging.NonFatalCodes":    "hedging.non_fatal_codes",
-	"Breaker.Scope":            "breaker.scope",
-	"Bulkhead.Limit":           "bulkhead.limit",
-	"Bulkhead.Queue":           "bulkhead.queue",
-	"Bulkhead.MaxWait":         "bulkhead.max_wait",
-	"Bulkhead.Scope":           "bulkhead.scope",
-	"DefaultTimeout":           "timeout",
-	"Idempotent":               "idempotency",
-	"FailureThreshold":         "failure_threshold",
-	"Timeout":                  "open_duration",
-	"SuccessThreshold":         "success_threshold",
-	"MaxHalfOpenProbes":        "max_half_open_probes",
-	"WindowType":               "window_type",
-	"WindowSize":               "window_size",
-	"WindowPeriod":             "window_period",
-	"WindowBuckets":            "window_buckets",
-	"FailureRateThreshold":     "failure_rate_threshold",
-	"SlowCallRateThreshold":    "slow_call_rate_threshold",
-	"MinimumCalls":             "minimum_calls",
-	"SlowCallDuration":         "slow_call_duration",
-	"OpenDuration":             "open_backoff",
-}
-
-var (
-	// "Field: value: why" of interceptors.Policy.Validate.
-	policyProblem = regexp.MustCompile(`^([A-Za-z]+(?:\.[A-Za-z]+)?)(\[[0-9]+\])?: (.*?): (.*)$`)
-	// "Breaker.Config: breaker: Config.Field: value, why".
-	breakerProblem = regexp.MustCompile(`^Breaker\.Config: breaker: Config\.([A-Za-z]+): (.*)$`)
-	goName         = regexp.MustCompile(`\b[A-Z][a-z]+(?:[A-Z][a-z]+)+\b`)
-)
-
-// goPolicy runs interceptors.Policy.Validate on a policy that passed the
-// schema's own checks, and reports what it finds with the file's paths.
-func (c *conv) goPolicy(path string, p interceptors.Policy) {
-	err := p.Validate()
-	if err == nil {
-		return
-	}
-	for _, e := range unjoin(err) {
-		msg := e.Error()
-		if m := breakerProblem.FindStringSubmatch(msg); m != nil {
-			c.ps.addMsg(join(path, "breaker."+fileField(m[1])), renameGoFields(m[2]))
-			continue
-		}
-		if m := policyProblem.FindStringSubmatch(msg); m != nil {
-			if f, ok := goFields[m[1]]; ok && f != "" {
-				c.ps.addMsg(join(path, f)+m[2], m[3]+", "+renameGoFields(m[4]))
-				continue
-			}
-		}
-		if strings.HasPrefix(msg, "Retry and Hedging:") {
-			c.ps.addMsg(join(path, "hedging"), "set together with retry; they are alternatives per method (gRFC A6), set one")
-			continue
-		}
-		c.ps.addMsg(path, msg)
-	}
-}
-
-// fileField returns the file's name of a breaker.Config field.
-func fileField(goField string) string {
-	if f, ok := goFields[goField]; ok {
-		return f
-	}
-	return goField
-}
-
-// renameGoFields replaces the Go field names in a message by the file's.
-func renameGoFields(msg string) string {
-	return goName.ReplaceAllStringFunc(msg, func(s string) string {
-		if f, ok := goFields[s]; ok && !strings.Contains(f, ".") {
-			return f
-		}
-		return s
-	})
-}
-
-func unjoin(err error) []error {
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		return j.Unwrap()
-	}
-	return []error{err}
-}
-
 // serverConfig converts the server section.
 func (c *conv) serverConfig(path string, s *configv1.ServerConfig) server.Config {
 	var cfg server.Config
@@ -597,7 +521,7 @@ func (c *conv) serverConfig(path string, s *configv1.ServerConfig) server.Config
 	start := len(c.ps)
 	for i, m := range s.GetExempt() {
 		if !methodPattern(m) {
-			c.ps.add(index(join(path, "exempt"), i), strconv.Quote(m), `must be "/pkg.Service/Method" or "/pkg.Service/"`)
+			c.ps.add(index(join(path, "exempt"), i), strconv.Quote(m), `must be "/pkg.Service/Method", "/pkg.Service/" or "pkg.Service"`)
 		}
 	}
 	cfg.Exempt = slices.Clone(s.GetExempt())
@@ -614,9 +538,7 @@ func (c *conv) serverConfig(path string, s *configv1.ServerConfig) server.Config
 		cfg.Chaos = server.ChaosConfig{Seed: ch.GetSeed(), Faults: c.faults(join(path, "chaos"), ch)}
 	}
 	if len(c.ps) == start {
-		if err := cfg.Validate(); err != nil {
-			c.ps.addMsg(path, strings.TrimPrefix(err.Error(), "server: "))
-		}
+		c.goProblems(path, cfg.Validate(), serverFields, nil)
 	}
 	return cfg
 }
@@ -632,7 +554,7 @@ func (c *conv) faults(path string, ch *configv1.Chaos) server.FaultConfig {
 		for _, m := range sortedKeys(ms) {
 			p := key(join(path, "methods"), m)
 			if !methodPattern(m) {
-				c.ps.addMsg(p, `must be keyed by "/pkg.Service/Method" or "/pkg.Service/"`)
+				c.ps.addMsg(p, `must be keyed by "/pkg.Service/Method", "/pkg.Service/" or "pkg.Service"`)
 			}
 			fc.Methods[m] = c.fault(p, ms[m])
 		}
@@ -700,14 +622,15 @@ func (c *conv) serverBulkhead(path string, b *configv1.ServerBulkhead) server.Bu
 	case configv1.Partition_PARTITION_HEADER:
 		out.PartitionBy = server.PartitionByHeader
 	default:
-		c.ps.add(join(path, "partition_by"), p, "unknown partition")
+		c.ps.add(join(path, "partition_by"), enumText(p), "must be one of "+shortNames(p.Descriptor()))
 	}
 	out.Header = b.GetHeader()
+	header := short(configv1.Partition_PARTITION_HEADER)
 	switch {
 	case out.PartitionBy == server.PartitionByHeader && out.Header == "":
-		c.ps.addMsg(join(path, "header"), "unset, must be set for PARTITION_HEADER")
+		c.ps.addMsg(join(path, "header"), "unset, must be set when partition_by is "+header)
 	case out.PartitionBy != server.PartitionByHeader && out.Header != "":
-		c.ps.add(join(path, "header"), strconv.Quote(out.Header), "set but partition_by is not PARTITION_HEADER")
+		c.ps.add(join(path, "header"), strconv.Quote(out.Header), "set but partition_by is not "+header)
 	}
 	if out.MaxPartitions < 0 {
 		c.ps.add(join(path, "max_partitions"), out.MaxPartitions, "must not be negative")
@@ -753,7 +676,8 @@ func (c *conv) adaptive(path string, a *configv1.AdaptiveLimit) func() bulkhead.
 	switch k := a.GetKind(); k {
 	case configv1.AdaptiveKind_ADAPTIVE_KIND_AIMD:
 		if gradientOnly {
-			c.ps.addMsg(path, "smoothing, tolerance, queue_size, window, window_samples or long_window set but kind is ADAPTIVE_KIND_AIMD")
+			c.ps.addMsg(path, fmt.Sprintf("smoothing, tolerance, queue_size, window, window_samples or long_window set but kind is %s, not %s",
+				short(k), short(configv1.AdaptiveKind_ADAPTIVE_KIND_GRADIENT)))
 		}
 		if r := a.GetBackoffRatio(); r != 0 && !(r > 0 && r < 1) {
 			c.ps.add(join(path, "backoff_ratio"), r, "must be in (0, 1)")
@@ -762,7 +686,8 @@ func (c *conv) adaptive(path string, a *configv1.AdaptiveLimit) func() bulkhead.
 		return func() bulkhead.Strategy { return bulkhead.NewAIMD(cfg) }
 	case configv1.AdaptiveKind_ADAPTIVE_KIND_GRADIENT:
 		if aimdOnly {
-			c.ps.addMsg(path, "backoff_ratio or timeout set but kind is ADAPTIVE_KIND_GRADIENT")
+			c.ps.addMsg(path, fmt.Sprintf("backoff_ratio or timeout set but kind is %s, not %s",
+				short(k), short(configv1.AdaptiveKind_ADAPTIVE_KIND_AIMD)))
 		}
 		if s := a.GetSmoothing(); s != 0 && !(s > 0 && s <= 1) {
 			c.ps.add(join(path, "smoothing"), s, "must be in (0, 1]")
@@ -777,15 +702,18 @@ func (c *conv) adaptive(path string, a *configv1.AdaptiveLimit) func() bulkhead.
 		}
 		return func() bulkhead.Strategy { return bulkhead.NewGradient(cfg) }
 	default:
-		c.ps.add(join(path, "kind"), k, "must be ADAPTIVE_KIND_AIMD or ADAPTIVE_KIND_GRADIENT")
+		c.ps.add(join(path, "kind"), enumText(k), "must be one of "+shortNames(k.Descriptor()))
 		return nil
 	}
 }
 
-// methodPattern reports whether p is "/pkg.Service/Method" or
-// "/pkg.Service/", as the server package requires.
+// methodPattern reports whether p is "/pkg.Service/Method",
+// "/pkg.Service/" or "pkg.Service", as the server package requires.
 func methodPattern(p string) bool {
-	if len(p) < 3 || p[0] != '/' {
+	if p != "" && p[0] != '/' {
+		return !strings.ContainsAny(p, "/ ") && !strings.HasPrefix(p, ".") && !strings.HasSuffix(p, ".")
+	}
+	if len(p) < 3 {
 		return false
 	}
 	i := strings.IndexByte(p[1:], '/') + 1

@@ -15,7 +15,6 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
-	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // node is a parsed JSON value that keeps the order and duplicates of
@@ -43,6 +42,45 @@ func (n *node) kindName() string {
 		return strconv.FormatBool(n.truth)
 	}
 	return "null"
+}
+
+// appendJSON appends n to b as JSON, keys in their order.
+func (n *node) appendJSON(b []byte) []byte {
+	switch n.kind {
+	case 'o':
+		b = append(b, '{')
+		for i, k := range n.keys {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, k)
+			b = append(b, ':')
+			b = n.vals[i].appendJSON(b)
+		}
+		return append(b, '}')
+	case 'a':
+		b = append(b, '[')
+		for i, v := range n.vals {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = v.appendJSON(b)
+		}
+		return append(b, ']')
+	case 's':
+		return appendString(b, n.text)
+	case 'n':
+		return append(b, n.text...)
+	case 'b':
+		return strconv.AppendBool(b, n.truth)
+	}
+	return append(b, "null"...)
+}
+
+// appendString appends s, valid UTF-8, as a JSON string.
+func appendString(b []byte, s string) []byte {
+	q, _ := json.Marshal(s) // a string always marshals
+	return append(b, q...)
 }
 
 // parseJSON parses data, which must hold exactly one JSON value.
@@ -126,9 +164,10 @@ func parseValue(dec *json.Decoder) (*node, error) {
 
 // unmarshalStrict fills m from the JSON in data, strictly: it first checks
 // the whole document against m's descriptor, reporting every unknown field,
-// field set twice and value of the wrong type with its path, and only then
-// lets protojson (which stops at the first problem and names no path)
-// unmarshal it.
+// field set twice and value of the wrong type with its path, and rewrites
+// the short forms of durations and enum values (see names.go) to the proto3
+// JSON mapping; only then does it let protojson (which stops at the first
+// problem and names no path) unmarshal it.
 func unmarshalStrict(data []byte, m proto.Message) problems {
 	var ps problems
 	root, err := parseJSON(data)
@@ -140,7 +179,7 @@ func unmarshalStrict(data []byte, m proto.Message) problems {
 	if len(ps) > 0 {
 		return ps
 	}
-	if err := (protojson.UnmarshalOptions{DiscardUnknown: false}).Unmarshal(data, m); err != nil {
+	if err := (protojson.UnmarshalOptions{DiscardUnknown: false}).Unmarshal(root.appendJSON(nil), m); err != nil {
 		ps.addMsg("", strings.Replace(err.Error(), "proto:\u00a0", "proto: ", 1))
 	}
 	return ps
@@ -179,12 +218,15 @@ func checkMessage(n *node, md protoreflect.MessageDescriptor, path string, ps *p
 	}
 	if md.FullName() == durationName {
 		if n.kind != 's' {
-			ps.add(path, n.kindName(), `must be a duration string such as "1.5s"`)
+			ps.add(path, n.kindName(), "must be "+durationExamples)
 			return
 		}
-		if err := protojson.Unmarshal([]byte(strconv.Quote(n.text)), new(durationpb.Duration)); err != nil {
-			ps.add(path, strconv.Quote(n.text), `must be a duration such as "1.5s": seconds with up to 9 decimals and the suffix "s"`)
+		text, ok := parseDuration(n.text)
+		if !ok {
+			ps.add(path, strconv.Quote(n.text), durationHelp)
+			return
 		}
+		n.text = text // the proto3 JSON form, for protojson
 		return
 	}
 	if n.kind != 'o' {
@@ -282,15 +324,17 @@ func checkSingular(n *node, fd protoreflect.FieldDescriptor, path string, ps *pr
 		ed := fd.Enum()
 		switch n.kind {
 		case 's':
-			if ed.Values().ByName(protoreflect.Name(n.text)) == nil {
-				ps.add(path, strconv.Quote(n.text), "must be one of "+enumNames(ed))
+			if v := enumValue(ed, n.text); v != nil {
+				n.text = string(v.Name()) // the full name, for protojson
+			} else {
+				ps.add(path, strconv.Quote(n.text), "must be one of "+shortNames(ed))
 			}
 		case 'n':
 			if _, ok := integer(n.text, math.MinInt32, math.MaxInt32); !ok {
-				ps.add(path, n.text, "must be one of "+enumNames(ed))
+				ps.add(path, n.text, "must be one of "+shortNames(ed))
 			}
 		default:
-			ps.add(path, n.kindName(), "must be one of "+enumNames(ed))
+			ps.add(path, n.kindName(), "must be one of "+shortNames(ed))
 		}
 	case protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind:
 		checkInt(n, path, math.MinInt32, math.MaxInt32, ps)
@@ -382,16 +426,6 @@ func checkFloat(n *node, path string, single bool, ps *problems) {
 	if _, err := strconv.ParseFloat(text, bits); err != nil {
 		ps.add(path, n.kindName(), "must be a number within the range of a double")
 	}
-}
-
-// enumNames lists the value names of ed.
-func enumNames(ed protoreflect.EnumDescriptor) string {
-	vals := ed.Values()
-	names := make([]string, vals.Len())
-	for i := range names {
-		names[i] = string(vals.Get(i).Name())
-	}
-	return strings.Join(names, ", ")
 }
 
 // suggest returns the name of the field of fields closest to k, when one

@@ -19,10 +19,25 @@
 //
 // Structural problems (unknown fields, wrong types) are reported first,
 // alone; values are checked once the structure is right. The checks of
-// the Go types (interceptors.Policy.Validate, breaker.Config.Validate) run
-// too, and their messages are reported under the file's field names. YAML
-// files lose the order of their keys on the way to JSON, so their problems
-// come in alphabetical order of the keys.
+// the Go types (interceptors.Policy.Validate, server.Config.Validate) run
+// too, and the fields of their *resilience.FieldErrors are reported under
+// the file's field names. YAML files lose the order of their keys on the
+// way to JSON, so their problems come in alphabetical order of the keys.
+//
+// # Durations and enums
+//
+// Every duration of the schema takes what Go's time.ParseDuration accepts
+// ("500ms", "1m30s", "-2h") as well as the proto3 JSON form ("0.5s"). Every
+// enum takes the short name of its value, the name without the enum's
+// prefix in lower case ("exponential" for BACKOFF_KIND_EXPONENTIAL,
+// "token_bucket", "aimd"), as well as the full name or the number:
+//
+//	retry:
+//	  backoff: {kind: exponential, initial: 50ms, max: 1s}
+//	  jitter: none
+//	timeout: 1m30s
+//
+// Problems and [Config.WriteTable] use the short names.
 //
 // # Method matching
 //
@@ -46,10 +61,10 @@
 // # What files cannot say
 //
 // A fallback is code ([interceptors.FallbackPolicy]); build an
-// [interceptors.Client] from [Config.Policies] to add one. Likewise a
+// [interceptors.Client] from [Config.ClientConfig] to add one. Likewise a
 // server bulkhead partitioned by a function (server.PartitionByFunc), a
-// custom classifier of outcomes, observers ([WithObserver],
-// [WithServerObserver]) and budgets of your own.
+// custom classifier of outcomes and budgets of your own. Observers go in
+// a [ReloaderConfig].
 //
 // # Importing a gRPC service config
 //

@@ -95,6 +95,16 @@ func (ps *problems) addMsg(path, msg string) {
 	*ps = append(*ps, Problem{Path: path, Message: msg})
 }
 
+// has reports whether a problem concerns path.
+func (ps problems) has(path string) bool {
+	for _, p := range ps {
+		if p.Path == path {
+			return true
+		}
+	}
+	return false
+}
+
 // err returns the problems as an *Error, or nil when there are none.
 func (ps problems) err(source string) error {
 	if len(ps) == 0 {

@@ -112,7 +112,7 @@ func ExampleImportServiceConfig() {
 	// NAME       PATTERN  ATTEMPTS  BACKOFF                                ATTEMPT TIMEOUT  TIMEOUT  BREAKER  BULKHEAD  IDEMPOTENT
 	// pkg.Svc/*  retry    5         exponential 100ms..1s x2, full jitter  -                -        -        -         descriptor
 	//
-	// target budget: token bucket of 10, 0.1 per success
+	// target budget: token_bucket of 10, 0.1 per success
 	// server: reject expired deadlines
 }
 
@@ -123,7 +123,7 @@ func ExampleReloader() {
 	if err != nil {
 		panic(err)
 	}
-	r, err := config.NewReloader(v1)
+	r, err := config.NewReloader(config.ReloaderConfig{Config: v1})
 	if err != nil {
 		panic(err)
 	}

@@ -119,15 +119,16 @@ method_policies:
   - name: [{}]
     timeout: 5s
   - name: [{service: pkg.Svc}, {service: pkg.Other, method: Get}]
-    retry: {attempt_timeout: 0.25s}
+    retry: {attempt_timeout: 250ms}
     hedging: null
 `), config.FormatYAML)
 	if err != nil {
 		t.Fatal(err)
 	}
-	def, methods, services := cfg.Policies()
-	if def == nil || def.DefaultTimeout != 5*time.Second {
-		t.Fatalf("default = %+v", def)
+	ccfg := cfg.ClientConfig()
+	def, methods, services := ccfg.Default, ccfg.Methods, ccfg.Services
+	if def.DefaultTimeout != 5*time.Second || ccfg.TargetBudget != nil {
+		t.Fatalf("default = %+v, target budget set: %v", def, ccfg.TargetBudget != nil)
 	}
 	m, ok := methods["/pkg.Other/Get"]
 	if !ok || len(methods) != 1 || m.Retry == nil || m.Retry.AttemptTimeout != 250*time.Millisecond || m.Retry.MaxAttempts != 0 {

@@ -3,6 +3,7 @@ package config
 import (
 	"context"
 	"fmt"
+	"hash/maphash"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,37 +15,35 @@ import (
 	"github.com/engineeringlabs/grpc-resilience/interceptors"
 	"github.com/engineeringlabs/grpc-resilience/interceptors/classify"
 	"github.com/engineeringlabs/grpc-resilience/interceptors/server"
+	"github.com/engineeringlabs/grpc-resilience/internal/keycache"
 	configv1 "github.com/engineeringlabs/grpc-resilience/proto/gen/grpcresilience/config/v1"
 	"github.com/engineeringlabs/grpc-resilience/retry"
 )
 
-// Option configures what NewReloader, Config.DialOptions and
-// Config.ServerOptions build, beyond what a file can say.
-type Option func(*options)
-
-type options struct {
-	observer       interceptors.Observer
-	serverObserver server.Observer
-}
-
-// WithObserver makes the client pipelines report to o (see
-// [interceptors.WithObserver]). The default is no observer.
-func WithObserver(o interceptors.Observer) Option {
-	return func(opts *options) { opts.observer = o }
-}
-
-// WithServerObserver makes the server pipeline report to o (see
-// server.Config.Observer). The default is no observer.
-func WithServerObserver(o server.Observer) Option {
-	return func(opts *options) { opts.serverObserver = o }
+// ReloaderConfig configures a [Reloader]: the configuration it starts
+// with and what a file cannot say. The zero ReloaderConfig is valid: an
+// empty configuration (calls run unchanged, the server pipeline only
+// rejects expired deadlines), observed by nobody. NewReloader copies it.
+type ReloaderConfig struct {
+	// Config is the configuration applied until the first
+	// [Reloader.Update]. Nil: an empty configuration.
+	Config *Config
+	// Observer observes every client pipeline (see
+	// [interceptors.Config].Observer). Zero: nothing observed.
+	Observer interceptors.Observer
+	// ServerObserver observes the server pipeline (see
+	// [server.Config].Observer). Zero: nothing observed.
+	ServerObserver server.Observer
 }
 
 // DialOptions returns the dial options that apply c's client policies:
 // grpc.WithDisableRetry(), so that gRPC's own retries do not multiply the
 // attempts of the pipeline's, and the pipeline's unary and stream
-// interceptors. The pipeline is a [Reloader] that is never updated.
-func (c *Config) DialOptions(opts ...Option) ([]grpc.DialOption, error) {
-	r, err := NewReloader(c, opts...)
+// interceptors. The pipeline is a [Reloader] that is never updated and
+// observed by nobody; for observers, use [NewReloader] with a
+// [ReloaderConfig].
+func (c *Config) DialOptions() ([]grpc.DialOption, error) {
+	r, err := NewReloader(ReloaderConfig{Config: c})
 	if err != nil {
 		return nil, err
 	}
@@ -52,23 +51,17 @@ func (c *Config) DialOptions(opts ...Option) ([]grpc.DialOption, error) {
 }
 
 // ServerOptions returns the server options that install c's server
-// pipeline (see [server.New]) as the first unary and stream interceptors.
-func (c *Config) ServerOptions(opts ...Option) ([]grpc.ServerOption, error) {
-	var o options
-	for _, opt := range opts {
-		if opt != nil {
-			opt(&o)
-		}
-	}
-	cfg := c.ServerConfig()
-	cfg.Observer = o.serverObserver
-	p, err := server.New(cfg)
+// pipeline (see [server.New]) as the first unary and stream interceptors,
+// observed by nobody; for an observer, use [NewReloader] with a
+// [ReloaderConfig].
+func (c *Config) ServerOptions() ([]grpc.ServerOption, error) {
+	s, err := server.New(c.ServerConfig())
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	return []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(p.UnaryServerInterceptor()),
-		grpc.ChainStreamInterceptor(p.StreamServerInterceptor()),
+		grpc.ChainUnaryInterceptor(s.UnaryServerInterceptor()),
+		grpc.ChainStreamInterceptor(s.StreamServerInterceptor()),
 	}, nil
 }
 
@@ -94,8 +87,8 @@ func (c *Config) ServerOptions(opts ...Option) ([]grpc.ServerOption, error) {
 // A Reloader is safe for concurrent use. Create it with NewReloader; the
 // zero value is not usable.
 type Reloader struct {
-	opts   options
-	mu     sync.Mutex // serialises Update
+	opts   ReloaderConfig // without Config
+	mu     sync.Mutex     // serialises Update
 	client atomic.Pointer[clientState]
 	server atomic.Pointer[serverState]
 	cfg    atomic.Pointer[Config]
@@ -122,19 +115,17 @@ type pipeline struct {
 type serverState struct {
 	key    string // the server section without its faults
 	faults *configv1.Chaos
-	p      *server.Pipeline
+	p      *server.Server
 	unary  grpc.UnaryServerInterceptor
 	stream grpc.StreamServerInterceptor
 }
 
-// NewReloader returns a Reloader that applies cfg until the next Update.
-func NewReloader(cfg *Config, opts ...Option) (*Reloader, error) {
-	r := &Reloader{}
-	for _, o := range opts {
-		if o != nil {
-			o(&r.opts)
-		}
-	}
+// NewReloader returns a Reloader that applies rc.Config until the next
+// Update, with rc's observers.
+func NewReloader(rc ReloaderConfig) (*Reloader, error) {
+	cfg := rc.Config
+	rc.Config = nil
+	r := &Reloader{opts: rc}
 	if err := r.Update(cfg); err != nil {
 		return nil, err
 	}
@@ -213,9 +204,11 @@ func (r *Reloader) buildClient(cfg *Config, old *clientState) (*clientState, err
 			if budgets == nil {
 				budgets = r.targetBudgets(cfg, old, reuse)
 			}
-			c, err := interceptors.NewClient(cfg.policy(e.policy),
-				interceptors.WithObserver(r.opts.observer),
-				interceptors.WithTargetBudget(budgets.get))
+			c, err := interceptors.NewClient(interceptors.Config{
+				Default:      cfg.policy(e.policy),
+				Observer:     r.opts.Observer,
+				TargetBudget: budgets.get,
+			})
 			if err != nil {
 				return nil, fmt.Errorf("config: %w", err)
 			}
@@ -242,7 +235,11 @@ func (r *Reloader) targetBudgets(cfg *Config, old *clientState, reuse bool) *tar
 			return p.budgets
 		}
 	}
-	tb := &targetBudgets{m: map[string]retry.Budget{}}
+	seed := maphash.MakeSeed()
+	tb := &targetBudgets{m: keycache.New(keycache.Config[string, retry.Budget]{
+		Max:  interceptors.DefaultMaxKeys,
+		Hash: func(s string) uint64 { return maphash.String(seed, s) },
+	})}
 	if b := cfg.msg.GetTargetBudget(); b != nil {
 		tb.newBudget = func() retry.Budget {
 			var c conv
@@ -255,22 +252,20 @@ func (r *Reloader) targetBudgets(cfg *Config, old *clientState, reuse bool) *tar
 }
 
 // targetBudgets are the retry budgets of each target, shared by every
-// pipeline of one Reloader generation and those kept from it.
+// pipeline of one Reloader generation and those kept from it. They are a
+// bounded cache like each Client's own (see "Bounded state" in package
+// interceptors): the budget of a target unused for a while makes room.
 type targetBudgets struct {
 	newBudget func() retry.Budget
-	mu        sync.Mutex
-	m         map[string]retry.Budget
+	m         *keycache.Cache[string, retry.Budget]
 }
 
 // get returns the budget of target, creating it on first use.
 func (tb *targetBudgets) get(target string) retry.Budget {
-	tb.mu.Lock()
-	defer tb.mu.Unlock()
-	b, ok := tb.m[target]
-	if !ok {
-		b = tb.newBudget()
-		tb.m[target] = b
+	if b, ok := tb.m.Get(target); ok {
+		return b
 	}
+	b, _ := tb.m.GetOrCreate(target, tb.newBudget) // every entry is evictable
 	return b
 }
 
@@ -295,7 +290,7 @@ func (r *Reloader) buildServer(cfg *Config, old *serverState) (*serverState, fun
 		ss.faults = faults
 		return &ss, func() error { return old.p.Chaos().Set(scfg.Chaos.Faults) }, nil
 	}
-	scfg.Observer = r.opts.serverObserver
+	scfg.Observer = r.opts.ServerObserver
 	p, err := server.New(scfg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("config: %w", err)
@@ -389,6 +384,6 @@ func (r *Reloader) Breaker(target, fullMethod string) *breaker.Breaker {
 	return nil
 }
 
-// ServerPipeline returns the server pipeline in force, for instance to
-// watch its bulkhead.
-func (r *Reloader) ServerPipeline() *server.Pipeline { return r.server.Load().p }
+// Server returns the server pipeline in force, for instance to watch its
+// bulkhead.
+func (r *Reloader) Server() *server.Server { return r.server.Load().p }

@@ -29,13 +29,13 @@ method_policies:
   - name: [{service: grpcresilience.testing.v1.TestService, method: IdempotentUnary}]
     breaker: {failure_threshold: 2, open_duration: 60s}
   - name: [{service: grpcresilience.testing.v1.TestService, method: Query}]
-    retry: {max_attempts: 5, backoff: {kind: BACKOFF_KIND_CONSTANT, delay: 0.001s}, budget: {kind: BUDGET_KIND_NONE}}
+    retry: {max_attempts: 5, backoff: {kind: constant, delay: 1ms}, budget: {kind: none}}
 `
 
 const after = `
 method_policies:
   - name: [{service: grpcresilience.testing.v1.TestService, method: Query}]
-    retry: {max_attempts: 5, backoff: {kind: BACKOFF_KIND_CONSTANT, delay: 0.001s}, budget: {kind: BUDGET_KIND_NONE}}
+    retry: {max_attempts: 5, backoff: {kind: constant, delay: 1ms}, budget: {kind: none}}
   - name: [{service: grpcresilience.testing.v1.TestService, method: IdempotentUnary}]
     breaker: {failure_threshold: 3, open_duration: 60s}
   - name:
@@ -66,7 +66,7 @@ func TestReload(t *testing.T) {
 
 func testReload(t *testing.T, topts []testservice.Option) {
 	cfgBefore, cfgAfter := mustParse(t, before), mustParse(t, after)
-	r, err := config.NewReloader(cfgBefore)
+	r, err := config.NewReloader(config.ReloaderConfig{Config: cfgBefore})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,19 +216,19 @@ server:
 server:
   bulkhead: {limit: 8}
 `
-	r, err := config.NewReloader(mustParse(t, base))
+	r, err := config.NewReloader(config.ReloaderConfig{Config: mustParse(t, base)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := testservice.StartTB(t, testservice.WithServerOptions(r.ServerOptions()...))
 	client := testingv1.NewTestServiceClient(srv.DialTB(t, r.DialOptions()...))
 	ctx := ctxTimeout(t, 10*time.Second)
-	first := r.ServerPipeline()
+	first := r.Server()
 
 	if err := r.Update(mustParse(t, faulty)); err != nil {
 		t.Fatal(err)
 	}
-	if r.ServerPipeline() != first {
+	if r.Server() != first {
 		t.Fatal("a change of faults alone replaced the server pipeline")
 	}
 	if _, err := client.Unary(ctx, &testingv1.UnaryRequest{}); status.Code(err) != codes.DataLoss {
@@ -243,7 +243,7 @@ server:
 	if err := r.Update(mustParse(t, bigger)); err != nil {
 		t.Fatal(err)
 	}
-	if r.ServerPipeline() == first {
+	if r.Server() == first {
 		t.Fatal("a change of the bulkhead kept the old server pipeline")
 	}
 	if _, err := client.Unary(ctx, &testingv1.UnaryRequest{}); err != nil {

@@ -29,15 +29,15 @@ method_policies:
   - name: [{service: grpcresilience.testing.v1.TestService, method: Unary}]
     retry:
       max_attempts: 3
-      backoff: {kind: BACKOFF_KIND_CONSTANT, delay: 0.001s}
-      jitter: JITTER_KIND_NONE
-      budget: {kind: BUDGET_KIND_NONE}
+      backoff: {kind: constant, delay: 1ms}
+      jitter: none
+      budget: {kind: none}
   - name: [{service: grpcresilience.testing.v1.TestService, method: IdempotentUnary}]
     breaker: {failure_threshold: 2, open_duration: 60s}
   - name: [{service: grpcresilience.testing.v1.TestService, method: Query}]
     bulkhead: {limit: 1}
 server:
-  bulkhead: {limit: 1, partition_by: PARTITION_METHOD, no_pushback: true}
+  bulkhead: {limit: 1, partition_by: method, no_pushback: true}
 `
 
 var transports = []struct {

@@ -18,6 +18,7 @@ import (
 //	NAME                    PATTERN  ATTEMPTS  BACKOFF                             ...
 //	/pkg.Svc/Get            retry    4         exponential 50ms..1s x2, full jitter ...
 //
+// Kinds are named as files may name them ("exponential", "token_bucket").
 // Columns: NAME ("*" for the default, "pkg.Svc/*" for a service), PATTERN
 // (retry, hedging or single), ATTEMPTS (for hedging 1+extra), BACKOFF (or
 // the hedging delay), ATTEMPT TIMEOUT, TIMEOUT (the default deadline),
@@ -97,10 +98,8 @@ func describeBackoff(r *configv1.RetryPolicy) string {
 		s = fmt.Sprintf("exponential %v..%s x%v", b.GetInitial().AsDuration(), ceiling(), mult())
 	case configv1.BackoffKind_BACKOFF_KIND_FIBONACCI:
 		s = fmt.Sprintf("fibonacci %v..%s", b.GetInitial().AsDuration(), ceiling())
-	case configv1.BackoffKind_BACKOFF_KIND_DECORRELATED_JITTER:
-		s = fmt.Sprintf("decorrelated %v..%s", b.GetInitial().AsDuration(), ceiling())
-	case configv1.BackoffKind_BACKOFF_KIND_DECORRELATED_JITTER_V2:
-		s = fmt.Sprintf("decorrelated-v2 %v..%s", b.GetInitial().AsDuration(), ceiling())
+	case configv1.BackoffKind_BACKOFF_KIND_DECORRELATED_JITTER, configv1.BackoffKind_BACKOFF_KIND_DECORRELATED_JITTER_V2:
+		s = fmt.Sprintf("%s %v..%s", short(b.GetKind()), b.GetInitial().AsDuration(), ceiling())
 	}
 	switch r.GetJitter() {
 	case configv1.JitterKind_JITTER_KIND_UNSPECIFIED, configv1.JitterKind_JITTER_KIND_FULL:
@@ -108,7 +107,7 @@ func describeBackoff(r *configv1.RetryPolicy) string {
 	case configv1.JitterKind_JITTER_KIND_EQUAL:
 		s += ", equal jitter"
 	case configv1.JitterKind_JITTER_KIND_PROPORTIONAL:
-		s += fmt.Sprintf(", ±%v%% jitter", r.GetJitterFactor()*100)
+		s += fmt.Sprintf(", proportional ±%v%% jitter", r.GetJitterFactor()*100)
 	}
 	return s
 }
@@ -210,7 +209,7 @@ func describeBudget(b *configv1.Budget) string {
 		}
 		return fmt.Sprintf("ratio %v%% of %v + %d/s", b.GetRatio()*100, ttl, b.GetMinRetriesPerSecond())
 	case configv1.BudgetKind_BUDGET_KIND_TOKEN_BUCKET:
-		return fmt.Sprintf("token bucket of %v, %v per success", b.GetMaxTokens(), b.GetTokenRatio())
+		return fmt.Sprintf("token_bucket of %v, %v per success", b.GetMaxTokens(), b.GetTokenRatio())
 	}
 	return "none"
 }
@@ -235,11 +234,8 @@ func describeServer(s *configv1.ServerConfig) string {
 		if q := b.GetQueue(); q > 0 {
 			bh += fmt.Sprintf(", queue %d", q)
 		}
-		switch b.GetAdaptive().GetKind() {
-		case configv1.AdaptiveKind_ADAPTIVE_KIND_AIMD:
-			bh += ", adaptive AIMD"
-		case configv1.AdaptiveKind_ADAPTIVE_KIND_GRADIENT:
-			bh += ", adaptive gradient"
+		if a := b.GetAdaptive(); a != nil {
+			bh += ", adaptive " + short(a.GetKind())
 		}
 		parts = append(parts, bh)
 	}

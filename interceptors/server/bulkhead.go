@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strconv"
 	"time"
 
@@ -79,9 +78,11 @@ type BulkheadConfig struct {
 	// must be safe for concurrent use and fast; it runs on every call.
 	// Required for PartitionByFunc and must be nil otherwise.
 	KeyFunc func(ctx context.Context, fullMethod string) string
-	// MaxPartitions caps the number of keyed partitions; calls with keys
-	// beyond the cap share one overflow partition, so that untrusted keys
-	// cannot grow memory without bound. The default, zero, is
+	// MaxPartitions caps the number of keyed partitions, so that untrusted
+	// keys cannot grow memory without bound. A new key beyond the cap takes
+	// the place of an idle partition ([EventPartitionEvicted]) or, when
+	// every partition is busy, shares one overflow partition
+	// ([EventPartitionOverflow]). The default, zero, is
 	// DefaultMaxPartitions. Must not be negative.
 	MaxPartitions int
 	// Queue lets up to this many calls per partition wait for a slot, in
@@ -115,39 +116,64 @@ type BulkheadConfig struct {
 	NoPushback bool
 }
 
-// Validate reports the first field that is out of range or inconsistent,
-// naming the field and the bad value. The zero value is valid.
+// Validate reports every field that is out of range or inconsistent with
+// another, each as a *[resilience.FieldError] whose Field is the field's
+// name ("Limit", "MaxWait"), joined with [errors.Join]. The zero value is
+// valid.
 func (c BulkheadConfig) Validate() error {
+	var p problems
+	if c.Limit < 0 {
+		p.add("Limit", c.Limit, "must not be negative (0 disables the bulkhead)")
+	}
+	if c.PartitionBy > PartitionByFunc {
+		p.add("PartitionBy", c.PartitionBy, "must be one of none, method, header, func")
+	}
 	switch {
-	case c.Limit < 0:
-		return fmt.Errorf("server: BulkheadConfig.Limit: %d, must be at least 0", c.Limit)
-	case c.PartitionBy > PartitionByFunc:
-		return fmt.Errorf("server: BulkheadConfig.PartitionBy: %v, must be one of none, method, header, func", c.PartitionBy)
 	case c.PartitionBy == PartitionByHeader && c.Header == "":
-		return fmt.Errorf("server: BulkheadConfig.Header: %q, must be set for PartitionByHeader", c.Header)
+		p.add("Header", c.Header, "must be set for PartitionByHeader")
 	case c.PartitionBy != PartitionByHeader && c.Header != "":
-		return fmt.Errorf("server: BulkheadConfig.Header: %q, set but PartitionBy is %v", c.Header, c.PartitionBy)
+		p.add("Header", c.Header, "set but PartitionBy is "+c.PartitionBy.String())
+	}
+	switch {
 	case c.PartitionBy == PartitionByFunc && c.KeyFunc == nil:
-		return fmt.Errorf("server: BulkheadConfig.KeyFunc: nil, must be set for PartitionByFunc")
+		p.add("KeyFunc", nil, "must be set for PartitionByFunc")
 	case c.PartitionBy != PartitionByFunc && c.KeyFunc != nil:
-		return fmt.Errorf("server: BulkheadConfig.KeyFunc: set but PartitionBy is %v", c.PartitionBy)
-	case c.MaxPartitions < 0:
-		return fmt.Errorf("server: BulkheadConfig.MaxPartitions: %d, must be at least 0", c.MaxPartitions)
-	case c.Queue < 0:
-		return fmt.Errorf("server: BulkheadConfig.Queue: %d, must be at least 0", c.Queue)
+		p.add("KeyFunc", "set", "set but PartitionBy is "+c.PartitionBy.String())
+	}
+	if c.MaxPartitions < 0 {
+		p.add("MaxPartitions", c.MaxPartitions, "must not be negative (0 means DefaultMaxPartitions)")
+	}
+	if c.Queue < 0 {
+		p.add("Queue", c.Queue, "must not be negative")
+	}
+	switch {
 	case c.MaxWait < 0:
-		return fmt.Errorf("server: BulkheadConfig.MaxWait: %v, must be at least 0", c.MaxWait)
-	case c.MaxWait > 0 && c.Queue == 0:
-		return fmt.Errorf("server: BulkheadConfig.MaxWait: %v, needs Queue above 0", c.MaxWait)
+		p.add("MaxWait", c.MaxWait, "must not be negative")
+	case c.MaxWait > 0 && c.Queue <= 0:
+		p.add("MaxWait", c.MaxWait, "needs Queue above 0")
+	}
+	switch {
 	case c.PushbackDelay < 0:
-		return fmt.Errorf("server: BulkheadConfig.PushbackDelay: %v, must be at least 0", c.PushbackDelay)
+		p.add("PushbackDelay", c.PushbackDelay, "must not be negative")
 	case c.PushbackDelay > 0 && c.NoPushback:
-		return fmt.Errorf("server: BulkheadConfig.PushbackDelay: %v, set but NoPushback is true", c.PushbackDelay)
+		p.add("PushbackDelay", c.PushbackDelay, "set but NoPushback is true")
 	}
-	if c.Limit == 0 && (c.PartitionBy != PartitionNone || c.MaxPartitions != 0 || c.Queue != 0 || c.Adaptive != nil) {
-		return fmt.Errorf("server: BulkheadConfig.Limit: 0 disables the bulkhead, but other fields are set")
+	if c.Limit == 0 {
+		const disabled = "set but Limit is 0, which disables the bulkhead"
+		if c.PartitionBy != PartitionNone && c.PartitionBy <= PartitionByFunc {
+			p.add("PartitionBy", c.PartitionBy, disabled)
+		}
+		if c.MaxPartitions > 0 {
+			p.add("MaxPartitions", c.MaxPartitions, disabled)
+		}
+		if c.Queue > 0 {
+			p.add("Queue", c.Queue, disabled)
+		}
+		if c.Adaptive != nil {
+			p.add("Adaptive", "set", disabled)
+		}
 	}
-	return nil
+	return p.err()
 }
 
 // OutcomeOf is the default [BulkheadConfig.Classify]: how a call ended, for
@@ -188,21 +214,27 @@ func OutcomeOf(ctx context.Context, err error) bulkhead.Outcome {
 	return bulkhead.OutcomeSuccess
 }
 
-// Bulkhead is a server-side bulkhead: it bounds how many calls run at once
-// per partition and sheds the rest at once (or after a bounded queue, if
-// configured) with RESOURCE_EXHAUSTED, a google.rpc.RetryInfo detail and a
-// grpc-retry-pushback-ms trailer carrying the pushback delay. On the
-// server, the rejection also matches [resilience.ErrBulkheadFull].
+// Bulkhead is the bulkhead stage of a [Server]: it bounds how many calls
+// run at once per partition and sheds the rest at once (or after a bounded
+// queue, if configured) with RESOURCE_EXHAUSTED, a google.rpc.RetryInfo
+// detail and a grpc-retry-pushback-ms trailer carrying the pushback delay.
+// On the server, the rejection also matches [resilience.ErrBulkheadFull].
 //
 // A call holds its slot until the handler returns (for a stream, until the
 // stream ends) and then reports its latency and outcome to the adaptive
 // strategy, if any.
 //
-// A Bulkhead is safe for concurrent use. Create it with [NewBulkhead]; the
-// zero value is not usable.
+// At most [BulkheadConfig.MaxPartitions] keyed partitions are kept: when a
+// new key comes and the cap is reached, an idle partition (nothing in
+// flight, nobody waiting, unused for a while) is dropped to make room
+// ([EventPartitionEvicted]); when every partition is busy, the new key's
+// calls share the overflow partition ([EventPartitionOverflow]) until one
+// is free. A partition is never dropped while it holds a call.
+//
+// A Bulkhead is safe for concurrent use. [Server.Bulkhead] returns the
+// one of a Server; the zero value is not usable.
 type Bulkhead struct {
 	cfg      BulkheadConfig
-	exempt   *exemptions
 	obs      Observer
 	parts    *bulkhead.Partitioned // nil when disabled
 	classify func(context.Context, error) bulkhead.Outcome
@@ -211,37 +243,40 @@ type Bulkhead struct {
 	delay    time.Duration
 }
 
-// NewBulkhead returns a Bulkhead configured by cfg and opts, or an error
-// naming the bad field when cfg or an option is invalid.
-func NewBulkhead(cfg BulkheadConfig, opts ...Option) (*Bulkhead, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	o, ex, err := buildOptions(opts)
-	if err != nil {
-		return nil, err
-	}
-	b := &Bulkhead{cfg: cfg, exempt: ex, obs: o.observer, classify: cfg.Classify}
+// newBulkhead returns the Bulkhead of a valid cfg.
+func newBulkhead(cfg BulkheadConfig, obs Observer) *Bulkhead {
+	b := &Bulkhead{cfg: cfg, obs: obs, classify: cfg.Classify}
 	if b.classify == nil {
 		b.classify = OutcomeOf
 	}
 	if cfg.Limit == 0 {
-		return b, nil
+		return b
 	}
-	maxParts := cfg.MaxPartitions
-	if maxParts == 0 {
-		maxParts = DefaultMaxPartitions
+	pc := bulkhead.PartitionedConfig{
+		MaxKeys: cfg.MaxPartitions,
+		New: func(string) *bulkhead.Bulkhead {
+			bc := bulkhead.Config{Limit: cfg.Limit, Queue: cfg.Queue, MaxWait: cfg.MaxWait}
+			if cfg.Adaptive != nil {
+				bc.Strategy = cfg.Adaptive()
+			}
+			return bulkhead.NewFromConfig(bc)
+		},
+	}
+	if pc.MaxKeys == 0 {
+		pc.MaxKeys = DefaultMaxPartitions
 	}
 	if cfg.PartitionBy == PartitionNone {
-		maxParts = 0 // every call uses the overflow partition
+		pc.MaxKeys = -1 // every call uses the overflow partition
 	}
-	b.parts = bulkhead.NewPartitioned(maxParts, func(string) *bulkhead.Bulkhead {
-		bopts := []bulkhead.Option{bulkhead.WithQueue(cfg.Queue), bulkhead.WithMaxWait(cfg.MaxWait)}
-		if cfg.Adaptive != nil {
-			bopts = append(bopts, bulkhead.WithAdaptive(cfg.Adaptive()))
+	if obs.OnEvent != nil {
+		pc.OnEvict = func(key string) {
+			obs.OnEvent(context.Background(), Event{Kind: EventPartitionEvicted, Key: key})
 		}
-		return bulkhead.New(cfg.Limit, bopts...)
-	})
+		pc.OnOverflow = func(key string) {
+			obs.OnEvent(context.Background(), Event{Kind: EventPartitionOverflow, Key: key})
+		}
+	}
+	b.parts = bulkhead.NewPartitioned(pc)
 	st := status.New(codes.ResourceExhausted, "server: overloaded, call shed")
 	if !cfg.NoPushback {
 		b.delay = cfg.PushbackDelay
@@ -251,7 +286,7 @@ func NewBulkhead(cfg BulkheadConfig, opts ...Option) (*Bulkhead, error) {
 		st, b.trailer = withPushback(st, b.delay)
 	}
 	b.reject = interceptors.NewStatusError(st, resilience.ErrBulkheadFull)
-	return b, nil
+	return b
 }
 
 // withPushback adds a RetryInfo detail with delay to st and returns it with
@@ -320,19 +355,8 @@ func (b *Bulkhead) acquire(ctx context.Context, fullMethod string, setTrailer fu
 	if b.trailer != nil {
 		setTrailer(b.trailer)
 	}
-	b.obs.Observe(ctx, Event{Kind: EventShed, FullMethod: fullMethod, Code: codes.ResourceExhausted, Key: key, Delay: b.delay})
+	b.obs.emit(ctx, Event{Kind: EventShed, FullMethod: fullMethod, Code: codes.ResourceExhausted, Key: key, Delay: b.delay})
 	return p, b.reject
-}
-
-// UnaryServerInterceptor returns the unary interceptor. A shed call's
-// handler never runs.
-func (b *Bulkhead) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		if b.parts == nil || b.exempt.match(info.FullMethod) {
-			return handler(ctx, req)
-		}
-		return b.unary(ctx, req, info, handler)
-	}
 }
 
 // unary runs handler inside the bulkhead.
@@ -346,17 +370,6 @@ func (b *Bulkhead) unary(ctx context.Context, req any, info *grpc.UnaryServerInf
 	resp, err = handler(ctx, req)
 	o = b.classify(ctx, err)
 	return resp, err
-}
-
-// StreamServerInterceptor returns the stream interceptor: a stream holds
-// its slot for its whole life. A shed stream's handler never runs.
-func (b *Bulkhead) StreamServerInterceptor() grpc.StreamServerInterceptor {
-	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		if b.parts == nil || b.exempt.match(info.FullMethod) {
-			return handler(srv, ss)
-		}
-		return b.stream(srv, ss, info, handler)
-	}
 }
 
 // stream runs handler inside the bulkhead.

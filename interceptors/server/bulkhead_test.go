@@ -29,7 +29,7 @@ import (
 func TestBulkheadBoundsInFlight(t *testing.T) {
 	const limit = 4
 	rec := &recorder{}
-	r, p := startPipeline(t, server.Config{Bulkhead: server.BulkheadConfig{Limit: limit}, Observer: rec}, outer{})
+	r, p := startPipeline(t, server.Config{Bulkhead: server.BulkheadConfig{Limit: limit}, Observer: rec.observer()}, outer{})
 
 	release := r.block(t, "blocker", limit)
 	var shed atomic.Int64
@@ -98,7 +98,7 @@ func TestBulkheadBoundsInFlight(t *testing.T) {
 func TestShedCallCarriesPushback(t *testing.T) {
 	const delay = 250 * time.Millisecond
 	rec := &recorder{}
-	r, _ := startPipeline(t, server.Config{Bulkhead: server.BulkheadConfig{Limit: 1, PushbackDelay: delay}, Observer: rec}, outer{})
+	r, _ := startPipeline(t, server.Config{Bulkhead: server.BulkheadConfig{Limit: 1, PushbackDelay: delay}, Observer: rec.observer()}, outer{})
 	release := r.block(t, "blocker", 1)
 	defer release()
 
@@ -208,7 +208,7 @@ func TestPartitionsIsolateCallers(t *testing.T) {
 	rec := &recorder{}
 	r, p := startPipeline(t, server.Config{
 		Bulkhead: server.BulkheadConfig{Limit: 2, PartitionBy: server.PartitionByHeader, Header: "X-Caller"},
-		Observer: rec,
+		Observer: rec.observer(),
 	}, outer{})
 	release := r.block(t, "noisy", 2, "x-caller", "noisy")
 	defer release()
@@ -249,19 +249,31 @@ func TestPartitionByMethod(t *testing.T) {
 
 // 100,000 distinct caller keys (20,000 under the race detector), sent as
 // real calls with the header and read by a KeyFunc, keep the number of
-// partitions at the cap, and the keys beyond it share the overflow
-// partition.
+// partitions at the cap: each key beyond it takes the place of an idle
+// partition (an eviction) or shares the overflow partition (an overflow),
+// and the observer hears of each.
 func TestPartitionCountBounded(t *testing.T) {
 	const maxParts = 64
-	r, p := startPipeline(t, server.Config{Bulkhead: server.BulkheadConfig{
-		Limit: 1000, PartitionBy: server.PartitionByFunc, MaxPartitions: maxParts,
-		KeyFunc: func(ctx context.Context, _ string) string {
-			if v := metadata.ValueFromIncomingContext(ctx, "x-caller"); len(v) > 0 {
-				return v[0]
-			}
-			return ""
+	var evicted, overflowed atomic.Int64
+	r, p := startPipeline(t, server.Config{
+		Bulkhead: server.BulkheadConfig{
+			Limit: 1000, PartitionBy: server.PartitionByFunc, MaxPartitions: maxParts,
+			KeyFunc: func(ctx context.Context, _ string) string {
+				if v := metadata.ValueFromIncomingContext(ctx, "x-caller"); len(v) > 0 {
+					return v[0]
+				}
+				return ""
+			},
 		},
-	}}, outer{})
+		Observer: server.Observer{OnEvent: func(_ context.Context, e server.Event) {
+			switch e.Kind {
+			case server.EventPartitionEvicted:
+				evicted.Add(1)
+			case server.EventPartitionOverflow:
+				overflowed.Add(1)
+			}
+		}},
+	}, outer{})
 	const keys, workers = distinctKeys, 16
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -290,8 +302,60 @@ func TestPartitionCountBounded(t *testing.T) {
 		keyed += b.Metrics().Admitted
 		return true
 	})
-	if over := parts.Overflow().Metrics().Admitted; over+keyed != keys || over != keys-maxParts {
-		t.Errorf("overflow admitted %d, keyed %d; want %d and %d", over, keyed, keys-maxParts, maxParts)
+	if keyed != maxParts {
+		t.Errorf("the kept partitions admitted %d calls, want one each, %d", keyed, maxParts)
+	}
+	over := parts.Overflow().Metrics().Admitted
+	if ev, ov := evicted.Load(), overflowed.Load(); ev+ov != keys-maxParts || uint64(ov) != over {
+		t.Errorf("%d evictions and %d overflows (overflow partition admitted %d), want %d in all and every overflow admitted",
+			ev, ov, over, keys-maxParts)
+	}
+}
+
+// With MaxPartitions keyed partitions, a new key takes the place of an
+// idle partition (EventPartitionEvicted) and, while every partition is
+// busy, runs in the overflow partition (EventPartitionOverflow): a busy
+// partition is never dropped.
+func TestPartitionEvictionAndOverflowEvents(t *testing.T) {
+	rec := &recorder{}
+	r, p := startPipeline(t, server.Config{
+		Bulkhead: server.BulkheadConfig{Limit: 1, PartitionBy: server.PartitionByHeader, Header: "x-caller", MaxPartitions: 1},
+		Observer: rec.observer(),
+	}, outer{})
+	call := func(caller string) error {
+		ctx := metadata.AppendToOutgoingContext(context.Background(), "x-caller", caller)
+		_, err := r.client.Unary(ctx, unaryReq(caller))
+		return err
+	}
+	release := r.block(t, "busy", 1, "x-caller", "a") // partition a holds a call
+
+	if err := call("b"); err != nil {
+		t.Fatalf("caller b while a is busy: %v, want OK in the overflow partition", err)
+	}
+	if e, ok := rec.first(server.EventPartitionOverflow); !ok || e.Key != "b" {
+		t.Errorf("overflow event = %+v, %v; want key b", e, ok)
+	}
+	if n := rec.count(server.EventPartitionEvicted); n != 0 {
+		t.Errorf("%d eviction events while the only partition was busy, want 0", n)
+	}
+	if got := p.Bulkhead().Partitions().Overflow().Metrics().Admitted; got != 1 {
+		t.Errorf("overflow partition admitted %d calls, want 1", got)
+	}
+
+	release() // partition a is idle now
+	if err := call("c"); err != nil {
+		t.Fatalf("caller c: %v", err)
+	}
+	if e, ok := rec.first(server.EventPartitionEvicted); !ok || e.Key != "a" {
+		t.Errorf("eviction event = %+v, %v; want key a", e, ok)
+	}
+	var keys []string
+	p.Bulkhead().Partitions().Range(func(key string, _ *bulkhead.Bulkhead) bool {
+		keys = append(keys, key)
+		return true
+	})
+	if fmt.Sprint(keys) != "[c]" {
+		t.Errorf("partitions %v, want only c", keys)
 	}
 }
 

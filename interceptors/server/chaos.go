@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"fmt"
 	"maps"
 	"math"
 	"math/rand/v2"
@@ -64,42 +63,43 @@ type Fault struct {
 	AbortAfter int
 }
 
-// validate reports the first bad field of f, named with prefix.
-func (f Fault) validate(prefix string) error {
-	rate := func(name string, r float64) error {
+// validate reports every bad field of f, as FieldErrors named relative
+// to f ("ErrorRate").
+func (f Fault) validate() error {
+	var p problems
+	rate := func(name string, r float64) {
 		if math.IsNaN(r) || r < 0 || r > 1 {
-			return fmt.Errorf("server: %s.%s: %v, must be in [0, 1]", prefix, name, r)
+			p.add(name, r, "must be in [0, 1]")
 		}
-		return nil
 	}
-	if err := rate("ErrorRate", f.ErrorRate); err != nil {
-		return err
+	rate("ErrorRate", f.ErrorRate)
+	rate("TailRate", f.TailRate)
+	rate("AbortRate", f.AbortRate)
+	if f.Code > codes.Unauthenticated {
+		p.add("Code", f.Code, "must be a status code from 1 to 16 (0 means UNAVAILABLE)")
 	}
-	if err := rate("TailRate", f.TailRate); err != nil {
-		return err
+	if f.Pushback < 0 {
+		p.add("Pushback", f.Pushback, "must not be negative")
 	}
-	if err := rate("AbortRate", f.AbortRate); err != nil {
-		return err
+	if f.Latency < 0 {
+		p.add("Latency", f.Latency, "must not be negative")
+	}
+	if f.LatencyMax != 0 && f.LatencyMax < f.Latency {
+		p.add("LatencyMax", f.LatencyMax, "must be 0 or at least Latency ("+f.Latency.String()+")")
 	}
 	switch {
-	case f.Code > codes.Unauthenticated:
-		return fmt.Errorf("server: %s.Code: %v, must be a status code from 1 to 16 (0 means UNAVAILABLE)", prefix, f.Code)
-	case f.Pushback < 0:
-		return fmt.Errorf("server: %s.Pushback: %v, must be at least 0", prefix, f.Pushback)
-	case f.Latency < 0:
-		return fmt.Errorf("server: %s.Latency: %v, must be at least 0", prefix, f.Latency)
-	case f.LatencyMax != 0 && f.LatencyMax < f.Latency:
-		return fmt.Errorf("server: %s.LatencyMax: %v, must be 0 or at least Latency (%v)", prefix, f.LatencyMax, f.Latency)
 	case f.TailLatency < 0:
-		return fmt.Errorf("server: %s.TailLatency: %v, must be at least 0", prefix, f.TailLatency)
+		p.add("TailLatency", f.TailLatency, "must not be negative")
 	case f.TailRate > 0 && f.TailLatency == 0:
-		return fmt.Errorf("server: %s.TailLatency: 0, must be set when TailRate (%v) is", prefix, f.TailRate)
-	case f.AbortAfter < 0:
-		return fmt.Errorf("server: %s.AbortAfter: %d, must be at least 0", prefix, f.AbortAfter)
-	case f.AbortAfter > 0 && f.AbortRate == 0:
-		return fmt.Errorf("server: %s.AbortAfter: %d, set but AbortRate is 0", prefix, f.AbortAfter)
+		p.add("TailLatency", f.TailLatency, "must be set when TailRate is")
 	}
-	return nil
+	switch {
+	case f.AbortAfter < 0:
+		p.add("AbortAfter", f.AbortAfter, "must not be negative")
+	case f.AbortAfter > 0 && f.AbortRate == 0:
+		p.add("AbortAfter", f.AbortAfter, "set but AbortRate is 0")
+	}
+	return p.err()
 }
 
 // active reports whether f injects anything.
@@ -113,28 +113,34 @@ type FaultConfig struct {
 	// All applies to every method that Methods does not name.
 	All Fault
 	// Methods applies a Fault to one method ("/pkg.Service/Method") or to
-	// every method of a service ("/pkg.Service/"), instead of All. A method
-	// entry wins over its service's entry. A zero Fault exempts the method
-	// from All.
+	// every method of a service ("pkg.Service", or "/pkg.Service/"),
+	// instead of All. A method entry wins over its service's entry. A zero
+	// Fault exempts the method from All. Keys of other forms are invalid,
+	// and so are two keys for the same service.
 	Methods map[string]Fault
 }
 
-// Validate reports the first bad field, naming it and the bad value. The
-// zero value is valid.
+// Validate reports every bad field at once, each as a
+// *[resilience.FieldError] whose Field is the path from FaultConfig, such
+// as "All.ErrorRate" or "Methods[/pkg.Svc/M].Code", joined with
+// [errors.Join], in the order of the keys. The zero value is valid.
 func (c FaultConfig) Validate() error {
-	if err := c.All.validate("FaultConfig.All"); err != nil {
-		return err
-	}
-	// In sorted order, so that the first error reported is always the same.
+	var p problems
+	p.nest("All", c.All.validate())
+	seen := make(map[string]string, len(c.Methods))
 	for _, m := range slices.Sorted(maps.Keys(c.Methods)) {
-		if err := checkMethodPattern(m); err != nil {
-			return fmt.Errorf("server: FaultConfig.Methods[%q]: %v", m, err)
+		field := "Methods[" + m + "]"
+		canon, ok := methodPattern(m)
+		if !ok {
+			p.add(field, m, patternReason)
+		} else if other, dup := seen[canon]; dup {
+			p.add(field, m, "names the same service as Methods["+other+"]")
+		} else {
+			seen[canon] = m
 		}
-		if err := c.Methods[m].validate(fmt.Sprintf("FaultConfig.Methods[%q]", m)); err != nil {
-			return err
-		}
+		p.nest(field, c.Methods[m].validate())
 	}
-	return nil
+	return p.err()
 }
 
 // ChaosConfig configures a [Chaos] interceptor. The zero value injects
@@ -149,8 +155,13 @@ type ChaosConfig struct {
 	Faults FaultConfig
 }
 
-// Validate reports the first bad field of Faults. The zero value is valid.
-func (c ChaosConfig) Validate() error { return c.Faults.Validate() }
+// Validate reports every bad field of Faults, as [FaultConfig.Validate]
+// does, with Fields prefixed by "Faults.". The zero value is valid.
+func (c ChaosConfig) Validate() error {
+	var p problems
+	p.nest("Faults", c.Faults.Validate())
+	return p.err()
+}
 
 // compiledFault is a Fault with its injected error prepared.
 type compiledFault struct {
@@ -170,7 +181,8 @@ type schedule struct {
 func compile(cfg FaultConfig) *schedule {
 	s := &schedule{cfg: FaultConfig{All: cfg.All, Methods: maps.Clone(cfg.Methods)}}
 	s.all = compileFault(cfg.All)
-	for m, f := range cfg.Methods {
+	for key, f := range cfg.Methods {
+		m, _ := methodPattern(key) // Validate accepted it
 		target := &s.methods
 		if strings.HasSuffix(m, "/") {
 			target = &s.services
@@ -210,51 +222,43 @@ func (s *schedule) lookup(fullMethod string) *compiledFault {
 	return s.all
 }
 
-// Chaos is a fault-injection interceptor for tests and drills: it injects
-// error codes, latency and stream aborts into calls, as its current
-// [FaultConfig] says, deciding with a seeded random source. With the zero
-// FaultConfig it injects nothing and costs one atomic load per call.
+// Chaos is the fault-injection stage of a [Server], for tests and drills:
+// it injects error codes, latency and stream aborts into calls, as its
+// current [FaultConfig] says, deciding with a seeded random source. With
+// the zero FaultConfig it injects nothing and costs one atomic load per
+// call.
 //
 // [Chaos.Set] replaces the schedule at run time, atomically: each call
 // sees either the old schedule or the new one, never a mix. Exempt methods
-// (health, reflection, [WithExempt]) are never faulted.
+// (health, reflection, [Config.Exempt]) are never faulted.
 //
 // Decisions are deterministic for a seed: every call to a faulted method
 // draws the same number of random values, in one critical section, so that
 // calls made one after another get the same faults run after run.
 // Concurrent calls draw in the order they arrive.
 //
-// A Chaos is safe for concurrent use. Create it with [NewChaos]; the zero
-// value is not usable.
+// A Chaos is safe for concurrent use. [Server.Chaos] returns the one of a
+// Server; the zero value is not usable.
 type Chaos struct {
-	exempt *exemptions
-	obs    Observer
-	sched  atomic.Pointer[schedule]
+	obs   Observer
+	sched atomic.Pointer[schedule]
 
 	mu  sync.Mutex
 	rng *rand.Rand
 }
 
-// NewChaos returns a Chaos configured by cfg and opts, or an error naming
-// the bad field when cfg or an option is invalid.
-func NewChaos(cfg ChaosConfig, opts ...Option) (*Chaos, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	o, ex, err := buildOptions(opts)
-	if err != nil {
-		return nil, err
-	}
-	c := &Chaos{exempt: ex, obs: o.observer, rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15))}
+// newChaos returns the Chaos of a valid cfg.
+func newChaos(cfg ChaosConfig, obs Observer) *Chaos {
+	c := &Chaos{obs: obs, rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15))}
 	c.sched.Store(compile(cfg.Faults))
-	return c, nil
+	return c
 }
 
 // Set replaces the schedule atomically: calls that start afterwards see
 // the new one; calls already delayed or running keep the old one. An
-// invalid cfg leaves the schedule unchanged and returns an error naming
-// the bad field. Set(FaultConfig{}) stops every injection. It does not
-// reseed the random source.
+// invalid cfg leaves the schedule unchanged and returns the error of
+// [FaultConfig.Validate]. Set(FaultConfig{}) stops every injection. It
+// does not reseed the random source.
 func (c *Chaos) Set(cfg FaultConfig) error {
 	if err := cfg.Validate(); err != nil {
 		return err
@@ -320,7 +324,7 @@ func sampleLatency(lo, hi time.Duration, tailRate float64, tail time.Duration, u
 // error when the call must fail without running the handler.
 func (c *Chaos) inject(ctx context.Context, fullMethod string, d decision, setTrailer func(metadata.MD)) error {
 	if d.delay > 0 {
-		c.obs.Observe(ctx, Event{Kind: EventFaultLatency, FullMethod: fullMethod, Delay: d.delay})
+		c.obs.emit(ctx, Event{Kind: EventFaultLatency, FullMethod: fullMethod, Delay: d.delay})
 		t := time.NewTimer(d.delay)
 		select {
 		case <-t.C:
@@ -341,17 +345,7 @@ func (c *Chaos) fail(ctx context.Context, fullMethod string, f *compiledFault, k
 	if f.trailer != nil {
 		setTrailer(f.trailer)
 	}
-	c.obs.Observe(ctx, Event{Kind: kind, FullMethod: fullMethod, Code: f.Code, Delay: f.Pushback, Messages: sent})
-}
-
-// UnaryServerInterceptor returns the unary interceptor.
-func (c *Chaos) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		if c.exempt.match(info.FullMethod) {
-			return handler(ctx, req)
-		}
-		return c.unary(ctx, req, info, handler)
-	}
+	c.obs.emit(ctx, Event{Kind: kind, FullMethod: fullMethod, Code: f.Code, Delay: f.Pushback, Messages: sent})
 }
 
 func (c *Chaos) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
@@ -363,16 +357,6 @@ func (c *Chaos) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, 
 		return nil, err
 	}
 	return handler(ctx, req)
-}
-
-// StreamServerInterceptor returns the stream interceptor.
-func (c *Chaos) StreamServerInterceptor() grpc.StreamServerInterceptor {
-	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		if c.exempt.match(info.FullMethod) {
-			return handler(srv, ss)
-		}
-		return c.stream(srv, ss, info, handler)
-	}
 }
 
 func (c *Chaos) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {

@@ -19,13 +19,11 @@ import (
 	testingv1 "github.com/engineeringlabs/grpc-resilience/proto/gen/grpcresilience/testing/v1"
 )
 
-func startChaos(t *testing.T, cfg server.ChaosConfig, opts ...server.Option) (*rig, *server.Chaos) {
+// startChaos starts a rig whose server pipeline has only a chaos stage.
+func startChaos(t *testing.T, cfg server.ChaosConfig, obs server.Observer) (*rig, *server.Chaos) {
 	t.Helper()
-	c, err := server.NewChaos(cfg, opts...)
-	if err != nil {
-		t.Fatalf("NewChaos: %v", err)
-	}
-	return startRig(t, c.UnaryServerInterceptor(), c.StreamServerInterceptor(), outer{}), c
+	r, s := startPipeline(t, server.Config{Chaos: cfg, Observer: obs}, outer{})
+	return r, s.Chaos()
 }
 
 // failures makes n sequential calls and returns the indexes of those that
@@ -51,14 +49,14 @@ func failures(t *testing.T, r *rig, n int, code codes.Code) []int {
 func TestChaosErrorRateDeterministic(t *testing.T) {
 	const n, rate = 400, 0.25
 	cfg := server.ChaosConfig{Seed: 42, Faults: server.FaultConfig{All: server.Fault{ErrorRate: rate, Code: codes.Aborted}}}
-	r1, _ := startChaos(t, cfg)
-	r2, _ := startChaos(t, cfg)
+	r1, _ := startChaos(t, cfg, server.Observer{})
+	r2, _ := startChaos(t, cfg, server.Observer{})
 	a, b := failures(t, r1, n, codes.Aborted), failures(t, r2, n, codes.Aborted)
 	if fmt.Sprint(a) != fmt.Sprint(b) {
 		t.Errorf("two runs with seed 42 failed different calls:\n%v\n%v", a, b)
 	}
 	// Binomial(400, 0.25): mean 100, standard deviation 8.7; the bounds are
-	// five deviations out, and the count is fixed for the seed anyway.
+	// five deviations out, and the count is fixed for seed 42 anyway.
 	if len(a) < 57 || len(a) > 143 {
 		t.Errorf("%d of %d calls failed, want about %v", len(a), n, rate*n)
 	}
@@ -66,7 +64,7 @@ func TestChaosErrorRateDeterministic(t *testing.T) {
 		t.Errorf("the handler ran %d times, want %d (injected errors never reach it)", got, n-len(a))
 	}
 
-	r3, _ := startChaos(t, server.ChaosConfig{Seed: 43, Faults: cfg.Faults})
+	r3, _ := startChaos(t, server.ChaosConfig{Seed: 43, Faults: cfg.Faults}, server.Observer{})
 	if c := failures(t, r3, n, codes.Aborted); fmt.Sprint(c) == fmt.Sprint(a) {
 		t.Errorf("seeds 42 and 43 failed the same calls")
 	}
@@ -76,7 +74,7 @@ func TestChaosErrorRateDeterministic(t *testing.T) {
 // ErrFaultInjected on the server.
 func TestChaosErrorPushback(t *testing.T) {
 	rec := &recorder{}
-	r, _ := startChaos(t, server.ChaosConfig{Faults: server.FaultConfig{All: server.Fault{ErrorRate: 1, Pushback: 1500 * time.Millisecond}}}, server.WithObserver(rec))
+	r, _ := startChaos(t, server.ChaosConfig{Faults: server.FaultConfig{All: server.Fault{ErrorRate: 1, Pushback: 1500 * time.Millisecond}}}, rec.observer())
 	var trailer metadata.MD
 	_, err := r.client.Unary(context.Background(), unaryReq("c"), grpc.Trailer(&trailer))
 	st, _ := status.FromError(err)
@@ -103,7 +101,7 @@ func TestChaosLatency(t *testing.T) {
 	t.Run("fixed", func(t *testing.T) {
 		const d = 30 * time.Millisecond
 		rec := &recorder{}
-		r, _ := startChaos(t, server.ChaosConfig{Faults: server.FaultConfig{All: server.Fault{Latency: d}}}, server.WithObserver(rec))
+		r, _ := startChaos(t, server.ChaosConfig{Faults: server.FaultConfig{All: server.Fault{Latency: d}}}, rec.observer())
 		start := time.Now()
 		if _, err := r.client.Unary(context.Background(), unaryReq("c")); err != nil {
 			t.Fatal(err)
@@ -116,7 +114,7 @@ func TestChaosLatency(t *testing.T) {
 		}
 	})
 	t.Run("honours the deadline", func(t *testing.T) {
-		r, _ := startChaos(t, server.ChaosConfig{Faults: server.FaultConfig{All: server.Fault{Latency: time.Hour}}})
+		r, _ := startChaos(t, server.ChaosConfig{Faults: server.FaultConfig{All: server.Fault{Latency: time.Hour}}}, server.Observer{})
 		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 		defer cancel()
 		start := time.Now()
@@ -140,12 +138,12 @@ func TestChaosLatency(t *testing.T) {
 	})
 	t.Run("honours cancellation", func(t *testing.T) {
 		delayed := make(chan struct{}, 1)
-		obs := server.ObserverFunc(func(_ context.Context, e server.Event) {
+		obs := server.Observer{OnEvent: func(_ context.Context, e server.Event) {
 			if e.Kind == server.EventFaultLatency {
 				delayed <- struct{}{}
 			}
-		})
-		r, _ := startChaos(t, server.ChaosConfig{Faults: server.FaultConfig{All: server.Fault{Latency: time.Hour}}}, server.WithObserver(obs))
+		}}
+		r, _ := startChaos(t, server.ChaosConfig{Faults: server.FaultConfig{All: server.Fault{Latency: time.Hour}}}, obs)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() {
@@ -174,7 +172,7 @@ func TestChaosStreamAbortAfterK(t *testing.T) {
 	r, _ := startChaos(t, server.ChaosConfig{Faults: server.FaultConfig{Methods: map[string]server.Fault{
 		testingv1.TestService_ServerStream_FullMethodName: {AbortRate: 1, AbortAfter: k, Code: codes.Internal, Pushback: 40 * time.Millisecond},
 		testingv1.TestService_BidiStream_FullMethodName:   {AbortRate: 1, AbortAfter: k},
-	}}}, server.WithObserver(rec))
+	}}}, rec.observer())
 
 	s, err := r.client.ServerStream(context.Background(), &testingv1.ServerStreamRequest{Behavior: &testingv1.Behavior{StreamMessages: 10}})
 	if err != nil {
@@ -248,7 +246,7 @@ func TestChaosStreamAbortAfterK(t *testing.T) {
 // Set switches schedules at run time: healthy, partial outage of one
 // method, full outage, recovery. Calls racing with Set see either schedule.
 func TestChaosSetSchedules(t *testing.T) {
-	r, c := startChaos(t, server.ChaosConfig{Seed: 1})
+	r, c := startChaos(t, server.ChaosConfig{Seed: 1}, server.Observer{})
 	call := func() codes.Code {
 		_, err := r.client.Unary(context.Background(), unaryReq("c"))
 		return status.Code(err)
@@ -320,4 +318,20 @@ func TestChaosSetSchedules(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
+}
+
+// A FaultConfig.Methods key "pkg.Service" faults every method of the
+// service, as "/pkg.Service/" does, and a method's own entry still wins.
+func TestChaosServiceKey(t *testing.T) {
+	service := testingv1.TestService_ServiceDesc.ServiceName
+	r, _ := startChaos(t, server.ChaosConfig{Faults: server.FaultConfig{Methods: map[string]server.Fault{
+		service: {ErrorRate: 1, Code: codes.Aborted},
+		testingv1.TestService_Query_FullMethodName: {},
+	}}}, server.Observer{})
+	if _, err := r.client.Unary(context.Background(), unaryReq("u")); status.Code(err) != codes.Aborted {
+		t.Errorf("Unary: %v, want ABORTED from the service's entry", err)
+	}
+	if _, err := r.client.Query(context.Background(), &testingv1.QueryRequest{}); err != nil {
+		t.Errorf("Query: %v, want OK from its own zero entry", err)
+	}
 }

@@ -59,7 +59,7 @@ func checkDeadlineRejection(t *testing.T, r *rig, err error) {
 // handler or taking a bulkhead slot.
 func TestExpiredDeadlineRejectedWithoutRunningHandler(t *testing.T) {
 	rec := &recorder{}
-	r, p := startPipeline(t, server.Config{Bulkhead: server.BulkheadConfig{Limit: 1}, Observer: rec}, expire)
+	r, p := startPipeline(t, server.Config{Bulkhead: server.BulkheadConfig{Limit: 1}, Observer: rec.observer()}, expire)
 	_, err := r.client.Unary(context.Background(), unaryReq("late"))
 	checkDeadlineRejection(t, r, err)
 
@@ -143,7 +143,7 @@ func (d *deadlines) stream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerIn
 func TestDefaultDeadline(t *testing.T) {
 	const def = 20 * time.Second
 	rec := &recorder{}
-	p, err := server.New(server.Config{Deadline: server.DeadlineConfig{Default: def}, Observer: rec})
+	p, err := server.New(server.Config{Deadline: server.DeadlineConfig{Default: def}, Observer: rec.observer()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,14 +196,11 @@ func TestDefaultDeadlineEndsSlowCall(t *testing.T) {
 	}
 }
 
-// The stand-alone Deadline interceptors behave as the pipeline's stage.
-func TestDeadlineInterceptors(t *testing.T) {
-	d, err := server.NewDeadline(server.DeadlineConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := startRig(t, d.UnaryServerInterceptor(), d.StreamServerInterceptor(), expire)
-	_, err = r.client.Unary(context.Background(), unaryReq("late"))
+// The zero Config rejects expired calls, a bidi stream as well as a unary
+// call, without running the handler.
+func TestZeroConfigRejectsExpiredCalls(t *testing.T) {
+	r, _ := startPipeline(t, server.Config{}, expire)
+	_, err := r.client.Unary(context.Background(), unaryReq("late"))
 	checkDeadlineRejection(t, r, err)
 	s, err := r.client.BidiStream(context.Background())
 	if err != nil {

@@ -3,25 +3,30 @@
 // sheds load per method or per caller key (optionally with an adaptive
 // limit), and a fault-injection (chaos) interceptor for tests and drills.
 //
-// Most servers want the whole [Pipeline]:
+// A [Server] built from a [Config] holds them all:
 //
-//	p, err := server.New(server.Config{
+//	rs, err := server.New(server.Config{
 //		Deadline: server.DeadlineConfig{MinRemaining: 5 * time.Millisecond},
 //		Bulkhead: server.BulkheadConfig{Limit: 64, PartitionBy: server.PartitionByMethod},
 //	})
-//	if err != nil { ... }
+//	if err != nil { ... } // every bad field, as *resilience.FieldError values
 //	s := grpc.NewServer(
-//		grpc.ChainUnaryInterceptor(p.UnaryServerInterceptor()),
-//		grpc.ChainStreamInterceptor(p.StreamServerInterceptor()),
+//		grpc.ChainUnaryInterceptor(rs.UnaryServerInterceptor()),
+//		grpc.ChainStreamInterceptor(rs.StreamServerInterceptor()),
 //	)
 //
-// The pipeline applies its stages in this order, outermost first:
+// Every zero field of Config has a useful default: Config{} rejects only
+// calls whose deadline has passed. A stage whose Config is zero costs next
+// to nothing, so there is one way to build the pipeline, whichever stages
+// a server uses.
+//
+// The Server applies its stages in this order, outermost first:
 //
 //  1. Exemption: health checks (grpc.health.v1.Health), server reflection
-//     (v1 and v1alpha) and the methods of [Config.Exempt] go straight to the
-//     handler. They are never shed, never rejected for their deadline and
-//     never faulted, so that a load balancer still sees a healthy, if busy,
-//     server.
+//     (v1 and v1alpha) and the methods and services of [Config.Exempt] go
+//     straight to the handler. They are never shed, never rejected for
+//     their deadline and never faulted, so that a load balancer still sees
+//     a healthy, if busy, server.
 //  2. Deadline enforcement: a call whose deadline has passed, or leaves less
 //     than [DeadlineConfig.MinRemaining], is rejected with DEADLINE_EXCEEDED
 //     before it takes a bulkhead slot or runs any code.
@@ -40,9 +45,8 @@
 //     slow callers down without loading the server, which tests nothing.
 //  6. The handler.
 //
-// Each stage is also available on its own ([NewDeadline], [NewBulkhead],
-// [NewChaos]) for callers who compose their own chain; each honours the
-// same exemptions.
+// [Server.Chaos] changes the fault schedule at run time, and
+// [Server.Bulkhead] exposes the bulkhead's partitions for metrics.
 //
 // Every error these interceptors return is a gRPC status ([status.FromError]
 // works) that also unwraps to the vocabulary of the resilience package: a
@@ -52,5 +56,6 @@
 //
 // An [Observer] hears about every shed call, deadline rejection, default
 // deadline and injected fault, with the call's context, so that telemetry
-// can annotate the server span.
+// can annotate the server span, and about every bulkhead partition evicted
+// or refused because [BulkheadConfig.MaxPartitions] was reached.
 package server

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	resilience "github.com/engineeringlabs/grpc-resilience"
 	"github.com/engineeringlabs/grpc-resilience/interceptors/classify"
 	"github.com/engineeringlabs/grpc-resilience/interceptors/server"
 	testingv1 "github.com/engineeringlabs/grpc-resilience/proto/gen/grpcresilience/testing/v1"
@@ -21,7 +22,7 @@ import (
 // runs, the next one is shed with RESOURCE_EXHAUSTED and a pushback the
 // client can honour.
 func Example() {
-	p, err := server.New(server.Config{
+	s, err := server.New(server.Config{
 		Deadline: server.DeadlineConfig{MinRemaining: time.Millisecond},
 		Bulkhead: server.BulkheadConfig{Limit: 1, PushbackDelay: 200 * time.Millisecond},
 	})
@@ -29,8 +30,8 @@ func Example() {
 		panic(err)
 	}
 	srv, err := testservice.Start(testservice.WithTCP("127.0.0.1:0"), testservice.WithServerOptions(
-		grpc.ChainUnaryInterceptor(p.UnaryServerInterceptor()),
-		grpc.ChainStreamInterceptor(p.StreamServerInterceptor()),
+		grpc.ChainUnaryInterceptor(s.UnaryServerInterceptor()),
+		grpc.ChainStreamInterceptor(s.StreamServerInterceptor()),
 	))
 	if err != nil {
 		panic(err)
@@ -69,13 +70,14 @@ func Example() {
 // A chaos drill: healthy, then a partial outage of one method, then a full
 // outage, then recovery, switched at run time.
 func ExampleChaos_Set() {
-	chaos, err := server.NewChaos(server.ChaosConfig{Seed: 1})
+	s, err := server.New(server.Config{Chaos: server.ChaosConfig{Seed: 1}})
 	if err != nil {
 		panic(err)
 	}
+	chaos := s.Chaos()
 	srv, err := testservice.Start(testservice.WithTCP("127.0.0.1:0"), testservice.WithServerOptions(
-		grpc.ChainUnaryInterceptor(chaos.UnaryServerInterceptor()),
-		grpc.ChainStreamInterceptor(chaos.StreamServerInterceptor()),
+		grpc.ChainUnaryInterceptor(s.UnaryServerInterceptor()),
+		grpc.ChainStreamInterceptor(s.StreamServerInterceptor()),
 	))
 	if err != nil {
 		panic(err)
@@ -107,4 +109,56 @@ func ExampleChaos_Set() {
 	// partial  Unary Unavailable, Query OK
 	// outage   Unary Unavailable, Query Unavailable
 	// recovery Unary OK, Query OK
+}
+
+// Validate reports every bad setting at once, each as a
+// *resilience.FieldError naming its path from Config, so that a config
+// loader can point at its own keys.
+func ExampleConfig_Validate() {
+	err := server.Config{
+		Exempt:   []string{"grpc.testing.TestService", "/a/b/c"},
+		Bulkhead: server.BulkheadConfig{Limit: 8, Queue: -1},
+		Chaos: server.ChaosConfig{Faults: server.FaultConfig{Methods: map[string]server.Fault{
+			"/grpc.testing.TestService/EmptyCall": {ErrorRate: 1.5},
+		}}},
+	}.Validate()
+	for _, fe := range resilience.FieldErrors(err) {
+		fmt.Println(fe.Field, "=", fe.Value)
+	}
+	// Output:
+	// Exempt[1] = /a/b/c
+	// Bulkhead.Queue = -1
+	// Chaos.Faults.Methods[/grpc.testing.TestService/EmptyCall].ErrorRate = 1.5
+}
+
+// An Observer hears about every shed call, deadline rejection, default
+// deadline, injected fault and bulkhead partition eviction or overflow.
+// telemetry.Telemetry.ServerObserver returns one that records spans,
+// metrics and logs.
+func ExampleObserver() {
+	s, err := server.New(server.Config{
+		Deadline: server.DeadlineConfig{Default: time.Second},
+		Observer: server.Observer{OnEvent: func(ctx context.Context, e server.Event) {
+			fmt.Println(e.Kind, e.FullMethod, e.Delay)
+		}},
+	})
+	if err != nil {
+		panic(err)
+	}
+	srv, err := testservice.Start(testservice.WithTCP("127.0.0.1:0"), testservice.WithServerOptions(
+		grpc.ChainUnaryInterceptor(s.UnaryServerInterceptor()),
+	))
+	if err != nil {
+		panic(err)
+	}
+	defer srv.Stop()
+	conn, err := srv.Dial()
+	if err != nil {
+		panic(err)
+	}
+	defer conn.Close()
+	// A call without a deadline gets the default one.
+	_, _ = testingv1.NewTestServiceClient(conn).Unary(context.Background(), &testingv1.UnaryRequest{})
+	// Output:
+	// default_deadline /grpcresilience.testing.v1.TestService/Unary 1s
 }

@@ -27,7 +27,7 @@ func TestExemptUnderOverload(t *testing.T) {
 		Exempt:   []string{testingv1.TestService_Query_FullMethodName},
 		Deadline: server.DeadlineConfig{MinRemaining: 24 * time.Hour},
 		Bulkhead: server.BulkheadConfig{Limit: 2},
-		Observer: rec,
+		Observer: rec.observer(),
 	}, outer{})
 	release := r.block(t, "blocker", 2)
 	defer release()
@@ -85,5 +85,33 @@ func TestExemptUnderOverload(t *testing.T) {
 		if e.FullMethod != testingv1.TestService_Unary_FullMethodName {
 			t.Errorf("event %+v on an exempt method", e)
 		}
+	}
+}
+
+// Config.Exempt takes a whole service as "pkg.Service" or "/pkg.Service/",
+// and one method as "/pkg.Service/Method": under a total chaos outage,
+// exactly the methods named get through.
+func TestExemptForms(t *testing.T) {
+	service := testingv1.TestService_ServiceDesc.ServiceName
+	for _, tc := range []struct {
+		exempt           string
+		unaryOK, queryOK bool
+	}{
+		{service, true, true},
+		{"/" + service + "/", true, true},
+		{testingv1.TestService_Unary_FullMethodName, true, false},
+		{"other.Service", false, false},
+	} {
+		t.Run(tc.exempt, func(t *testing.T) {
+			r, _ := startPipeline(t, server.Config{
+				Exempt: []string{tc.exempt},
+				Chaos:  server.ChaosConfig{Faults: server.FaultConfig{All: server.Fault{ErrorRate: 1}}},
+			}, outer{})
+			_, errU := r.client.Unary(context.Background(), unaryReq("u"))
+			_, errQ := r.client.Query(context.Background(), &testingv1.QueryRequest{})
+			if (errU == nil) != tc.unaryOK || (errQ == nil) != tc.queryOK {
+				t.Errorf("Unary: %v, Query: %v; want OK %v and %v", errU, errQ, tc.unaryOK, tc.queryOK)
+			}
+		})
 	}
 }

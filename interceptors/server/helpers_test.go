@@ -48,13 +48,16 @@ func (g *gauge) stream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, 
 	return handler(srv, ss)
 }
 
-// recorder is an Observer that keeps every event.
+// recorder keeps every event of the Observer its observer method
+// returns.
 type recorder struct {
 	mu     sync.Mutex
 	events []server.Event
 }
 
-func (r *recorder) Observe(_ context.Context, e server.Event) {
+func (r *recorder) observer() server.Observer { return server.Observer{OnEvent: r.observe} }
+
+func (r *recorder) observe(_ context.Context, e server.Event) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.events = append(r.events, e)
@@ -172,7 +175,7 @@ func startRig(t *testing.T, unary grpc.UnaryServerInterceptor, stream grpc.Strea
 	return r
 }
 
-func startPipeline(t *testing.T, cfg server.Config, o outer) (*rig, *server.Pipeline) {
+func startPipeline(t *testing.T, cfg server.Config, o outer) (*rig, *server.Server) {
 	t.Helper()
 	p, err := server.New(cfg)
 	if err != nil {

@@ -10,6 +10,8 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+
+	resilience "github.com/engineeringlabs/grpc-resilience"
 )
 
 func TestSampleLatency(t *testing.T) {
@@ -52,10 +54,7 @@ func TestPushbackMillis(t *testing.T) {
 }
 
 func TestExemptionsMatch(t *testing.T) {
-	e, err := newExemptions("x", []string{"/a.S/", "/b.S/M"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := newExemptions([]string{"/a.S/", "/b.S/M", "c.S", "bad/"})
 	for m, want := range map[string]bool{
 		"/grpc.health.v1.Health/Check":                                   true,
 		"/grpc.health.v1.Health/Watch":                                   true,
@@ -64,6 +63,9 @@ func TestExemptionsMatch(t *testing.T) {
 		"/a.S/Anything":                 true,
 		"/b.S/M":                        true,
 		"/b.S/N":                        false,
+		"/c.S/Any":                      true,
+		"/c.S/":                         true,
+		"/bad//":                        false,
 		"/grpc.health.v1.HealthX/Check": false,
 		"":                              false,
 		"/":                             false,
@@ -89,11 +91,8 @@ func TestTooLate(t *testing.T) {
 // The hot paths of an admitted call allocate nothing: exemption lookup and
 // a chaos decision with nothing scheduled.
 func TestHotPathsAllocateNothing(t *testing.T) {
-	e, _ := newExemptions("x", nil)
-	c, err := NewChaos(ChaosConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := newExemptions(nil)
+	c := newChaos(ChaosConfig{}, Observer{})
 	if n := testing.AllocsPerRun(100, func() {
 		_ = e.match("/grpcresilience.testing.v1.TestService/Unary")
 		_ = c.decide("/grpcresilience.testing.v1.TestService/Unary")
@@ -142,23 +141,33 @@ func FuzzPushbackMillis(f *testing.F) {
 }
 
 // Method names come from the network: matching and pattern checks never
-// panic, health and reflection are always exempt, and a valid pattern
-// matches the methods it names.
+// panic, health and reflection are always exempt, a valid pattern matches
+// the methods it names, and Config.Validate accepts exactly the valid
+// patterns, naming the entry.
 func FuzzExemptions(f *testing.F) {
-	for _, s := range []string{"/a.S/M", "/a.S/", "", "/", "//", "a/b", "/a/b/c", "/grpc.health.v1.Health/Check", "\xff/\x00/"} {
+	for _, s := range []string{"/a.S/M", "/a.S/", "a.S", "", "/", "//", "a/b", "/a/b/c", "/grpc.health.v1.Health/Check", "\xff/\x00/"} {
 		f.Add(s, s)
 	}
 	f.Fuzz(func(t *testing.T, pattern, method string) {
-		e, err := newExemptions("x", []string{pattern})
+		canon, ok := methodPattern(pattern)
+		err := Config{Exempt: []string{pattern}}.Validate()
+		if ok != (err == nil) {
+			t.Fatalf("methodPattern(%q) ok = %v, but Validate: %v", pattern, ok, err)
+		}
 		if err != nil {
-			if !strings.Contains(err.Error(), "x[0]") {
-				t.Fatalf("error %v does not name the field", err)
+			if fe := resilience.FieldErrors(err); len(fe) != 1 || fe[0].Field != "Exempt[0]" {
+				t.Fatalf("Validate: %v, want one FieldError for Exempt[0]", err)
 			}
-			e, _ = newExemptions("x", nil)
-		} else if !e.match(pattern) && !strings.HasSuffix(pattern, "/") {
+		}
+		e := newExemptions([]string{pattern})
+		switch {
+		case !ok:
+		case strings.HasSuffix(canon, "/"):
+			if !e.match(canon + "M") {
+				t.Fatalf("service pattern %q does not match its method %q", pattern, canon+"M")
+			}
+		case !e.match(canon):
 			t.Fatalf("valid pattern %q does not match itself", pattern)
-		} else if strings.HasSuffix(pattern, "/") && !e.match(pattern+"M") {
-			t.Fatalf("service pattern %q does not match its method", pattern)
 		}
 		_ = e.match(method)
 		if !e.match("/grpc.health.v1.Health/Check") {
@@ -177,8 +186,14 @@ func FuzzFaultValidate(f *testing.F) {
 			TailRate: tailRate, TailLatency: time.Duration(tail), AbortRate: abortRate, AbortAfter: abortAfter}
 		cfg := FaultConfig{All: flt}
 		if err := cfg.Validate(); err != nil {
-			if !strings.Contains(err.Error(), "FaultConfig.All.") {
-				t.Fatalf("error %v does not name the field", err)
+			fes := resilience.FieldErrors(err)
+			if len(fes) == 0 {
+				t.Fatalf("error %v holds no FieldError", err)
+			}
+			for _, fe := range fes {
+				if !strings.HasPrefix(fe.Field, "All.") {
+					t.Fatalf("FieldError %v is not under All", fe)
+				}
 			}
 			return
 		}
@@ -192,10 +207,7 @@ func FuzzFaultValidate(f *testing.F) {
 func codesCode(c uint32) codes.Code { return codes.Code(c) }
 
 func TestLongHeaderKeysShareTheOverflowPartition(t *testing.T) {
-	b, err := NewBulkhead(BulkheadConfig{Limit: 1, PartitionBy: PartitionByHeader, Header: "x-caller"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := newBulkhead(BulkheadConfig{Limit: 1, PartitionBy: PartitionByHeader, Header: "x-caller"}, Observer{})
 	for _, tc := range []struct {
 		value, want string
 	}{

@@ -27,9 +27,20 @@ const (
 	// EventFaultAbort is a stream the chaos interceptor aborted after some
 	// messages.
 	EventFaultAbort
+	// EventPartitionEvicted is a keyed bulkhead partition that was idle
+	// and was dropped to make room for a new key, once the bulkhead held
+	// [BulkheadConfig.MaxPartitions] of them. Key is the dropped key;
+	// FullMethod is empty.
+	EventPartitionEvicted
+	// EventPartitionOverflow is a call whose partition key was new while
+	// every keyed partition was busy: it runs in the shared overflow
+	// partition instead of one of its own. Key is the call's key;
+	// FullMethod is empty.
+	EventPartitionOverflow
 )
 
-var eventKindNames = [...]string{"", "shed", "deadline_rejected", "default_deadline", "fault_latency", "fault_error", "fault_abort"}
+var eventKindNames = [...]string{"", "shed", "deadline_rejected", "default_deadline", "fault_latency", "fault_error", "fault_abort",
+	"partition_evicted", "partition_overflow"}
 
 // String returns the event's name in snake case, such as "shed", as a
 // telemetry attribute would spell it.
@@ -52,7 +63,8 @@ type Event struct {
 	// injected code for EventFaultError and EventFaultAbort.
 	Code codes.Code
 	// Key is the bulkhead partition key of a shed call ("" for the shared
-	// or overflow partition).
+	// or overflow partition), or the key of EventPartitionEvicted and
+	// EventPartitionOverflow.
 	Key string
 	// Delay is the pushback delay sent with a shed call or an injected
 	// error, the latency injected for EventFaultLatency, or the timeout
@@ -66,26 +78,26 @@ type Event struct {
 	Messages int
 }
 
-// Observer hears about the events of the server interceptors, for
-// telemetry: the interceptors of issue 8 annotate the server span found in
-// ctx. Observe is called synchronously, in the goroutine of the call, with
-// the call's context; it must be safe for concurrent use and fast.
-type Observer interface {
-	Observe(ctx context.Context, e Event)
+// Observer hears about the events of a [Server], for telemetry:
+// [telemetry.Telemetry.ServerObserver] annotates the server span found in
+// the call's context and counts and logs each event. The zero Observer,
+// the default, observes nothing; a nil hook costs one comparison.
+//
+// [telemetry.Telemetry.ServerObserver]: https://pkg.go.dev/github.com/engineeringlabs/grpc-resilience/interceptors/telemetry#Telemetry.ServerObserver
+type Observer struct {
+	// OnEvent is called for every shed call, deadline rejection, default
+	// deadline, injected fault and bulkhead partition eviction or
+	// overflow. It runs synchronously on the goroutine of the call that
+	// caused the event, with the call's context (context.Background() for
+	// EventPartitionEvicted and EventPartitionOverflow), before the call
+	// goes on, and never while the Server holds a lock. It must be safe
+	// for concurrent use and quick.
+	OnEvent func(ctx context.Context, e Event)
 }
 
-// ObserverFunc adapts a function to an [Observer]. A nil ObserverFunc
-// observes nothing.
-type ObserverFunc func(ctx context.Context, e Event)
-
-// Observe calls f(ctx, e) unless f is nil.
-func (f ObserverFunc) Observe(ctx context.Context, e Event) {
-	if f != nil {
-		f(ctx, e)
+// emit calls o.OnEvent(ctx, e) unless it is nil.
+func (o *Observer) emit(ctx context.Context, e Event) {
+	if o.OnEvent != nil {
+		o.OnEvent(ctx, e)
 	}
 }
-
-// nopObserver is the default Observer: it does nothing.
-type nopObserver struct{}
-
-func (nopObserver) Observe(context.Context, Event) {}

@@ -2,22 +2,24 @@ package server
 
 import (
 	"context"
-	"fmt"
+	"strconv"
 
 	"google.golang.org/grpc"
 )
 
-// Config configures a server [Pipeline]. The zero value is a pipeline that
+// Config configures a [Server]. The zero value is a server pipeline that
 // only rejects calls whose deadline has already passed, and whose chaos
-// stage injects nothing until [Chaos.Set] says otherwise.
+// stage injects nothing until [Chaos.Set] says otherwise. [New] copies it:
+// changing a Config afterwards changes nothing.
 type Config struct {
-	// Exempt lists further methods ("/pkg.Service/Method") or services
-	// ("/pkg.Service/") that go straight to the handler, on top of health
-	// checking and server reflection, which always do. The default is none.
+	// Exempt lists further methods ("/pkg.Service/Method") or whole
+	// services ("pkg.Service", or "/pkg.Service/") that go straight to the
+	// handler, on top of health checking and server reflection, which
+	// always do. The default is none. Other forms are invalid.
 	Exempt []string
 	// Observer hears about every shed call, deadline rejection, default
-	// deadline and injected fault. The default, nil, is an observer that
-	// does nothing.
+	// deadline, injected fault and bulkhead partition eviction or
+	// overflow. The default, the zero Observer, observes nothing.
 	Observer Observer
 	// Deadline configures deadline enforcement and the default deadline.
 	// The zero value rejects only calls whose deadline has passed.
@@ -28,102 +30,93 @@ type Config struct {
 	Chaos ChaosConfig
 }
 
-// Validate reports the first bad field, naming it and the bad value. The
-// zero value is valid.
+// Validate reports every bad field at once, each as a
+// *[resilience.FieldError] whose Field is the path from Config, such as
+// "Exempt[2]", "Bulkhead.Limit" or
+// "Chaos.Faults.Methods[/pkg.Svc/M].ErrorRate", joined with
+// [errors.Join]. The zero value is valid.
 func (c Config) Validate() error {
+	var p problems
 	for i, m := range c.Exempt {
-		if err := checkMethodPattern(m); err != nil {
-			return fmt.Errorf("server: Config.Exempt[%d]: %q, %v", i, m, err)
+		if _, ok := methodPattern(m); !ok {
+			p.add("Exempt["+strconv.Itoa(i)+"]", m, patternReason)
 		}
 	}
-	if err := c.Deadline.Validate(); err != nil {
-		return err
-	}
-	if err := c.Bulkhead.Validate(); err != nil {
-		return err
-	}
-	return c.Chaos.Validate()
+	p.nest("Deadline", c.Deadline.Validate())
+	p.nest("Bulkhead", c.Bulkhead.Validate())
+	p.nest("Chaos", c.Chaos.Validate())
+	return p.err()
 }
 
-// Pipeline is the server-side resilience pipeline: one unary and one stream
+// Server is the server-side resilience pipeline: one unary and one stream
 // interceptor that apply, outermost first, exemption, deadline
 // enforcement, the default deadline, the bulkhead, fault injection and then
 // the handler (see the package documentation for why in this order).
 //
-// A Pipeline is safe for concurrent use. Create it with [New]; the zero
+// A Server is safe for concurrent use. Create it with [New]; the zero
 // value is not usable.
-type Pipeline struct {
+type Server struct {
 	exempt   *exemptions
-	deadline *Deadline
+	deadline *deadline
 	bulkhead *Bulkhead
 	chaos    *Chaos
 }
 
-// New returns the pipeline configured by cfg, or an error naming the bad
-// field.
-func New(cfg Config) (*Pipeline, error) {
+// New returns the server pipeline configured by cfg, or the error of
+// [Config.Validate] when cfg is invalid.
+func New(cfg Config) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	opts := []Option{WithExempt(cfg.Exempt...), WithObserver(cfg.Observer)}
-	ex, err := newExemptions("Config.Exempt", cfg.Exempt)
-	if err != nil {
-		return nil, err
-	}
-	p := &Pipeline{exempt: ex}
-	if p.deadline, err = NewDeadline(cfg.Deadline, opts...); err != nil {
-		return nil, err
-	}
-	if p.bulkhead, err = NewBulkhead(cfg.Bulkhead, opts...); err != nil {
-		return nil, err
-	}
-	if p.chaos, err = NewChaos(cfg.Chaos, opts...); err != nil {
-		return nil, err
-	}
-	return p, nil
+	return &Server{
+		exempt:   newExemptions(cfg.Exempt),
+		deadline: newDeadline(cfg.Deadline, cfg.Observer),
+		bulkhead: newBulkhead(cfg.Bulkhead, cfg.Observer),
+		chaos:    newChaos(cfg.Chaos, cfg.Observer),
+	}, nil
 }
 
-// Chaos returns the pipeline's fault injector, whose [Chaos.Set] changes
+// Chaos returns the server's fault injector, whose [Chaos.Set] changes
 // the schedule at run time.
-func (p *Pipeline) Chaos() *Chaos { return p.chaos }
+func (s *Server) Chaos() *Chaos { return s.chaos }
 
-// Bulkhead returns the pipeline's bulkhead; its [Bulkhead.Partitions] is
+// Bulkhead returns the server's bulkhead; its [Bulkhead.Partitions] is
 // nil when the bulkhead is disabled.
-func (p *Pipeline) Bulkhead() *Bulkhead { return p.bulkhead }
+func (s *Server) Bulkhead() *Bulkhead { return s.bulkhead }
 
-// UnaryServerInterceptor returns the pipeline as one unary interceptor,
+// UnaryServerInterceptor returns the server pipeline as one unary interceptor,
 // for grpc.ChainUnaryInterceptor. A call rejected by a stage never reaches
 // the later stages or the handler.
-func (p *Pipeline) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
+func (s *Server) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		if p.exempt.match(info.FullMethod) {
+		if s.exempt.match(info.FullMethod) {
 			return handler(ctx, req)
 		}
-		ctx, cancel, err := p.deadline.admit(ctx, info.FullMethod)
+		ctx, cancel, err := s.deadline.admit(ctx, info.FullMethod)
 		if err != nil {
 			return nil, err
 		}
 		if cancel != nil {
 			defer cancel()
 		}
-		if p.bulkhead.parts == nil {
-			return p.chaos.unary(ctx, req, info, handler)
+		if s.bulkhead.parts == nil {
+			return s.chaos.unary(ctx, req, info, handler)
 		}
-		return p.bulkhead.unary(ctx, req, info, func(ctx context.Context, req any) (any, error) {
-			return p.chaos.unary(ctx, req, info, handler)
+		return s.bulkhead.unary(ctx, req, info, func(ctx context.Context, req any) (any, error) {
+			return s.chaos.unary(ctx, req, info, handler)
 		})
 	}
 }
 
-// StreamServerInterceptor returns the pipeline as one stream interceptor,
+// StreamServerInterceptor returns the server pipeline as one stream interceptor,
 // for grpc.ChainStreamInterceptor. A stream rejected by a stage never
 // reaches the later stages or the handler.
-func (p *Pipeline) StreamServerInterceptor() grpc.StreamServerInterceptor {
+func (s *Server) StreamServerInterceptor() grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		if p.exempt.match(info.FullMethod) {
+		if s.exempt.match(info.FullMethod) {
 			return handler(srv, ss)
 		}
-		ctx, cancel, err := p.deadline.admit(ss.Context(), info.FullMethod)
+		ctx, cancel, err := s.deadline.admit(ss.Context(), info.FullMethod)
 		if err != nil {
 			return err
 		}
@@ -131,11 +124,11 @@ func (p *Pipeline) StreamServerInterceptor() grpc.StreamServerInterceptor {
 			defer cancel()
 			ss = &contextStream{ServerStream: ss, ctx: ctx}
 		}
-		if p.bulkhead.parts == nil {
-			return p.chaos.stream(srv, ss, info, handler)
+		if s.bulkhead.parts == nil {
+			return s.chaos.stream(srv, ss, info, handler)
 		}
-		return p.bulkhead.stream(srv, ss, info, func(srv any, ss grpc.ServerStream) error {
-			return p.chaos.stream(srv, ss, info, handler)
+		return s.bulkhead.stream(srv, ss, info, func(srv any, ss grpc.ServerStream) error {
+			return s.chaos.stream(srv, ss, info, handler)
 		})
 	}
 }

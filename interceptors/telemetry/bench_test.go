@@ -49,12 +49,12 @@ func BenchmarkTelemetry(b *testing.B) {
 	})
 	variants := []struct {
 		name string
-		opts *telemetry.Options // nil: no observer
+		opts *telemetry.Config // nil: no observer
 	}{
 		{"no-observer", nil},
-		{"noop-providers", &telemetry.Options{TracerProvider: tracenoop.NewTracerProvider(), MeterProvider: metricnoop.NewMeterProvider(), Logger: quiet}},
-		{"otel-globals-unset", &telemetry.Options{Logger: quiet}},
-		{"sdk", &telemetry.Options{TracerProvider: sdkTP, MeterProvider: sdkMP, Logger: quiet}},
+		{"noop-providers", &telemetry.Config{TracerProvider: tracenoop.NewTracerProvider(), MeterProvider: metricnoop.NewMeterProvider(), Logger: quiet}},
+		{"otel-globals-unset", &telemetry.Config{Logger: quiet}},
+		{"sdk", &telemetry.Config{TracerProvider: sdkTP, MeterProvider: sdkMP, Logger: quiet}},
 	}
 	bare := pipeline(b, nil)
 	req := &testingv1.UnaryRequest{}
@@ -100,16 +100,16 @@ func BenchmarkTelemetry(b *testing.B) {
 
 // pipeline returns the client pipeline's interceptor, with telemetry on
 // opts unless opts is nil.
-func pipeline(b *testing.B, opts *telemetry.Options) grpc.UnaryClientInterceptor {
-	var copts []interceptors.ClientOption
+func pipeline(b *testing.B, opts *telemetry.Config) grpc.UnaryClientInterceptor {
+	cfg := interceptors.Config{Default: benchPolicy()}
 	if opts != nil {
 		tel, err := telemetry.New(*opts)
 		if err != nil {
 			b.Fatal(err)
 		}
-		copts = append(copts, interceptors.WithObserver(tel.ClientObserver()))
+		cfg.Observer = tel.ClientObserver()
 	}
-	c, err := interceptors.NewClient(benchPolicy(), copts...)
+	c, err := interceptors.NewClient(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}

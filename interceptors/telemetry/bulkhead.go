@@ -72,7 +72,8 @@ func (t *Telemetry) ObserveBulkhead(name string, b *bulkhead.Bulkhead) (stop fun
 // returned function is called (it is idempotent). The overflow partition,
 // shared by the keys beyond p's cap and by the empty key (the single
 // partition of a server bulkhead with PartitionNone), is reported with the
-// empty key. For a server pipeline, pass Pipeline.Bulkhead().Partitions().
+// empty key. For a server pipeline, pass
+// server.Server.Bulkhead().Partitions().
 // It is safe for concurrent use.
 func (t *Telemetry) ObservePartitioned(name string, p *bulkhead.Partitioned) (stop func()) {
 	return t.watch(&watchedBulkheads{name: name, p: p})

@@ -19,21 +19,20 @@ import (
 	"github.com/engineeringlabs/grpc-resilience/interceptors"
 )
 
-// clientObserver is the interceptors.Observer of a Telemetry.
+// clientObserver holds the hooks of the interceptors.Observer of a
+// Telemetry.
 type clientObserver struct{ t *Telemetry }
 
-var _ interceptors.Observer = clientObserver{}
-
-// callState is what CallStart leaves in the call's context for CallEnd and
-// the call's events.
+// callState is what OnCallStart leaves in the call's context for
+// OnCallEnd and the call's events.
 type callState struct {
 	start time.Time
 	span  trace.Span // nil when not tracing
 	attrs *methodAttrs
 }
 
-// attemptState is what AttemptStart leaves in the attempt's context for
-// AttemptEnd.
+// attemptState is what OnAttemptStart leaves in the attempt's context for
+// OnAttemptEnd.
 type attemptState struct {
 	start time.Time
 	span  trace.Span // nil when not tracing
@@ -48,12 +47,12 @@ func callStateOf(ctx context.Context) *callState {
 	return cs
 }
 
-// CallStart starts the call's span, a child of the span in ctx.
-func (o clientObserver) CallStart(ctx context.Context, info interceptors.CallInfo) context.Context {
+// callStart starts the call's span, a child of the span in ctx.
+func (o clientObserver) callStart(ctx context.Context, info interceptors.CallInfo) context.Context {
 	t := o.t
 	tracer := t.currentTracer()
 	if tracer == nil && !t.callDuration.Enabled(ctx) {
-		return ctx // nothing to measure: CallEnd finds no state
+		return ctx // nothing to measure: callEnd finds no state
 	}
 	a := t.attrsOf(info.Method)
 	cs := &callState{start: time.Now(), attrs: a}
@@ -73,8 +72,8 @@ func (o clientObserver) CallStart(ctx context.Context, info interceptors.CallInf
 	return context.WithValue(ctx, callKey{}, cs)
 }
 
-// CallEnd ends the call's span and records its duration.
-func (o clientObserver) CallEnd(ctx context.Context, info interceptors.CallInfo, err error) {
+// callEnd ends the call's span and records its duration.
+func (o clientObserver) callEnd(ctx context.Context, info interceptors.CallInfo, err error) {
 	t := o.t
 	cs := callStateOf(ctx)
 	if cs == nil {
@@ -105,9 +104,9 @@ func (o clientObserver) CallEnd(ctx context.Context, info interceptors.CallInfo,
 	}
 }
 
-// AttemptStart starts the attempt's span, a child of the call's span, and
+// attemptStart starts the attempt's span, a child of the call's span, and
 // injects its trace context into the attempt's outgoing metadata.
-func (o clientObserver) AttemptStart(ctx context.Context, info interceptors.AttemptInfo) context.Context {
+func (o clientObserver) attemptStart(ctx context.Context, info interceptors.AttemptInfo) context.Context {
 	t := o.t
 	a := t.attrsOf(info.Method)
 	t.activeAttempts.Add(ctx, 1, a.baseOpt.add...)
@@ -116,7 +115,7 @@ func (o clientObserver) AttemptStart(ctx context.Context, info interceptors.Atte
 	}
 	tracer := t.currentTracer()
 	if tracer == nil && !t.attemptDuration.Enabled(ctx) {
-		return ctx // nothing to measure: AttemptEnd only counts
+		return ctx // nothing to measure: attemptEnd only counts
 	}
 	as := &attemptState{start: time.Now()}
 	if tracer != nil {
@@ -150,8 +149,8 @@ func (o clientObserver) AttemptStart(ctx context.Context, info interceptors.Atte
 	return context.WithValue(ctx, attemptKey{}, as)
 }
 
-// AttemptEnd ends the attempt's span and counts the attempt.
-func (o clientObserver) AttemptEnd(ctx context.Context, info interceptors.AttemptInfo, err error) {
+// attemptEnd ends the attempt's span and counts the attempt.
+func (o clientObserver) attemptEnd(ctx context.Context, info interceptors.AttemptInfo, err error) {
 	t := o.t
 	a := t.attrsOf(info.Method)
 	code := status.Code(err)
@@ -187,11 +186,18 @@ func (o clientObserver) AttemptEnd(ctx context.Context, info interceptors.Attemp
 	}
 }
 
-// Event records e on the call's span, counts it and logs it.
-func (o clientObserver) Event(ctx context.Context, e interceptors.Event) {
+// event records e on the call's span, counts it and logs it.
+func (o clientObserver) event(ctx context.Context, e interceptors.Event) {
 	t := o.t
-	if e.Kind == interceptors.EventBreakerStateChange {
+	switch e.Kind {
+	case interceptors.EventBreakerStateChange:
 		t.breakerChanged(ctx, e.StateChange)
+		return
+	case interceptors.EventEvicted:
+		t.cacheEvicted(ctx, e.Cache, clientCacheKey(e)...)
+		return
+	case interceptors.EventOverflow:
+		t.cacheOverflowed(ctx, e.Cache, clientCacheKey(e)...)
 		return
 	}
 	var a *methodAttrs
@@ -314,7 +320,7 @@ func (t *Telemetry) inject(ctx context.Context) context.Context {
 	if !ok {
 		md = metadata.MD{}
 	}
-	t.prop.Inject(ctx, metadataCarrier(md))
+	t.propagator().Inject(ctx, metadataCarrier(md))
 	return metadata.NewOutgoingContext(ctx, md)
 }
 

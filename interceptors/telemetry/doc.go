@@ -5,23 +5,29 @@
 // and retries, metrics of attempts, retries, rejections, breakers and
 // bulkheads, and logs at levels that keep a healthy system quiet.
 //
-//	tel, err := telemetry.New(telemetry.Options{}) // the otel globals, slog.Default()
-//	client, err := interceptors.NewClient(policy, interceptors.WithObserver(tel.ClientObserver()))
+//	tel, err := telemetry.New(telemetry.Config{}) // the otel globals, slog.Default()
+//	client, err := interceptors.NewClient(interceptors.Config{Default: policy, Observer: tel.ClientObserver()})
 //	conn, err := grpc.NewClient(target, grpc.WithDisableRetry(),
 //		grpc.WithChainUnaryInterceptor(client.UnaryClientInterceptor()))
 //
-//	p, err := server.New(server.Config{Observer: tel.ServerObserver(), ...})
+//	rs, err := server.New(server.Config{Observer: tel.ServerObserver(), ...})
 //	s := grpc.NewServer(grpc.StatsHandler(otelgrpc.NewServerHandler()),
-//		grpc.ChainUnaryInterceptor(p.UnaryServerInterceptor()))
+//		grpc.ChainUnaryInterceptor(rs.UnaryServerInterceptor()))
 //
 // # Providers
 //
-// Options.TracerProvider, MeterProvider, Logger and Propagator default to
-// otel.GetTracerProvider(), otel.GetMeterProvider(), slog.Default() and
-// otel.GetTextMapPropagator(). With no provider configured, telemetry costs
+// Config.TracerProvider, MeterProvider and Logger default to
+// otel.GetTracerProvider(), otel.GetMeterProvider() and slog.Default().
+// Config.Propagator defaults to otel.GetTextMapPropagator() once the
+// application has set a global propagator, and until then to W3C Trace
+// Context and Baggage: the global propagator's own default injects nothing,
+// which would leave every server span without its caller. A server extracts
+// the context with its own propagator: give otelgrpc's server handler
+// otelgrpc.WithPropagators(propagation.TraceContext{}) or set the global
+// one. With no provider configured, telemetry costs
 // next to nothing: no span is started while the global TracerProvider is
 // unset (a provider set later is picked up on the next call) or when
-// Options.TracerProvider is a trace/noop provider, and a call's timing state
+// Config.TracerProvider is a trace/noop provider, and a call's timing state
 // is kept only when a span or a duration histogram needs it. BenchmarkTelemetry
 // measures it against the same pipeline without an observer, in alternating
 // chunks of the same run: on this project's loaded 2-core machine, a call
@@ -34,11 +40,11 @@
 //
 // # Spans
 //
-// The client observer starts, for each logical call, a span named after the
-// method as the RPC semantic conventions name RPC spans,
-// "pkg.Service/Method", of kind client, as a child of the span in the
+// The client observer starts, for each logical call, a span named as gRFC
+// A72 names it, "Sent.pkg.Service.Method" (the full method name with its
+// slashes turned into dots), of kind client, as a child of the span in the
 // caller's context. Each attempt that reaches the invoker gets a child span
-// of it, "pkg.Service/Method attempt", of kind client, and the attempt's
+// of it, "Attempt.pkg.Service.Method", of kind client, and the attempt's
 // trace context is injected into the attempt's outgoing metadata with the
 // propagator (into a copy of it, replacing the propagator's keys, as
 // otelgrpc does), so that the server's span nests under its attempt.
@@ -110,18 +116,18 @@
 // extracts the trace context) and this package's server observer. The trace
 // of a call retried twice is then
 //
-//	pkg.Service/Method                (client, call)
-//	├── pkg.Service/Method attempt    (client, resilience.attempt=1)
-//	│   └── pkg.Service/Method        (server, otelgrpc)
-//	├── pkg.Service/Method attempt    (resilience.attempt=2)
-//	│   └── pkg.Service/Method        (server)
-//	└── pkg.Service/Method attempt    (resilience.attempt=3)
-//	    └── pkg.Service/Method        (server)
+//	Sent.pkg.Service.Method             (client, call)
+//	├── Attempt.pkg.Service.Method      (client, resilience.attempt=1)
+//	│   └── pkg.Service/Method          (server, otelgrpc)
+//	├── Attempt.pkg.Service.Method      (resilience.attempt=2)
+//	│   └── pkg.Service/Method          (server)
+//	└── Attempt.pkg.Service.Method      (resilience.attempt=3)
+//	    └── pkg.Service/Method          (server)
 //
 // With otelgrpc's client stats handler installed as well
 // (grpc.WithStatsHandler(otelgrpc.NewClientHandler())), gRPC calls it once
-// per attempt, inside the attempt's context: its span is a child of the
-// attempt span, it injects its own span's context (replacing the one this
+// per attempt, inside the attempt's context: its span, named
+// "pkg.Service/Method", is a child of the attempt span, it injects its own span's context (replacing the one this
 // package injected, so no header is sent twice) and the server span nests
 // under it. There is still one call span; each attempt then has two client
 // spans, ours with the resilience attributes and otelgrpc's with its
@@ -155,30 +161,42 @@
 //	resilience.server.rejections         Int64Counter             {call}     rpc.*, resilience.reason: shed, deadline
 //	resilience.server.faults             Int64Counter             {fault}    rpc.*, resilience.fault.kind
 //	resilience.server.default_deadlines  Int64Counter             {call}     rpc.*
+//	resilience.cache.evictions           Int64Counter             {entry}    resilience.cache: an idle entry dropped to make room
+//	resilience.cache.overflows           Int64Counter             {key}      resilience.cache: a new key sent to the shared overflow entry
 //
 // The breaker gauge reports the breakers that changed state at least once
 // (a breaker starts closed and the observer hears of transitions only).
 // The bulkhead gauges report the bulkheads handed to ObserveBulkhead or
 // ObservePartitioned, such as a server pipeline's
-// Pipeline.Bulkhead().Partitions(); the client pipeline does not expose its
-// bulkheads, so on the client resilience.client.attempts.active (equal to a
-// per-method bulkhead's in-flight count) and resilience.client.bulkhead.wait
-// stand in, and the client bulkhead's limit is not reported.
+// server.Server.Bulkhead().Partitions(); the client pipeline does not
+// expose its bulkheads, so on the client resilience.client.attempts.active
+// (equal to a per-method bulkhead's in-flight count) and
+// resilience.client.bulkhead.wait stand in, and the client bulkhead's limit
+// is not reported.
+//
+// The cache counters cover the bounded caches of the client, with
+// resilience.cache set to interceptors.Event.Cache ("state", "breaker",
+// "bulkhead", "budget"), and the keyed partitions of a server bulkhead,
+// with resilience.cache "server_bulkhead" (CacheServerBulkhead).
 //
 // # Logs
 //
-// Records go to Options.Logger with the call's context (so a handler can add
-// its trace id) and the attributes method, attempt, code, error and delay as
-// they apply. The levels keep a healthy system quiet at Info:
+// Records go to Config.Logger with the call's context (so a handler can add
+// its trace id) and the attributes method, attempt, code, error and delay
+// as they apply (cache and key, or target and method, for the bounded
+// caches). The levels keep a healthy system quiet at Info:
 //
 //	Debug  an attempt failed; a retry or hedge was decided; a client breaker or
 //	       bulkhead rejected an attempt (each rejection is counted, and the
 //	       breaker's opening is a warning); every server event: shed, deadline
-//	       rejected, default deadline, fault injected
+//	       rejected, default deadline, fault injected; a bounded cache evicted
+//	       an idle entry
 //	Info   a retry skipped for the call's deadline; a fallback answered; a
 //	       breaker half-opened or closed
 //	Warn   a call failed after its last allowed attempt; a breaker opened; the
-//	       retry budget denied a retry
+//	       retry budget denied a retry; a full bounded cache sent a new key to
+//	       its overflow entry (at most once per OverflowLogInterval and cache,
+//	       with the number of overflows the record stands for)
 //
 // Nothing is logged at Error: the caller receives the error and decides.
 package telemetry

@@ -15,7 +15,6 @@ import (
 	"github.com/engineeringlabs/grpc-resilience/interceptors"
 	"github.com/engineeringlabs/grpc-resilience/interceptors/telemetry"
 	testingv1 "github.com/engineeringlabs/grpc-resilience/proto/gen/grpcresilience/testing/v1"
-	"github.com/engineeringlabs/grpc-resilience/retry"
 	"github.com/engineeringlabs/grpc-resilience/testservice"
 )
 
@@ -35,13 +34,18 @@ func Example() {
 	}
 	defer srv.Stop()
 
-	tel, err := telemetry.New(telemetry.Options{TracerProvider: tp, Propagator: prop})
+	tel, err := telemetry.New(telemetry.Config{TracerProvider: tp, Propagator: prop})
 	if err != nil {
 		log.Fatal(err)
 	}
-	client, err := interceptors.NewClient(interceptors.Policy{Retry: &interceptors.RetryPolicy{
-		MaxAttempts: 3, Backoff: retry.Constant(time.Millisecond), Jitter: retry.NoJitter,
-	}}, interceptors.WithObserver(tel.ClientObserver()))
+	client, err := interceptors.NewClient(interceptors.Config{
+		Default: interceptors.Policy{Retry: &interceptors.RetryPolicy{
+			MaxAttempts: 3,
+			Backoff:     interceptors.Backoff{Kind: interceptors.BackoffConstant, Initial: time.Millisecond},
+			Jitter:      interceptors.JitterNone,
+		}},
+		Observer: tel.ClientObserver(),
+	})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -78,9 +82,9 @@ func Example() {
 		fmt.Printf(", %s)\n", s.Status().Code)
 	}
 	// Output:
-	// grpcresilience.testing.v1.TestService/Unary (client, Unset)
-	//   grpcresilience.testing.v1.TestService/Unary attempt (client, attempt 1, Error)
+	// Sent.grpcresilience.testing.v1.TestService.Unary (client, Unset)
+	//   Attempt.grpcresilience.testing.v1.TestService.Unary (client, attempt 1, Error)
 	//     grpcresilience.testing.v1.TestService/Unary (server, Error)
-	//   grpcresilience.testing.v1.TestService/Unary attempt (client, attempt 2, Unset)
+	//   Attempt.grpcresilience.testing.v1.TestService.Unary (client, attempt 2, Unset)
 	//     grpcresilience.testing.v1.TestService/Unary (server, Unset)
 }

@@ -24,7 +24,6 @@ import (
 	"github.com/engineeringlabs/grpc-resilience/interceptors/server"
 	"github.com/engineeringlabs/grpc-resilience/interceptors/telemetry"
 	testingv1 "github.com/engineeringlabs/grpc-resilience/proto/gen/grpcresilience/testing/v1"
-	"github.com/engineeringlabs/grpc-resilience/retry"
 	"github.com/engineeringlabs/grpc-resilience/testservice"
 )
 
@@ -93,7 +92,7 @@ type rig struct {
 	tel    *telemetry.Telemetry
 	pipe   *interceptors.Client
 	srv    *testservice.Server
-	sp     *server.Pipeline
+	sp     *server.Server
 	client testingv1.TestServiceClient
 	target string
 }
@@ -118,7 +117,7 @@ func newRig(t *testing.T, cfg rigConfig) *rig {
 		_ = tp.Shutdown(context.Background())
 		_ = mp.Shutdown(context.Background())
 	})
-	tel, err := telemetry.New(telemetry.Options{
+	tel, err := telemetry.New(telemetry.Config{
 		TracerProvider: tp,
 		MeterProvider:  mp,
 		Logger:         slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: cfg.logLevel, ReplaceAttr: dropTime})),
@@ -139,7 +138,7 @@ func newRig(t *testing.T, cfg rigConfig) *rig {
 		grpc.StatsHandler(otelgrpc.NewServerHandler(otelOpts...)),
 		grpc.ChainUnaryInterceptor(r.sp.UnaryServerInterceptor()))}, cfg.transport...)
 	r.srv = testservice.StartTB(t, sopts...)
-	r.pipe, err = interceptors.NewClient(cfg.policy, interceptors.WithObserver(tel.ClientObserver()))
+	r.pipe, err = interceptors.NewClient(interceptors.Config{Default: cfg.policy, Observer: tel.ClientObserver()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,8 +167,8 @@ func (r *rig) collect(t *testing.T) metricdata.ResourceMetrics {
 func fastRetry(attempts int) *interceptors.RetryPolicy {
 	return &interceptors.RetryPolicy{
 		MaxAttempts: attempts,
-		Backoff:     retry.Constant(time.Millisecond),
-		Jitter:      retry.NoJitter,
+		Backoff:     interceptors.Backoff{Kind: interceptors.BackoffConstant, Initial: time.Millisecond},
+		Jitter:      interceptors.JitterNone,
 		Budget:      interceptors.NoBudget,
 	}
 }

@@ -8,7 +8,6 @@ import (
 
 	"google.golang.org/grpc/codes"
 
-	"github.com/engineeringlabs/grpc-resilience/breaker"
 	"github.com/engineeringlabs/grpc-resilience/interceptors"
 	testingv1 "github.com/engineeringlabs/grpc-resilience/proto/gen/grpcresilience/testing/v1"
 	"github.com/engineeringlabs/grpc-resilience/testservice"
@@ -65,7 +64,7 @@ func TestLogsQuietWhenHealthy(t *testing.T) {
 func TestLogsWarnings(t *testing.T) {
 	r := newRig(t, rigConfig{policy: interceptors.Policy{
 		Retry:   fastRetry(2),
-		Breaker: &interceptors.BreakerPolicy{Config: breaker.Config{FailureThreshold: 2, Timeout: time.Hour}},
+		Breaker: &interceptors.BreakerPolicy{FailureThreshold: 2, OpenDuration: time.Hour},
 	}, logLevel: slog.LevelWarn})
 	if _, err := r.client.Unary(ctxTimeout(t, 10*time.Second), &testingv1.UnaryRequest{Behavior: testservice.Failing("w", -1, codes.Unavailable)}); err == nil {
 		t.Fatal("call succeeded")

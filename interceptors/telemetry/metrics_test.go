@@ -90,7 +90,7 @@ func code(c codes.Code) attribute.KeyValue { return attribute.Int(telemetry.Attr
 func TestMetricsScripted(t *testing.T) {
 	r := newRig(t, rigConfig{policy: interceptors.Policy{
 		Retry:   fastRetry(3),
-		Breaker: &interceptors.BreakerPolicy{Config: breaker.Config{FailureThreshold: 3, Timeout: time.Hour}},
+		Breaker: &interceptors.BreakerPolicy{FailureThreshold: 3, OpenDuration: time.Hour},
 	}})
 	ctx := ctxTimeout(t, 10*time.Second)
 	if _, err := r.client.Unary(ctx, &testingv1.UnaryRequest{Behavior: testservice.Failing("a", 2, codes.Unavailable)}); err != nil {

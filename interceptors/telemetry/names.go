@@ -35,6 +35,7 @@ const (
 	AttrFaultKind        = "resilience.fault.kind"
 	AttrRemainingMs      = "resilience.deadline.remaining_ms"
 	AttrError            = "resilience.error"
+	AttrCache            = "resilience.cache"
 )
 
 // Metric names; the package documentation describes each instrument.
@@ -55,6 +56,8 @@ const (
 	MetricServerRejections       = "resilience.server.rejections"
 	MetricServerFaults           = "resilience.server.faults"
 	MetricServerDefaultDeadlines = "resilience.server.default_deadlines"
+	MetricCacheEvictions         = "resilience.cache.evictions"
+	MetricCacheOverflows         = "resilience.cache.overflows"
 )
 
 // Span event names; the package documentation describes each.

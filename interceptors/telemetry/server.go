@@ -10,10 +10,8 @@ import (
 	"github.com/engineeringlabs/grpc-resilience/interceptors/server"
 )
 
-// serverObserver is the server.Observer of a Telemetry.
+// serverObserver holds the hook of the server.Observer of a Telemetry.
 type serverObserver struct{ t *Telemetry }
-
-var _ server.Observer = serverObserver{}
 
 // fault is the value of resilience.fault.kind.
 type fault uint8
@@ -33,10 +31,18 @@ func (a *methodAttrs) fault(f fault) *measurementOpts {
 	})
 }
 
-// Observe adds e as an event to the server span in ctx (otelgrpc's, when
+// event adds e as an event to the server span in ctx (otelgrpc's, when
 // its server stats handler is installed), counts it and logs it.
-func (o serverObserver) Observe(ctx context.Context, e server.Event) {
+func (o serverObserver) event(ctx context.Context, e server.Event) {
 	t := o.t
+	switch e.Kind {
+	case server.EventPartitionEvicted:
+		t.cacheEvicted(ctx, CacheServerBulkhead, slog.String("key", e.Key))
+		return
+	case server.EventPartitionOverflow:
+		t.cacheOverflowed(ctx, CacheServerBulkhead, slog.String("key", e.Key))
+		return
+	}
 	a := t.attrsOf(e.FullMethod)
 	span := trace.SpanFromContext(ctx)
 	recording := span.IsRecording()

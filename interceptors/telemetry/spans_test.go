@@ -14,7 +14,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	resilience "github.com/engineeringlabs/grpc-resilience"
-	"github.com/engineeringlabs/grpc-resilience/breaker"
 	"github.com/engineeringlabs/grpc-resilience/interceptors"
 	"github.com/engineeringlabs/grpc-resilience/interceptors/server"
 	"github.com/engineeringlabs/grpc-resilience/interceptors/telemetry"
@@ -23,8 +22,12 @@ import (
 )
 
 const (
-	unaryName   = "grpcresilience.testing.v1.TestService/Unary"
-	attemptName = unaryName + " attempt"
+	// callName and attemptName are the names of this package's spans, as
+	// gRFC A72 names them; otelgrpc names its client and server spans
+	// rpcName, after the RPC semantic conventions.
+	callName    = "Sent.grpcresilience.testing.v1.TestService.Unary"
+	attemptName = "Attempt.grpcresilience.testing.v1.TestService.Unary"
+	rpcName     = "grpcresilience.testing.v1.TestService/Unary"
 )
 
 // checkRetriedTrace asserts the tree of a call whose first two attempts
@@ -34,12 +37,7 @@ const (
 // otelgrpc's client span. It returns the call span.
 func checkRetriedTrace(t *testing.T, spans []sdktrace.ReadOnlySpan, clientOTelGRPC bool) sdktrace.ReadOnlySpan {
 	t.Helper()
-	calls := byKind(spans, trace.SpanKindClient, unaryName)
-	if clientOTelGRPC {
-		// otelgrpc names its client spans like the call: keep the one
-		// that has no parent in this trace.
-		calls = slices.DeleteFunc(calls, func(s sdktrace.ReadOnlySpan) bool { return s.Parent().IsValid() })
-	}
+	calls := byKind(spans, trace.SpanKindClient, callName)
 	if len(calls) != 1 {
 		t.Fatalf("got %d call spans, want 1", len(calls))
 	}
@@ -67,8 +65,8 @@ func checkRetriedTrace(t *testing.T, spans []sdktrace.ReadOnlySpan, clientOTelGR
 		}
 		below := childrenOf(spans, a)
 		if clientOTelGRPC {
-			if len(below) != 1 || below[0].SpanKind() != trace.SpanKindClient {
-				t.Fatalf("attempt %d has %d children, want otelgrpc's client span", i+1, len(below))
+			if len(below) != 1 || below[0].SpanKind() != trace.SpanKindClient || below[0].Name() != rpcName {
+				t.Fatalf("attempt %d has %d children, want otelgrpc's client span %q", i+1, len(below), rpcName)
 			}
 			below = childrenOf(spans, below[0])
 		}
@@ -76,7 +74,7 @@ func checkRetriedTrace(t *testing.T, spans []sdktrace.ReadOnlySpan, clientOTelGR
 			t.Fatalf("attempt %d: %d server spans below it, want 1", i+1, len(below))
 		}
 	}
-	if got := byKind(spans, trace.SpanKindServer, unaryName); len(got) != 3 {
+	if got := byKind(spans, trace.SpanKindServer, rpcName); len(got) != 3 {
 		t.Errorf("got %d server spans, want 3", len(got))
 	}
 	if got, want := events(call), []string{telemetry.EventRetry, telemetry.EventRetry}; !slices.Equal(got, want) {
@@ -169,14 +167,14 @@ func TestAttemptAttributes(t *testing.T) {
 func TestBreakerRejectionSpan(t *testing.T) {
 	r := newRig(t, rigConfig{policy: interceptors.Policy{
 		Retry:   fastRetry(3),
-		Breaker: &interceptors.BreakerPolicy{Config: breaker.Config{FailureThreshold: 2, Timeout: time.Hour}},
+		Breaker: &interceptors.BreakerPolicy{FailureThreshold: 2, OpenDuration: time.Hour},
 	}})
 	_, err := r.client.Unary(ctxTimeout(t, 10*time.Second), &testingv1.UnaryRequest{Behavior: testservice.Failing("b", -1, codes.Unavailable)})
 	if !errors.Is(err, resilience.ErrCircuitOpen) {
 		t.Fatalf("call error %v, want one matching ErrCircuitOpen", err)
 	}
 	spans := r.spans.wait(t, 1+2+2)
-	calls := byKind(spans, trace.SpanKindClient, unaryName)
+	calls := byKind(spans, trace.SpanKindClient, callName)
 	if len(calls) != 1 {
 		t.Fatalf("got %d call spans, want 1", len(calls))
 	}
@@ -214,7 +212,7 @@ func TestBulkheadRejectionSpan(t *testing.T) {
 	spans := r.spans.wait(t, 1+3) // the rejected call; the held call, its attempt and server span
 	var rejected sdktrace.ReadOnlySpan
 	for _, s := range spans {
-		if s.Name() == unaryName && s.SpanKind() == trace.SpanKindClient && slices.Contains(events(s), telemetry.EventBulkheadRejected) {
+		if s.Name() == callName && s.SpanKind() == trace.SpanKindClient && slices.Contains(events(s), telemetry.EventBulkheadRejected) {
 			rejected = s
 		}
 	}
@@ -242,7 +240,7 @@ func TestHedgeSpans(t *testing.T) {
 	if err == nil {
 		t.Fatal("hedged call succeeded, want it to fail")
 	}
-	const name = "grpcresilience.testing.v1.TestService/IdempotentUnary"
+	const name = "Sent.grpcresilience.testing.v1.TestService.IdempotentUnary"
 	spans := r.spans.wait(t, 1+2+2)
 	calls := byKind(spans, trace.SpanKindClient, name)
 	if len(calls) != 1 {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -26,11 +27,11 @@ import (
 // New takes from the providers.
 const ScopeName = "github.com/engineeringlabs/grpc-resilience/interceptors/telemetry"
 
-// Options says where the telemetry goes. Every field is optional; the zero
-// Options sends everything to the OpenTelemetry globals and slog.Default(),
+// Config says where the telemetry goes. Every field is optional; the zero
+// Config sends everything to the OpenTelemetry globals and slog.Default(),
 // as they are when New is called (a global provider set later is still
-// used, through the globals' delegation).
-type Options struct {
+// used, through the globals' delegation). New copies it.
+type Config struct {
 	// TracerProvider makes the spans. Nil: otel.GetTracerProvider().
 	TracerProvider trace.TracerProvider
 	// MeterProvider makes the instruments. Nil: otel.GetMeterProvider().
@@ -39,9 +40,11 @@ type Options struct {
 	// slog.Default().
 	Logger *slog.Logger
 	// Propagator injects each attempt's trace context into the attempt's
-	// outgoing metadata. Nil: otel.GetTextMapPropagator() (which
-	// propagates nothing until the application sets one, for example
-	// propagation.TraceContext{}).
+	// outgoing metadata. Nil: otel.GetTextMapPropagator() once the
+	// application has set one, and until then W3C Trace Context and
+	// Baggage (propagation.TraceContext{} and propagation.Baggage{}), so
+	// that a server sees its caller's trace without further set-up. To
+	// inject nothing, set an empty propagation.NewCompositeTextMapPropagator().
 	Propagator propagation.TextMapPropagator
 }
 
@@ -53,7 +56,7 @@ type Options struct {
 // clients and servers: its instruments are created once, in New. Create it
 // with New; the zero Telemetry is not usable.
 type Telemetry struct {
-	// tracer is the tracer of Options.TracerProvider; nil when it is a
+	// tracer is the tracer of Config.TracerProvider; nil when it is a
 	// no-op provider, or when the global one is to be used.
 	tracer trace.Tracer
 	// global: the tracer comes from the global provider, looked up per
@@ -61,8 +64,19 @@ type Telemetry struct {
 	global bool
 	// globalTracer caches the tracer of the last global provider seen.
 	globalTracer atomic.Pointer[providerTracer]
-	prop         propagation.TextMapPropagator
-	log          *slog.Logger
+	// prop is Config.Propagator; nil: see propagator.
+	prop propagation.TextMapPropagator
+	log  *slog.Logger
+	// clientObs and serverObs are the observers of ClientObserver and
+	// ServerObserver, built once.
+	clientObs interceptors.Observer
+	serverObs server.Observer
+	// caches holds the measurement options of each cache name.
+	caches sync.Map // cache name -> *measurementOpts
+	// overflowLogs limits the overflow warnings, per cache.
+	overflowLogs sync.Map // cache name -> *logLimiter
+	// now is the clock of the overflow log limit.
+	now func() time.Time
 
 	attempts        metric.Int64Counter
 	retries         metric.Int64Counter
@@ -76,6 +90,8 @@ type Telemetry struct {
 	serverRejects   metric.Int64Counter
 	serverFaults    metric.Int64Counter
 	serverDefaults  metric.Int64Counter
+	evictions       metric.Int64Counter
+	overflows       metric.Int64Counter
 
 	methods sync.Map // full method name -> *methodAttrs
 
@@ -84,29 +100,35 @@ type Telemetry struct {
 	bulkheads     []*watchedBulkheads      // guarded by mu
 }
 
-// New returns a Telemetry that writes to the providers of opts, creating
+// New returns a Telemetry that writes to the providers of cfg, creating
 // its instruments (see the package documentation for their names). It
 // returns an error when the meter refuses an instrument.
-func New(opts Options) (*Telemetry, error) {
-	mp := opts.MeterProvider
+func New(cfg Config) (*Telemetry, error) {
+	mp := cfg.MeterProvider
 	if mp == nil {
 		mp = otel.GetMeterProvider()
 	}
-	prop := opts.Propagator
-	if prop == nil {
-		prop = otel.GetTextMapPropagator()
-	}
-	log := opts.Logger
+	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
 	}
 	t := &Telemetry{
-		global:        opts.TracerProvider == nil,
-		prop:          prop,
+		global:        cfg.TracerProvider == nil,
+		prop:          cfg.Propagator,
 		log:           log,
+		now:           time.Now,
 		breakerStates: make(map[string]breaker.State),
 	}
-	if tp := opts.TracerProvider; tp != nil {
+	co := clientObserver{t: t}
+	t.clientObs = interceptors.Observer{
+		OnCallStart:    co.callStart,
+		OnCallEnd:      co.callEnd,
+		OnAttemptStart: co.attemptStart,
+		OnAttemptEnd:   co.attemptEnd,
+		OnEvent:        co.event,
+	}
+	t.serverObs = server.Observer{OnEvent: serverObserver{t: t}.event}
+	if tp := cfg.TracerProvider; tp != nil {
 		if _, noop := tp.(tracenoop.TracerProvider); !noop {
 			t.tracer = tp.Tracer(ScopeName)
 		}
@@ -131,6 +153,8 @@ func New(opts Options) (*Telemetry, error) {
 	t.serverRejects = counter(MetricServerRejections, "{call}", "Calls the server interceptors rejected, by method and reason.")
 	t.serverFaults = counter(MetricServerFaults, "{fault}", "Faults the chaos interceptor injected, by method and kind.")
 	t.serverDefaults = counter(MetricServerDefaultDeadlines, "{call}", "Calls that arrived without a deadline and got the server's default one, by method.")
+	t.evictions = counter(MetricCacheEvictions, "{entry}", "Idle entries a bounded cache dropped to make room for a new key, by cache.")
+	t.overflows = counter(MetricCacheOverflows, "{key}", "New keys a full bounded cache sent to its shared overflow entry, by cache.")
 	var err error
 	t.activeAttempts, err = m.Int64UpDownCounter(MetricActiveAttempts, metric.WithUnit("{attempt}"),
 		metric.WithDescription("Attempts of client calls in flight (between AttemptStart and AttemptEnd), by method."))
@@ -158,14 +182,40 @@ var durationBounds = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2
 var waitBounds = []float64{0.00001, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5}
 
 // ClientObserver returns the observer of the client pipeline, for
-// interceptors.WithObserver. It is safe for concurrent use; every call
-// returns an equivalent observer sharing t's instruments.
-func (t *Telemetry) ClientObserver() interceptors.Observer { return clientObserver{t: t} }
+// interceptors.Config.Observer, with every hook set. It is safe for
+// concurrent use; every call returns the same hooks, sharing t's
+// instruments.
+func (t *Telemetry) ClientObserver() interceptors.Observer { return t.clientObs }
 
-// ServerObserver returns the observer of the server interceptors, for
-// server.Config.Observer or server.WithObserver. It is safe for concurrent
-// use; every call returns an equivalent observer sharing t's instruments.
-func (t *Telemetry) ServerObserver() server.Observer { return serverObserver{t: t} }
+// ServerObserver returns the observer of a server pipeline, for
+// server.Config.Observer. It is safe for concurrent use; every call
+// returns the same hook, sharing t's instruments.
+func (t *Telemetry) ServerObserver() server.Observer { return t.serverObs }
+
+// unsetGlobalPropagator is the global TextMapPropagator before any
+// otel.SetTextMapPropagator: it delegates to the propagator set later, and
+// until then injects nothing.
+var unsetGlobalPropagator = otel.GetTextMapPropagator()
+
+// defaultPropagator is what attempts are injected with while neither
+// Config.Propagator nor the global propagator is set: W3C Trace Context
+// and Baggage, what otelgrpc and most servers extract.
+var defaultPropagator propagation.TextMapPropagator = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+
+// propagator returns the propagator to inject an attempt's trace context
+// with: Config.Propagator, else the global one once the application has
+// set one, else defaultPropagator. Comparing with the unset global, a
+// pointer, never panics: interface values of different dynamic types are
+// unequal without comparing the values.
+func (t *Telemetry) propagator() propagation.TextMapPropagator {
+	if t.prop != nil {
+		return t.prop
+	}
+	if p := otel.GetTextMapPropagator(); p != unsetGlobalPropagator {
+		return p
+	}
+	return defaultPropagator
+}
 
 // unsetGlobalTracerProvider is the global TracerProvider before any
 // otel.SetTracerProvider: it delegates to the provider set later, and until
@@ -179,7 +229,7 @@ type providerTracer struct {
 }
 
 // currentTracer returns the tracer to start spans with, or nil when spans
-// would be no-ops: Options.TracerProvider is a no-op provider, or it is
+// would be no-ops: Config.TracerProvider is a no-op provider, or it is
 // nil and no global provider has been set yet. Skipping the no-op spans
 // is what makes telemetry on unset globals cost next to nothing; it loses
 // nothing, since such spans record nothing and the parent's context stays
@@ -220,7 +270,8 @@ func (t *Telemetry) observeBreakers(_ context.Context, o metric.Int64Observer) e
 type methodAttrs struct {
 	service, method string
 	// callName and attemptName are the names of the call's and the
-	// attempts' spans.
+	// attempts' spans: "Sent.pkg.Service.Method" and
+	// "Attempt.pkg.Service.Method".
 	callName, attemptName string
 	base                  attribute.Set // rpc.system, rpc.service, rpc.method
 	baseOpt               measurementOpts
@@ -263,8 +314,8 @@ func (t *Telemetry) attrsOf(fullMethod string) *methodAttrs {
 		return a.(*methodAttrs)
 	}
 	service, method := splitMethod(fullMethod)
-	a := &methodAttrs{service: service, method: method, callName: spanName(fullMethod)}
-	a.attemptName = a.callName + " attempt"
+	name := spanName(fullMethod)
+	a := &methodAttrs{service: service, method: method, callName: "Sent." + name, attemptName: "Attempt." + name}
 	a.base = attribute.NewSet(rpcSystem, attribute.String(AttrRPCService, service), attribute.String(AttrRPCMethod, method))
 	a.baseOpt = *newMeasurementOpts(a.base)
 	actual, _ := t.methods.LoadOrStore(fullMethod, a)
@@ -309,10 +360,14 @@ func splitMethod(fullMethod string) (service, method string) {
 	return name, ""
 }
 
-// spanName is the name of a call's span: "pkg.Service/Method", as the RPC
-// semantic conventions name RPC spans.
+// spanName is the part of a span name that names the method:
+// "pkg.Service.Method", the full method name with its slashes replaced by
+// dots, as gRFC A72 names the call span "Sent.pkg.Service.Method" and the
+// attempt span "Attempt.pkg.Service.Method". It tells them from the spans
+// of otelgrpc, named "pkg.Service/Method" after the RPC semantic
+// conventions.
 func spanName(fullMethod string) string {
-	if name := strings.TrimPrefix(fullMethod, "/"); name != "" {
+	if name := strings.ReplaceAll(strings.TrimPrefix(fullMethod, "/"), "/", "."); name != "" {
 		return name
 	}
 	return "grpc"

@@ -30,11 +30,11 @@ type env struct {
 // inner (if any), then a chaos stage with the faults given.
 func newEnv(faults server.FaultConfig, inner ...grpc.UnaryServerInterceptor) (*env, error) {
 	e := &env{}
-	chaos, err := server.NewChaos(server.ChaosConfig{Seed: 1, Faults: faults})
+	chaos, err := server.New(server.Config{Chaos: server.ChaosConfig{Seed: 1, Faults: faults}})
 	if err != nil {
 		return nil, err
 	}
-	e.chaos = chaos
+	e.chaos = chaos.Chaos()
 	chain := append([]grpc.UnaryServerInterceptor{e.count}, inner...)
 	chain = append(chain, chaos.UnaryServerInterceptor())
 	srv, err := testservice.Start(testservice.WithTCP(""),

@@ -18,7 +18,6 @@ import (
 	"github.com/sony/gobreaker/v2"
 	"google.golang.org/grpc"
 
-	"github.com/engineeringlabs/grpc-resilience/breaker"
 	"github.com/engineeringlabs/grpc-resilience/interceptors"
 )
 
@@ -39,7 +38,7 @@ func bareLib() lib { return lib{name: "none", dial: []grpc.DialOption{grpc.WithD
 // oursLib is our client pipeline with policy p, gRPC's own retries off, as
 // the interceptors package recommends.
 func oursLib(name string, p interceptors.Policy) lib {
-	c, err := interceptors.NewClient(p)
+	c, err := interceptors.NewClient(interceptors.Config{Default: p})
 	if err != nil {
 		panic(fmt.Sprintf("%s: %v", name, err)) // the policies below are valid
 	}
@@ -178,7 +177,7 @@ func hystrixLib(openFor time.Duration) lib {
 // oursBreaker is our breaker policy with its defaults except the open
 // duration.
 func oursBreaker(openFor time.Duration) *interceptors.BreakerPolicy {
-	return &interceptors.BreakerPolicy{Config: breaker.Config{Timeout: openFor}}
+	return &interceptors.BreakerPolicy{OpenDuration: openFor}
 }
 
 // circuitbreakerDefaults is failsafe-go's breaker with its defaults: it

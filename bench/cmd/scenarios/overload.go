@@ -47,11 +47,11 @@ type protection struct {
 func protections() []protection {
 	ours := func(cfg server.BulkheadConfig) func() ([]grpc.UnaryServerInterceptor, error) {
 		return func() ([]grpc.UnaryServerInterceptor, error) {
-			b, err := server.NewBulkhead(cfg)
+			s, err := server.New(server.Config{Bulkhead: cfg})
 			if err != nil {
 				return nil, err
 			}
-			return []grpc.UnaryServerInterceptor{b.UnaryServerInterceptor()}, nil
+			return []grpc.UnaryServerInterceptor{s.UnaryServerInterceptor()}, nil
 		}
 	}
 	return []protection{

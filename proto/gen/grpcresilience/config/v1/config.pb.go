@@ -13,8 +13,11 @@
 //
 // Files are written in the proto3 JSON mapping (or in YAML that converts to
 // it): field names in lower_snake_case or lowerCamelCase, durations as
-// strings such as "0.250s" or "1.5s", enums by name. Every unset field takes
-// the default its comment gives; unknown fields are errors.
+// strings such as "250ms", "1m30s" or "1.5s" (Go's time.ParseDuration
+// syntax, or seconds with the suffix "s"), enums by the short name of their
+// value, the name without the enum's prefix in lower case ("exponential"
+// for BACKOFF_KIND_EXPONENTIAL), or by the full name. Every unset field
+// takes the default its comment gives; unknown fields are errors.
 
 package configv1
 
@@ -1703,8 +1706,8 @@ func (x *BulkheadPolicy) GetScope() Scope {
 type ServerConfig struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Exempt lists further methods ("/pkg.Service/Method") or services
-	// ("/pkg.Service/") that skip the pipeline, besides health checks and
-	// reflection, which always do.
+	// ("/pkg.Service/" or "pkg.Service") that skip the pipeline, besides
+	// health checks and reflection, which always do.
 	Exempt []string `protobuf:"bytes,1,rep,name=exempt,proto3" json:"exempt,omitempty"`
 	// Deadline configures deadline enforcement.
 	Deadline *ServerDeadline `protobuf:"bytes,2,opt,name=deadline,proto3" json:"deadline,omitempty"`
@@ -2102,7 +2105,7 @@ type Chaos struct {
 	// All applies to every method that methods does not name.
 	All *Fault `protobuf:"bytes,2,opt,name=all,proto3" json:"all,omitempty"`
 	// Methods applies a fault to one method ("/pkg.Service/Method") or every
-	// method of a service ("/pkg.Service/") instead of all.
+	// method of a service ("/pkg.Service/" or "pkg.Service") instead of all.
 	Methods       map[string]*Fault `protobuf:"bytes,3,rep,name=methods,proto3" json:"methods,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -1,0 +1,327 @@
+package keycache
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+// val is a test value whose busy flag decides whether it may be evicted.
+type val struct {
+	key  string
+	busy atomic.Bool
+}
+
+type evicted struct {
+	mu   sync.Mutex
+	keys []string
+}
+
+func (e *evicted) add(k string, v *val) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if v.key != k {
+		panic("OnEvict got a key and a value of different entries")
+	}
+	e.keys = append(e.keys, k)
+}
+
+func (e *evicted) list() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.keys)
+}
+
+func newTest(max int) (*Cache[string, *val], *evicted) {
+	ev := &evicted{}
+	c := New(Config[string, *val]{
+		Max:       max,
+		Evictable: func(v *val) bool { return !v.busy.Load() },
+		OnEvict:   ev.add,
+	})
+	return c, ev
+}
+
+func mk(key string) func() *val { return func() *val { return &val{key: key} } }
+
+func mustCreate(t *testing.T, c *Cache[string, *val], key string) *val {
+	t.Helper()
+	v, ok := c.GetOrCreate(key, mk(key))
+	if !ok || v == nil || v.key != key {
+		t.Fatalf("GetOrCreate(%q) = %v, %v", key, v, ok)
+	}
+	return v
+}
+
+func TestGetOrCreateReturnsTheSameValue(t *testing.T) {
+	c, _ := newTest(4)
+	a := mustCreate(t, c, "a")
+	if v, ok := c.GetOrCreate("a", func() *val { t.Fatal("create called for a cached key"); return nil }); !ok || v != a {
+		t.Fatalf("second GetOrCreate(a) = %p, %v; want %p", v, ok, a)
+	}
+	if v, ok := c.Get("a"); !ok || v != a {
+		t.Fatalf("Get(a) = %p, %v", v, ok)
+	}
+	if _, ok := c.Get("b"); ok {
+		t.Fatal("Get found a key never inserted")
+	}
+	if c.Len() != 1 {
+		t.Fatalf("Len = %d, want 1", c.Len())
+	}
+}
+
+// With every entry idle, a full cache evicts the first entry the hand
+// reaches once it cleared the marks, and reports it to OnEvict.
+func TestIdleEntriesAreEvicted(t *testing.T) {
+	c, ev := newTest(3)
+	for _, k := range []string{"a", "b", "c"} {
+		mustCreate(t, c, k)
+	}
+	mustCreate(t, c, "d")
+	if got := ev.list(); fmt.Sprint(got) != "[a]" {
+		t.Fatalf("evicted %v, want [a]", got)
+	}
+	if _, ok := c.Get("a"); ok {
+		t.Fatal("an evicted key is still found")
+	}
+	if c.Len() != 3 {
+		t.Fatalf("Len = %d, want the cap 3", c.Len())
+	}
+	mustCreate(t, c, "e")
+	if got := ev.list(); fmt.Sprint(got) != "[a b]" {
+		t.Fatalf("evicted %v, want [a b]", got)
+	}
+}
+
+// An entry used since the hand last passed gets a second chance: the hand
+// clears its mark and evicts the next unmarked entry instead.
+func TestReferencedEntriesGetASecondChance(t *testing.T) {
+	c, ev := newTest(4)
+	for _, k := range []string{"a", "b", "c", "d"} {
+		mustCreate(t, c, k)
+	}
+	mustCreate(t, c, "e") // clears every mark, evicts a; the hand is at b
+	c.Get("b")            // b is used again
+	mustCreate(t, c, "f")
+	if got := ev.list(); fmt.Sprint(got) != "[a c]" {
+		t.Fatalf("evicted %v, want [a c]: b was used after the hand passed it", got)
+	}
+	if _, ok := c.Get("b"); !ok {
+		t.Fatal("b was evicted despite its second chance")
+	}
+}
+
+// Busy entries are never evicted; when every entry is busy, GetOrCreate
+// refuses without calling create, and succeeds again once one is idle.
+func TestBusyEntriesAreNeverEvicted(t *testing.T) {
+	c, ev := newTest(3)
+	vals := map[string]*val{}
+	for _, k := range []string{"a", "b", "c"} {
+		vals[k] = mustCreate(t, c, k)
+		vals[k].busy.Store(true)
+	}
+	for i := range 10 {
+		if v, ok := c.GetOrCreate("x"+strconv.Itoa(i), func() *val { t.Fatal("create called on a full cache"); return nil }); ok || v != nil {
+			t.Fatalf("GetOrCreate on a cache of busy entries = %v, %v; want nil, false", v, ok)
+		}
+	}
+	if len(ev.list()) != 0 || c.Len() != 3 {
+		t.Fatalf("evicted %v, Len %d; want none evicted", ev.list(), c.Len())
+	}
+	vals["b"].busy.Store(false)
+	mustCreate(t, c, "y")
+	if got := ev.list(); fmt.Sprint(got) != "[b]" {
+		t.Fatalf("evicted %v, want [b], the only idle entry", got)
+	}
+	for _, k := range []string{"a", "c", "y"} {
+		if _, ok := c.Get(k); !ok {
+			t.Errorf("%s is gone", k)
+		}
+	}
+}
+
+// A large cache scans a bounded number of entries per insert, but
+// consecutive inserts cover the whole ring: a single idle entry is found.
+func TestBoundedScanResumes(t *testing.T) {
+	const max = 4 * scanLimit
+	c, ev := newTest(max)
+	var last *val
+	for i := range max {
+		last = mustCreate(t, c, strconv.Itoa(i))
+		last.busy.Store(true)
+	}
+	last.busy.Store(false) // the one idle entry, at the end of the ring
+	refused := 0
+	for i := 0; ; i++ {
+		if _, ok := c.GetOrCreate("new", mk("new")); ok {
+			break
+		}
+		if refused++; refused > 2*max/scanLimit+1 {
+			t.Fatalf("the idle entry was not found after %d inserts", refused)
+		}
+	}
+	if got := ev.list(); len(got) != 1 || got[0] != strconv.Itoa(max-1) {
+		t.Fatalf("evicted %v, want [%d]", got, max-1)
+	}
+	if refused == 0 {
+		t.Fatal("the first insert scanned the whole ring: the scan is not bounded")
+	}
+}
+
+func TestDelete(t *testing.T) {
+	c, ev := newTest(2)
+	mustCreate(t, c, "a")
+	mustCreate(t, c, "b")
+	if !c.Delete("a") || c.Delete("a") {
+		t.Fatal("Delete(a) must report true once")
+	}
+	mustCreate(t, c, "c") // takes a's place without evicting
+	if len(ev.list()) != 0 || c.Len() != 2 {
+		t.Fatalf("evicted %v, Len %d", ev.list(), c.Len())
+	}
+	got := map[string]bool{}
+	c.Range(func(k string, v *val) bool { got[k] = true; return true })
+	if len(got) != 2 || !got["b"] || !got["c"] {
+		t.Fatalf("Range saw %v, want b and c", got)
+	}
+	n := 0
+	c.Range(func(string, *val) bool { n++; return false })
+	if n != 1 {
+		t.Fatalf("Range went on after fn returned false: %d calls", n)
+	}
+}
+
+func TestZeroAndEmptyCaches(t *testing.T) {
+	var zero Cache[string, int]
+	if _, ok := zero.Get("a"); ok {
+		t.Error("the zero Cache found a key")
+	}
+	if _, ok := zero.GetOrCreate("a", func() int { return 1 }); ok {
+		t.Error("the zero Cache stored a key")
+	}
+	if zero.Delete("a") || zero.Len() != 0 {
+		t.Error("the zero Cache is not empty")
+	}
+	zero.Range(func(string, int) bool { t.Error("Range on the zero Cache"); return true })
+	c := New(Config[string, int]{Max: 0})
+	if _, ok := c.GetOrCreate("a", func() int { t.Fatal("create called"); return 1 }); ok {
+		t.Error("a cache of Max 0 stored a key")
+	}
+}
+
+// OnEvict runs once the mutex is released: it may call the cache.
+func TestOnEvictMayCallTheCache(t *testing.T) {
+	var c *Cache[string, int]
+	c = New(Config[string, int]{Max: 2, OnEvict: func(k string, _ int) {
+		if k == "a" { // evicts b in turn
+			c.GetOrCreate("from-"+k, func() int { return 0 })
+		}
+	}})
+	c.GetOrCreate("a", func() int { return 1 })
+	c.GetOrCreate("b", func() int { return 2 })
+	c.GetOrCreate("c", func() int { return 3 })
+	if _, ok := c.Get("from-a"); !ok {
+		t.Fatal("OnEvict could not insert")
+	}
+}
+
+// A user-supplied hash that sends every key to the same shard still works.
+func TestCollidingHash(t *testing.T) {
+	c := New(Config[int, int]{Max: 100, Hash: func(int) uint64 { return 7 }})
+	for i := range 100 {
+		c.GetOrCreate(i, func() int { return i * 2 })
+	}
+	for i := range 100 {
+		if v, ok := c.Get(i); !ok || v != i*2 {
+			t.Fatalf("Get(%d) = %d, %v", i, v, ok)
+		}
+	}
+}
+
+// Concurrent inserts of many distinct keys never exceed the cap, and every
+// key that got an entry got exactly one value.
+func TestCapUnderConcurrentInserts(t *testing.T) {
+	const max, keys, workers = 1000, 100_000, 8
+	var created, evictions atomic.Int64
+	c := New(Config[string, *val]{
+		Max:     max,
+		OnEvict: func(string, *val) { evictions.Add(1) },
+	})
+	var wg sync.WaitGroup
+	var over atomic.Int64
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < keys; i += workers {
+				k := strconv.Itoa(i)
+				v, ok := c.GetOrCreate(k, func() *val { created.Add(1); return &val{key: k} })
+				if ok && v.key != k {
+					t.Errorf("GetOrCreate(%s) returned the value of %s", k, v.key)
+				}
+				if n := c.Len(); n > max {
+					over.Store(int64(n))
+				}
+				c.Get(strconv.Itoa(i / 2))
+			}
+		})
+	}
+	wg.Wait()
+	if n := over.Load(); n != 0 {
+		t.Fatalf("Len reached %d, above the cap %d", n, max)
+	}
+	n := 0
+	c.Range(func(string, *val) bool { n++; return true })
+	if c.Len() != max || n != max {
+		t.Fatalf("Len %d, Range saw %d; want the cap %d", c.Len(), n, max)
+	}
+	if created.Load()-evictions.Load() != max {
+		t.Fatalf("created %d, evicted %d: want the difference to be the cap %d", created.Load(), evictions.Load(), max)
+	}
+}
+
+func TestGetAllocatesNothing(t *testing.T) {
+	c, _ := newTest(100)
+	key := strconv.Itoa(12345)
+	mustCreate(t, c, key)
+	if n := testing.AllocsPerRun(1000, func() { c.Get(key) }); n != 0 {
+		t.Fatalf("Get of an existing key: %v allocs, want 0", n)
+	}
+	if n := testing.AllocsPerRun(1000, func() { c.GetOrCreate(key, mk(key)) }); n != 0 {
+		t.Fatalf("GetOrCreate of an existing key: %v allocs, want 0", n)
+	}
+	if n := testing.AllocsPerRun(1000, func() { c.Get("missing") }); n != 0 {
+		t.Fatalf("Get of a missing key: %v allocs, want 0", n)
+	}
+}
+
+// Get marks an entry only when its mark is clear: a hot key's cache line
+// stays shared between the goroutines that read it.
+func TestGetWritesOnlyAClearMark(t *testing.T) {
+	c, _ := newTest(2)
+	mustCreate(t, c, "a")
+	e := c.find(c.hash("a"), "a")
+	e.ref.Store(false)
+	c.Get("a")
+	if !e.ref.Load() {
+		t.Fatal("Get did not mark the entry used")
+	}
+}
+
+// Peek finds an entry without marking it used.
+func TestPeekDoesNotMark(t *testing.T) {
+	c, _ := newTest(2)
+	a := mustCreate(t, c, "a")
+	e := c.find(c.hash("a"), "a")
+	e.ref.Store(false)
+	if v, ok := c.Peek("a"); !ok || v != a {
+		t.Fatalf("Peek(a) = %v, %v", v, ok)
+	}
+	if e.ref.Load() {
+		t.Fatal("Peek marked the entry used")
+	}
+	if _, ok := c.Peek("b"); ok {
+		t.Fatal("Peek found a missing key")
+	}
+}
