@@ -65,7 +65,7 @@ func TestHotPathAllocatesNothing(t *testing.T) {
 	}); n != 0 {
 		t.Errorf("rejection: %v allocs per run, want 0", n)
 	}
-	r := NewRegistry(RegistryConfig{MaxBreakers: 10})
+	r := NewRegistry(RegistryConfig{MaxKeys: 10})
 	r.Get("users")
 	if n := testing.AllocsPerRun(1000, func() { r.Get("users") }); n != 0 {
 		t.Errorf("Registry.Get of an existing breaker: %v allocs per run, want 0", n)

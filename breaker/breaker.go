@@ -651,7 +651,7 @@ type Metrics struct {
 	// closed period (the one that opened the breaker, while it is open).
 	ConsecutiveFailures int64
 	// ConsecutiveOpens is how many times the breaker opened since it last
-	// closed; it drives Config.OpenDuration.
+	// closed; it drives Config.OpenDurationFunc.
 	ConsecutiveOpens int
 	// HalfOpenProbes is the number of probes in flight.
 	HalfOpenProbes int

@@ -95,7 +95,7 @@ type Config struct {
 	FailureThreshold int
 
 	// Timeout is how long the breaker stays open before it half-opens,
-	// when OpenDuration is nil. Zero means [DefaultTimeout] (60s). Negative
+	// when OpenDurationFunc is nil. Zero means [DefaultTimeout] (60s). Negative
 	// values are invalid.
 	Timeout time.Duration
 
@@ -172,13 +172,13 @@ type Config struct {
 	// SlowCallRateThreshold is set.
 	SlowCallDuration time.Duration
 
-	// OpenDuration, when not nil, gives how long the breaker stays open,
+	// OpenDurationFunc, when not nil, gives how long the breaker stays open,
 	// from the number of times it opened since it last closed (1 the first
 	// time, 2 when the first probes failed, and so on). It replaces Timeout
 	// for adaptive open durations; see [ExponentialOpenDuration]. A result
 	// of zero or less means Timeout. It is called with the breaker's lock
 	// held, so it must be fast and must not call the breaker.
-	OpenDuration func(consecutiveOpens int) time.Duration
+	OpenDurationFunc func(consecutiveOpens int) time.Duration
 
 	// Classify maps the error of a call to its outcome, for
 	// [Breaker.Execute] and [Permit.Record]. Nil means [DefaultClassify]:
@@ -261,7 +261,7 @@ func DefaultClassify(err error) Outcome {
 	return Failure
 }
 
-// ExponentialOpenDuration returns a generator for Config.OpenDuration that
+// ExponentialOpenDuration returns a generator for Config.OpenDurationFunc that
 // starts at initial and multiplies the open duration by multiplier each
 // time the breaker opens again without having closed, capped at ceiling:
 // initial × multiplier^(consecutiveOpens-1), at most ceiling.
@@ -405,7 +405,7 @@ func (c Config) settings() settings {
 	s := settings{
 		name:          c.Name,
 		timeout:       c.Timeout,
-		openDuration:  c.OpenDuration,
+		openDuration:  c.OpenDurationFunc,
 		classify:      c.Classify,
 		onStateChange: c.OnStateChange,
 		onReject:      c.OnReject,

@@ -77,7 +77,7 @@
 //
 // A [Registry] keeps one breaker per name (a target, a service, a method),
 // configured by a [RegistryConfig]. Its state is bounded: it holds at most
-// RegistryConfig.MaxBreakers breakers, evicts idle closed breakers to make
+// RegistryConfig.MaxKeys breakers, evicts idle closed breakers to make
 // room (never an open, half-open or forced one), and sends names that find
 // no room to one shared overflow breaker, reporting both through
 // RegistryConfig.OnEvict and RegistryConfig.OnOverflow.

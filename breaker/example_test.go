@@ -100,7 +100,7 @@ func ExampleExponentialOpenDuration() {
 		fmt.Print(openFor(opens), " ")
 	}
 	fmt.Println()
-	_ = breaker.New(breaker.Config{OpenDuration: openFor})
+	_ = breaker.New(breaker.Config{OpenDurationFunc: openFor})
 	// Output: 1s 2s 4s 8s 16s 30s
 }
 
@@ -116,9 +116,9 @@ func ExampleRegistry() {
 				fmt.Printf("%s: %v -> %v\n", c.Name, c.From, c.To)
 			},
 		},
-		MaxBreakers: 2,
-		OnEvict:     func(name string) { fmt.Println("evicted", name) },
-		OnOverflow:  func(name string) { fmt.Println("overflow", name) },
+		MaxKeys:    2,
+		OnEvict:    func(name string) { fmt.Println("evicted", name) },
+		OnOverflow: func(name string) { fmt.Println("overflow", name) },
 	})
 	ctx := context.Background()
 	users := r.Get("/users.Users/Get")

@@ -235,7 +235,7 @@ func modelCases() []modelCase {
 		{"seed defaults", Config{},
 			model{failureThreshold: 5, successThreshold: 2, maxProbes: 2, probeTimeout: DefaultTimeout, timeout: DefaultTimeout}},
 		{"consecutive with adaptive open duration and wide half-open",
-			Config{FailureThreshold: 2, SuccessThreshold: 3, MaxHalfOpenProbes: 5, OpenDuration: openDur},
+			Config{FailureThreshold: 2, SuccessThreshold: 3, MaxHalfOpenProbes: 5, OpenDurationFunc: openDur},
 			model{failureThreshold: 2, successThreshold: 3, maxProbes: 5, probeTimeout: DefaultTimeout, timeout: DefaultTimeout, openDuration: openDur}},
 		{"count window, failure and slow rates",
 			Config{FailureRateThreshold: 50, SlowCallRateThreshold: 60, SlowCallDuration: 2 * time.Second, WindowSize: 6, MinimumCalls: 4, SuccessThreshold: 1, Timeout: 5 * time.Second},
@@ -247,7 +247,7 @@ func modelCases() []modelCase {
 			Config{FailureThreshold: 2, SuccessThreshold: 3, MaxHalfOpenProbes: 2, Timeout: 2 * time.Second, ProbeTimeout: 1500 * time.Millisecond},
 			model{failureThreshold: 2, successThreshold: 3, maxProbes: 2, probeTimeout: 1500 * time.Millisecond, timeout: 2 * time.Second}},
 		{"time window",
-			Config{WindowType: TimeWindow, WindowPeriod: 10 * time.Second, WindowBuckets: 5, FailureRateThreshold: 50, SlowCallRateThreshold: 50, SlowCallDuration: time.Second, MinimumCalls: 3, SuccessThreshold: 2, MaxHalfOpenProbes: 3, Timeout: 4 * time.Second, OpenDuration: openDur},
+			Config{WindowType: TimeWindow, WindowPeriod: 10 * time.Second, WindowBuckets: 5, FailureRateThreshold: 50, SlowCallRateThreshold: 50, SlowCallDuration: time.Second, MinimumCalls: 3, SuccessThreshold: 2, MaxHalfOpenProbes: 3, Timeout: 4 * time.Second, OpenDurationFunc: openDur},
 			model{successThreshold: 2, maxProbes: 3, probeTimeout: DefaultProbeTimeout, timeout: 4 * time.Second, openDuration: openDur, timeWindow: true, bucketDur: 2 * time.Second, buckets: 5, minCalls: 3, failureRate: 50, slowRate: 50, slowDur: time.Second}},
 	}
 }

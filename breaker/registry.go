@@ -13,9 +13,9 @@ import (
 	"github.com/engineeringlabs/grpc-resilience/internal/keycache"
 )
 
-// DefaultMaxBreakers is the bound of a [Registry] whose
-// RegistryConfig.MaxBreakers is zero.
-const DefaultMaxBreakers = 1024
+// DefaultMaxKeys is the bound of a [Registry] whose
+// RegistryConfig.MaxKeys is zero.
+const DefaultMaxKeys = 1024
 
 // overflowName is the Config.Name of a registry's overflow breaker.
 const overflowName = "(overflow)"
@@ -30,10 +30,10 @@ type RegistryConfig struct {
 	// breaker's name.
 	Breaker Config
 
-	// MaxBreakers bounds the number of named breakers the registry holds.
-	// Zero means [DefaultMaxBreakers] (1024). Negative values are invalid
+	// MaxKeys bounds the number of named breakers the registry holds.
+	// Zero means [DefaultMaxKeys] (1024). Negative values are invalid
 	// and treated as zero.
-	MaxBreakers int
+	MaxKeys int
 
 	// OnEvict, when not nil, is called with the name of a breaker the
 	// registry dropped to make room for another: one that was closed, in
@@ -53,7 +53,7 @@ type RegistryConfig struct {
 }
 
 // Validate reports every invalid field of c, each as a
-// *[resilience.FieldError] ("MaxBreakers", or "Breaker.FailureThreshold"
+// *[resilience.FieldError] ("MaxKeys", or "Breaker.FailureThreshold"
 // for the fields of Breaker), joined with [errors.Join]; nil when c is
 // valid. [NewRegistry] treats an invalid field as zero.
 func (c RegistryConfig) Validate() error {
@@ -61,8 +61,8 @@ func (c RegistryConfig) Validate() error {
 	for _, fe := range resilience.FieldErrors(c.Breaker.Validate()) {
 		errs = append(errs, fe.Prefix("Breaker"))
 	}
-	if c.MaxBreakers < 0 {
-		errs = append(errs, &resilience.FieldError{Field: "MaxBreakers", Value: c.MaxBreakers, Reason: "must not be negative"})
+	if c.MaxKeys < 0 {
+		errs = append(errs, &resilience.FieldError{Field: "MaxKeys", Value: c.MaxKeys, Reason: "must not be negative"})
 	}
 	return errors.Join(errs...)
 }
@@ -75,7 +75,7 @@ func (c RegistryConfig) Validate() error {
 //
 // # Bounded state
 //
-// A Registry holds at most RegistryConfig.MaxBreakers named breakers. When
+// A Registry holds at most RegistryConfig.MaxKeys named breakers. When
 // it is full, a new name takes the place of a breaker that is idle: closed
 // in [Auto] mode with no probe in flight, and not looked up since the
 // registry's clock hand last passed it (CLOCK, or second-chance,
@@ -107,9 +107,9 @@ func NewRegistry(cfg RegistryConfig) *Registry {
 
 func (r *Registry) init() {
 	r.once.Do(func() {
-		max := r.cfg.MaxBreakers
+		max := r.cfg.MaxKeys
 		if max <= 0 {
-			max = DefaultMaxBreakers
+			max = DefaultMaxKeys
 		}
 		seed := maphash.MakeSeed()
 		var onEvict func(string, *Breaker)

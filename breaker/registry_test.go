@@ -34,7 +34,7 @@ func (h *hooks) lists() (evicted, overflows []string) {
 // clock, recording its events.
 func newTestRegistry(cfg Config, max int) (*Registry, *fakeClock, *hooks) {
 	h := &hooks{}
-	r := NewRegistry(RegistryConfig{Breaker: cfg, MaxBreakers: max, OnEvict: h.evict, OnOverflow: h.overflow})
+	r := NewRegistry(RegistryConfig{Breaker: cfg, MaxKeys: max, OnEvict: h.evict, OnOverflow: h.overflow})
 	clk := &fakeClock{}
 	r.now = clk.now
 	return r, clk, h
@@ -96,17 +96,17 @@ func TestRegistry(t *testing.T) {
 // its bound.
 func TestRegistryDefaultBound(t *testing.T) {
 	r, _, h := newTestRegistry(Config{}, 0)
-	for i := range DefaultMaxBreakers {
+	for i := range DefaultMaxKeys {
 		r.Get(strconv.Itoa(i))
 	}
-	if r.Len() != DefaultMaxBreakers {
-		t.Fatalf("Len = %d, want %d", r.Len(), DefaultMaxBreakers)
+	if r.Len() != DefaultMaxKeys {
+		t.Fatalf("Len = %d, want %d", r.Len(), DefaultMaxKeys)
 	}
 	if b := r.Get("one more"); b == r.Overflow() {
 		t.Fatal("a registry full of idle breakers sent a new name to the overflow breaker")
 	}
 	evicted, overflows := h.lists()
-	if len(evicted) != 1 || len(overflows) != 0 || r.Len() != DefaultMaxBreakers {
+	if len(evicted) != 1 || len(overflows) != 0 || r.Len() != DefaultMaxKeys {
 		t.Fatalf("evicted %v, overflows %v, Len %d", evicted, overflows, r.Len())
 	}
 	if _, ok := r.Lookup(evicted[0]); ok {
@@ -206,9 +206,9 @@ func TestRegistryConcurrentGet(t *testing.T) {
 	const bound, names = 50, 10_000
 	var evictions, overflows atomic.Int64
 	r := NewRegistry(RegistryConfig{
-		MaxBreakers: bound,
-		OnEvict:     func(string) { evictions.Add(1) },
-		OnOverflow:  func(string) { overflows.Add(1) },
+		MaxKeys:    bound,
+		OnEvict:    func(string) { evictions.Add(1) },
+		OnOverflow: func(string) { overflows.Add(1) },
 	})
 	var wg sync.WaitGroup
 	for g := range 8 {
@@ -249,12 +249,12 @@ func TestRegistryConfigValidate(t *testing.T) {
 	if err := (RegistryConfig{}).Validate(); err != nil {
 		t.Fatalf("zero RegistryConfig: %v", err)
 	}
-	err := RegistryConfig{Breaker: Config{FailureThreshold: -1}, MaxBreakers: -1}.Validate()
+	err := RegistryConfig{Breaker: Config{FailureThreshold: -1}, MaxKeys: -1}.Validate()
 	var got []string
 	for _, fe := range resilience.FieldErrors(err) {
 		got = append(got, fe.Field)
 	}
-	if fmt.Sprint(got) != "[Breaker.FailureThreshold MaxBreakers]" {
+	if fmt.Sprint(got) != "[Breaker.FailureThreshold MaxKeys]" {
 		t.Fatalf("fields %v (%v)", got, err)
 	}
 }

@@ -206,7 +206,7 @@ func TestOpenDurationGenerator(t *testing.T) {
 	b, clk := newFake(Config{
 		FailureThreshold: 1,
 		SuccessThreshold: 1,
-		OpenDuration:     ExponentialOpenDuration(time.Second, 5*time.Second, 2),
+		OpenDurationFunc: ExponentialOpenDuration(time.Second, 5*time.Second, 2),
 		OnStateChange:    ev.listen,
 	})
 	wantOpenFor := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 5 * time.Second, 5 * time.Second}
@@ -245,7 +245,7 @@ func TestOpenDurationGenerator(t *testing.T) {
 }
 
 func TestOpenDurationNonPositiveMeansTimeout(t *testing.T) {
-	b, _ := newFake(Config{FailureThreshold: 1, Timeout: 3 * time.Second, OpenDuration: func(int) time.Duration { return -1 }})
+	b, _ := newFake(Config{FailureThreshold: 1, Timeout: 3 * time.Second, OpenDurationFunc: func(int) time.Duration { return -1 }})
 	mustAllow(t, b).Done(Failure)
 	if got := b.Metrics().OpenRemaining; got != 3*time.Second {
 		t.Fatalf("OpenRemaining = %v, want Timeout 3s", got)

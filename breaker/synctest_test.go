@@ -41,7 +41,7 @@ func TestRealClockInSynctestBubble(t *testing.T) {
 // A registry's breakers get the real clock too.
 func TestRegistryRealClockInSynctestBubble(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		r := NewRegistry(RegistryConfig{Breaker: Config{FailureThreshold: 1, Timeout: time.Second}, MaxBreakers: 1})
+		r := NewRegistry(RegistryConfig{Breaker: Config{FailureThreshold: 1, Timeout: time.Second}, MaxKeys: 1})
 		b := r.Get("x")
 		p, _ := b.Allow()
 		p.Done(Failure)

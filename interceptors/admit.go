@@ -30,7 +30,7 @@ type admission struct {
 // then takes a permit of the rate limit (waiting for it when the policy
 // says so), then takes a slot from bh, waiting as the bulkhead's queue
 // allows. bh is
-// ms.bulkhead for a unary attempt and for the first attempt of a stream;
+// ms.bulkheadFor() for a unary attempt and for the first attempt of a stream;
 // nil for a stream's later attempts, which run in the slot of its first.
 //
 // On success it fills info's Breaker, BreakerState and BulkheadWait (the
@@ -53,7 +53,7 @@ func (ms *methodState) admit(ctx context.Context, info *AttemptInfo, bh *bulkhea
 	}
 	obs := ms.obs
 	var adm admission
-	if b := ms.breaker; b != nil {
+	if b := ms.guard(); b != nil {
 		p, err := b.Allow()
 		if err != nil {
 			if obs != nil {

@@ -53,12 +53,12 @@ type capture struct {
 var capturePool = sync.Pool{New: func() any { return new(capture) }}
 
 // attempt runs one attempt through the inner patterns: circuit breaker,
-// bulkhead, per-attempt timeout, then the invoker, with reply as the
-// message to decode into. capture asks for the server's header and trailer,
-// to read pushback. It never blocks beyond the bulkhead's queue and the
-// invoker.
+// rate limit, bulkhead, per-attempt timeout, then the invoker, with reply
+// as the message to decode into. capture asks for the server's header and
+// trailer, to read pushback. It never blocks beyond the rate limit's wait,
+// the bulkhead's queue and the invoker.
 func (ms *methodState) attempt(ctx context.Context, r *rpc, reply any, info AttemptInfo, timeout time.Duration, idempotent, capt bool) attemptResult {
-	adm, err := ms.admit(ctx, &info, ms.bulkhead)
+	adm, err := ms.admit(ctx, &info, ms.bulkheadFor())
 	if err != nil {
 		return attemptResult{err: err, code: status.Code(err)}
 	}

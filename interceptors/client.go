@@ -34,20 +34,16 @@ var (
 
 // Client is the client-side resilience pipeline: it applies a [Policy] per
 // method, service or by default, and owns the state the patterns share
-// between calls: circuit breakers, bulkheads, retry budgets per target and
-// hedging latency histograms. Its interceptors,
+// between calls: circuit breakers, rate limiters, bulkheads, retry budgets
+// per target and hedging latency histograms. Its interceptors,
 // [Client.UnaryClientInterceptor] and [Client.StreamClientInterceptor], go
 // into grpc.WithChainUnaryInterceptor and grpc.WithChainStreamInterceptor.
 //
-// Per call, the patterns run in this order, outermost first:
-//
-//	default timeout, fallback, hedging or retry, circuit breaker,
-//	client-side bulkhead, per-attempt timeout, the call.
-//
-// The state of each method and target is built on its first call and
-// cached, so later calls only look it up: a call whose first attempt
-// succeeds allocates nothing beyond what its timeouts need (a context per
-// timeout set). The cache keeps one entry per target and method called.
+// The patterns run in the order "Order of the patterns" in the package
+// documentation gives. The state of each method and target is built on its
+// first call and cached, so later calls only look it up: a call whose
+// first attempt succeeds allocates nothing beyond what its timeouts need
+// (a context per timeout set). The cache is bounded (see "Bounded state").
 //
 // A Client is safe for concurrent use; one Client may serve any number of
 // connections. Create it with [NewClient]; the zero Client is not usable.
@@ -84,8 +80,12 @@ type compiled struct {
 	p            Policy
 	retryTable   classify.Table
 	breakerTable classify.Table
-	breakers     *breaker.Registry     // nil without Breaker
-	bulkheads    *bulkhead.Partitioned // nil without Bulkhead
+	breakerCfg   breaker.Config
+	breakers     *breaker.Registry // shared scopes: per service or target; nil otherwise
+	overBreaker  *breaker.Breaker  // ScopeMethod: shared by the calls whose state overflowed
+	bulkheadCfg  bulkhead.Config
+	bulkheads    *bulkhead.Partitioned // shared scopes; nil otherwise
+	overBulkhead *bulkhead.Bulkhead    // ScopeMethod: shared by the calls whose state overflowed
 	limiters     *ratelimit.Keyed      // nil without RateLimit
 	nonFatal     [maxCode + 1]bool     // hedging
 	fallbackOn   [maxCode + 1]bool
@@ -188,13 +188,15 @@ func build(cfg Config) *Client {
 		c.maxKeys = DefaultMaxKeys
 	}
 	if c.newBudget == nil {
-		c.newBudget = defaultTargetBudget
+		c.newBudget = DefaultTargetBudget
 	}
 	c.states = keycache.New(keycache.Config[stateKey, *methodState]{
 		Max:       c.maxKeys,
 		Hash:      hashStateKey(maphash.MakeSeed()),
 		Evictable: (*methodState).idle,
-		OnEvict:   func(k stateKey, _ *methodState) { c.cacheEvent(EventEvicted, "state", k.target, k.method, "") },
+		OnEvict: func(k stateKey, _ *methodState) {
+			c.cacheEvent(EventEvicted, "state", k.target, k.method, scopeKey(ScopeMethod, k.target, k.method))
+		},
 	})
 	seed := maphash.MakeSeed()
 	c.budgets = keycache.New(keycache.Config[string, retry.Budget]{
@@ -230,27 +232,38 @@ func (c *Client) compile(p Policy) *compiled {
 		if b.Table != nil {
 			cp.breakerTable = *b.Table
 		}
-		rc := breaker.RegistryConfig{
-			Breaker:     b.config(),
-			MaxBreakers: c.maxKeys,
-			OnEvict:     func(key string) { c.cacheEvent(EventEvicted, "breaker", "", "", key) },
-			OnOverflow:  func(key string) { c.cacheEvent(EventOverflow, "breaker", "", "", key) },
-		}
+		cp.breakerCfg = b.config()
 		if obs := c.obs; obs != nil {
-			rc.Breaker.OnStateChange = func(sc breaker.StateChange) {
+			cp.breakerCfg.OnStateChange = func(sc breaker.StateChange) {
 				obs.event(context.Background(), Event{Kind: EventBreakerStateChange, StateChange: sc})
 			}
 		}
-		cp.breakers = breaker.NewRegistry(rc)
+		if b.Scope == ScopeMethod {
+			oc := cp.breakerCfg
+			oc.Name = overflowName
+			cp.overBreaker = breaker.New(oc)
+		} else {
+			cp.breakers = breaker.NewRegistry(breaker.RegistryConfig{
+				Breaker:    cp.breakerCfg,
+				MaxKeys:    c.maxKeys,
+				OnEvict:    func(key string) { c.cacheEvent(EventEvicted, "breaker", "", "", key) },
+				OnOverflow: func(key string) { c.cacheEvent(EventOverflow, "breaker", "", "", key) },
+			})
+		}
 	}
 	if b := p.Bulkhead; b != nil {
-		bc := bulkhead.Config{Limit: b.Limit, Queue: b.Queue, MaxWait: b.MaxWait}
-		cp.bulkheads = bulkhead.NewPartitioned(bulkhead.PartitionedConfig{
-			MaxKeys:    c.maxKeys,
-			New:        func(string) *bulkhead.Bulkhead { return bulkhead.NewFromConfig(bc) },
-			OnEvict:    func(key string) { c.cacheEvent(EventEvicted, "bulkhead", "", "", key) },
-			OnOverflow: func(key string) { c.cacheEvent(EventOverflow, "bulkhead", "", "", key) },
-		})
+		cp.bulkheadCfg = bulkhead.Config{Limit: b.Limit, Queue: b.Queue, MaxWait: b.MaxWait}
+		if b.Scope == ScopeMethod {
+			cp.overBulkhead = bulkhead.NewFromConfig(cp.bulkheadCfg)
+		} else {
+			bc := cp.bulkheadCfg
+			cp.bulkheads = bulkhead.NewPartitioned(bulkhead.PartitionedConfig{
+				MaxKeys:    c.maxKeys,
+				New:        func(string) *bulkhead.Bulkhead { return bulkhead.NewFromConfig(bc) },
+				OnEvict:    func(key string) { c.cacheEvent(EventEvicted, "bulkhead", "", "", key) },
+				OnOverflow: func(key string) { c.cacheEvent(EventOverflow, "bulkhead", "", "", key) },
+			})
+		}
 	}
 	if l := p.RateLimit; l != nil {
 		cp.limiters = ratelimit.NewKeyed(ratelimit.KeyedConfig{
@@ -317,34 +330,45 @@ func (c *Client) intercept(ctx context.Context, method string, req, reply any, c
 // of breakers in use, it is the policy's shared overflow breaker (see
 // "Bounded state" in the package documentation).
 func (c *Client) Breaker(target, fullMethod string) *breaker.Breaker {
-	return c.state(target, fullMethod).breaker
+	return c.state(target, fullMethod).guard()
 }
 
 // state returns the cached state of method on target, building it on
 // first use. Looking up an existing state takes no lock and allocates
 // nothing; building one costs the same however many states exist.
+//
+// A state is built before it is offered to the cache, so that no hook (the
+// observer's events, the TargetBudget function) runs while the cache holds
+// its lock; when two calls build one at once, the cache keeps the first
+// and the other is dropped unused.
 func (c *Client) state(target, method string) *methodState {
 	key := stateKey{target, method}
 	if ms, ok := c.states.Get(key); ok {
 		return ms
 	}
-	ms, ok := c.states.GetOrCreate(key, func() *methodState { return c.newState(target, method) })
+	built := c.newState(target, method, false)
+	ms, ok := c.states.GetOrCreate(key, func() *methodState { return built })
 	if !ok {
-		// Every cached state guards calls in flight or an open breaker:
-		// serve this call with a state of its own, whose breaker and
-		// bulkhead come from the same registries (their overflow ones
-		// when those are full too).
-		c.cacheEvent(EventOverflow, "state", target, method, "")
-		ms = c.newState(target, method)
+		// Every cached state guards calls in flight or a breaker that is
+		// not closed: serve this call with a state of its own, guarded by
+		// the policy's overflow breaker and bulkhead.
+		c.cacheEvent(EventOverflow, "state", target, method, scopeKey(ScopeMethod, target, method))
+		ms = c.newState(target, method, true)
 	}
 	return ms
 }
 
-// idle reports whether the state may be evicted: its breaker is closed in
-// automatic mode and its bulkhead holds and queues nothing. A state that
-// guards calls in flight or holds an open breaker stays, so that evicting
-// it cannot hand the method a fresh breaker or bulkhead while the old one
-// still protects the target.
+// overflowName is the name of the breaker shared by the calls whose state
+// found no room in the client's bounded state.
+const overflowName = "(overflow)"
+
+// idle reports whether the state may be evicted: the breaker it owns is
+// closed in automatic mode and the bulkhead it owns holds and queues
+// nothing. A state that guards calls in flight or holds a breaker that is
+// not closed stays, so that evicting it cannot hand the method a fresh
+// breaker or bulkhead while the old one still protects the target.
+// Breakers and bulkheads shared by a service or target live in their own
+// bounded registries, which apply the same rule.
 func (ms *methodState) idle() bool {
 	if b := ms.breaker; b != nil && !b.Idle() {
 		return false
@@ -408,20 +432,30 @@ type methodState struct {
 	pattern        Pattern
 	maxAttempts    int
 	attemptTimeout time.Duration
-	retry          *retry.Policy      // PatternRetry
-	budget         retry.Budget       // PatternHedging
-	hist           *latencyHistogram  // PatternHedging with a percentile
-	breaker        *breaker.Breaker   // nil: no breaker
-	bulkhead       *bulkhead.Bulkhead // nil: no bulkhead
-	limiter        *ratelimit.Keyed   // nil: no rate limit
-	limiterKey     string             // the scope key of the limiter
+	retry          *retry.Policy     // PatternRetry
+	budget         retry.Budget      // PatternHedging
+	hist           *latencyHistogram // PatternHedging with a percentile
+	// breaker and bulkhead are the state's own (ScopeMethod, or the
+	// policy's overflow ones); for a scope shared by several methods they
+	// are nil and the registries below hold them under breakerKey and
+	// bulkheadKey, looked up on every attempt so that a registry sees
+	// which ones are in use.
+	breaker     *breaker.Breaker
+	bulkhead    *bulkhead.Bulkhead
+	breakers    *breaker.Registry
+	breakerKey  string
+	bulkheads   *bulkhead.Partitioned
+	bulkheadKey string
+	limiter     *ratelimit.Keyed // nil: no rate limit
+	limiterKey  string           // the scope key of the limiter
 	// respType is the method's response type from protoregistry, nil
 	// when unknown; streams drain ended attempts into it.
 	respType protoreflect.MessageType
 }
 
-// newState builds the state of method on target.
-func (c *Client) newState(target, method string) *methodState {
+// newState builds the state of method on target; overflow selects the
+// policy's overflow breaker and bulkhead instead of new ones of its own.
+func (c *Client) newState(target, method string, overflow bool) *methodState {
 	cp := c.policyFor(method)
 	p := &cp.p
 	ms := &methodState{c: cp, obs: c.obs, method: method, target: target, maxAttempts: 1, respType: responseType(method)}
@@ -433,11 +467,23 @@ func (c *Client) newState(target, method string) *methodState {
 	default:
 		ms.idempotent = classify.IdempotentByDescriptor(method)
 	}
-	if cp.breakers != nil {
-		ms.breaker = cp.breakers.Get(scopeKey(p.Breaker.Scope, target, method))
+	switch {
+	case cp.breakers != nil:
+		ms.breakers, ms.breakerKey = cp.breakers, scopeKey(p.Breaker.Scope, target, method)
+	case overflow:
+		ms.breaker = cp.overBreaker
+	case cp.overBreaker != nil:
+		bc := cp.breakerCfg
+		bc.Name = scopeKey(ScopeMethod, target, method)
+		ms.breaker = breaker.New(bc)
 	}
-	if cp.bulkheads != nil {
-		ms.bulkhead = cp.bulkheads.Get(scopeKey(p.Bulkhead.Scope, target, method))
+	switch {
+	case cp.bulkheads != nil:
+		ms.bulkheads, ms.bulkheadKey = cp.bulkheads, scopeKey(p.Bulkhead.Scope, target, method)
+	case overflow:
+		ms.bulkhead = cp.overBulkhead
+	case cp.overBulkhead != nil:
+		ms.bulkhead = bulkhead.NewFromConfig(cp.bulkheadCfg)
 	}
 	if cp.limiters != nil {
 		ms.limiter, ms.limiterKey = cp.limiters, scopeKey(p.RateLimit.Scope, target, method)
@@ -474,6 +520,22 @@ func (c *Client) newState(target, method string) *methodState {
 		}
 	}
 	return ms
+}
+
+// guard returns the breaker of the state's calls, nil without one.
+func (ms *methodState) guard() *breaker.Breaker {
+	if ms.breakers != nil {
+		return ms.breakers.Get(ms.breakerKey)
+	}
+	return ms.breaker
+}
+
+// bulkheadFor returns the bulkhead of the state's calls, nil without one.
+func (ms *methodState) bulkheadFor() *bulkhead.Bulkhead {
+	if ms.bulkheads != nil {
+		return ms.bulkheads.Get(ms.bulkheadKey)
+	}
+	return ms.bulkhead
 }
 
 // retryHooks forwards the retry engine's events to the observer.

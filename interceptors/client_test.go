@@ -215,9 +215,7 @@ func (k *keyCounter) observer() interceptors.Observer {
 			switch e.Kind {
 			case interceptors.EventEvicted:
 				k.evicted[e.Cache]++
-				if e.Cache == "breaker" {
-					k.evictKeys[e.Key] = true
-				}
+				k.evictKeys[e.Key] = true
 			case interceptors.EventOverflow:
 				k.overflow[e.Cache]++
 			}
@@ -240,10 +238,11 @@ func invokeUnknown(t *testing.T, ctx context.Context, conn *grpc.ClientConn, pre
 
 // TestBoundedStateKeepsProtection checks that a client bounds the state it
 // keeps per method, whatever the number of method names it sees, without
-// ever running a call unprotected: idle breakers and states are evicted
-// to make room, every attempt has a breaker, an open breaker is never
-// evicted, and when every breaker is in use a new method shares the
-// overflow breaker.
+// ever running a call unprotected: idle states (with the breakers they
+// own) are evicted to make room, every attempt has a breaker, an open
+// breaker is never evicted, when every breaker is in use a new method
+// shares the overflow breaker, and a breaker shared by a service stays one
+// breaker however many keys flow past it.
 func TestBoundedStateKeepsProtection(t *testing.T) {
 	const maxKeys = 8
 	t.Run("evicts idle", func(t *testing.T) {
@@ -259,9 +258,9 @@ func TestBoundedStateKeepsProtection(t *testing.T) {
 		k.mu.Lock()
 		defer k.mu.Unlock()
 		// n distinct keys and at least n-maxKeys evictions leave at most
-		// maxKeys breakers and states.
-		if k.evicted["breaker"] < n-maxKeys || k.evicted["state"] < n-maxKeys {
-			t.Errorf("evictions %v, want at least %d breakers and states", k.evicted, n-maxKeys)
+		// maxKeys states, each owning its breaker.
+		if k.evicted["state"] < n-maxKeys {
+			t.Errorf("evictions %v, want at least %d states", k.evicted, n-maxKeys)
 		}
 		if len(k.overflow) != 0 {
 			t.Errorf("overflows %v with only idle breakers to evict", k.overflow)
@@ -301,8 +300,8 @@ func TestBoundedStateKeepsProtection(t *testing.T) {
 		if k.evictKeys[e.srv.Target()+testingv1.TestService_Unary_FullMethodName] {
 			t.Error("the open breaker was evicted")
 		}
-		if k.evicted["breaker"] < 1000-maxKeys {
-			t.Errorf("%d breakers evicted, want at least %d", k.evicted["breaker"], 1000-maxKeys)
+		if k.evicted["state"] < 1000-maxKeys {
+			t.Errorf("%d states evicted, want at least %d", k.evicted["state"], 1000-maxKeys)
 		}
 	})
 
@@ -325,14 +324,37 @@ func TestBoundedStateKeepsProtection(t *testing.T) {
 			t.Error("the call past the cap ran without a breaker")
 		}
 		k.mu.Lock()
-		overflows := k.overflow["breaker"]
+		overflows := k.overflow["state"]
 		k.mu.Unlock()
 		if overflows != 1 {
-			t.Errorf("%d breaker overflows, want 1", overflows)
+			t.Errorf("%d state overflows, want 1", overflows)
 		}
 		// Both open breakers are still there and still reject.
 		checkOpen(t, unary(ctx, e.client, testservice.Failing("u2", 0, codes.OK)))
 		checkOpen(t, idempotentUnary(ctx, e.client, testservice.Failing("i2", 0, codes.OK)))
+	})
+
+	t.Run("a service's breaker stays one", func(t *testing.T) {
+		k := newKeyCounter()
+		c := newClient(t, interceptors.Config{
+			Default:  interceptors.Policy{Breaker: &interceptors.BreakerPolicy{Scope: interceptors.ScopeService}},
+			MaxKeys:  2,
+			Observer: k.observer(),
+		})
+		e := newEnv(t, nil, c.UnaryClientInterceptor())
+		ctx := ctxTimeout(t, 10*time.Second)
+		target := e.srv.Target()
+		for i := range 50 { // other services' keys, and this service's methods, in turns
+			if err := unary(ctx, e.client, testservice.Failing(fmt.Sprint("u", i), 0, codes.OK)); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.conn.Invoke(ctx, fmt.Sprintf("/other%d.Svc/M", i), &testingv1.UnaryRequest{}, &testingv1.UnaryResponse{}); status.Code(err) != codes.Unimplemented {
+				t.Fatalf("err %v, want UNIMPLEMENTED", err)
+			}
+			if b := c.Breaker(target, testingv1.TestService_Query_FullMethodName); b != c.Breaker(target, testingv1.TestService_Unary_FullMethodName) {
+				t.Fatalf("round %d: two methods of one service have two breakers", i)
+			}
+		}
 	})
 
 	t.Run("past 1024 keys by default", func(t *testing.T) {

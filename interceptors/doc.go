@@ -117,14 +117,17 @@
 //
 // # Bounded state
 //
-// The client keeps state per target and method: the resolved policy, the
-// breaker and bulkhead (per Scope key) and the per-target budget. Each is a
-// cache of at most Config.MaxKeys entries ([DefaultMaxKeys]). When one is
-// full, a new key evicts an entry that has not been used for a while
-// (second-chance order) and the Observer hears EventEvicted; breakers that
-// are open, half-open or forced, and bulkheads with calls in flight or
-// waiting, are protections in use and are never evicted. When every entry
-// is in use, the new key shares the cache's overflow breaker or bulkhead
+// The client keeps state per target and method: the resolved policy with
+// its own breaker and bulkhead (ScopeMethod), and per-target budgets and
+// rate limiters; breakers and bulkheads shared by a service or target
+// (ScopeService, ScopeTarget) live in registries of their own, looked up
+// on every attempt. Each is a cache of at most Config.MaxKeys entries
+// ([DefaultMaxKeys]). When one is full, a new key evicts an entry that has
+// not been used for a while (second-chance order) and the Observer hears
+// EventEvicted; a breaker that is open, half-open or forced, and a
+// bulkhead with calls in flight or waiting, are protections in use and are
+// never evicted, nor is the state that owns them. When every entry is in
+// use, the new key shares the policy's overflow breaker or bulkhead
 // (EventOverflow): a flood of distinct method names or targets costs
 // bounded memory and never runs a call without the protection its policy
 // asks for.

@@ -253,11 +253,13 @@ type Event struct {
 	// StateChange is the transition, for EventBreakerStateChange.
 	StateChange breaker.StateChange
 	// Cache names the bounded cache of EventEvicted and EventOverflow:
-	// "state" (a method's resolved policy on a target), "breaker",
-	// "bulkhead", "ratelimit" or "budget" (a target's retry budget).
+	// "state" (a method on a target, with the breaker and bulkhead it
+	// owns under ScopeMethod), "breaker" or "bulkhead" (shared by a
+	// service or target), "ratelimit" or "budget" (a target's retry
+	// budget).
 	Cache string
 	// Key is the cache key concerned, for EventEvicted and EventOverflow:
-	// the breaker's or bulkhead's scope key (target and method, service or
-	// target alone), or the target of a budget.
+	// the scope key (target and method, service or target alone; target
+	// and method for the "state" cache), or the target of a budget.
 	Key string
 }

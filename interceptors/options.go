@@ -36,10 +36,9 @@ type Config struct {
 	// every call to one target (cc.Target()) whose RetryPolicy or
 	// HedgingPolicy has no Budget of its own; it is called once per target.
 	// Returning [NoBudget] (or nil) means no per-target budget. Nil, the
-	// default, gives each target retry.NewRatioBudget(10*time.Second, 10,
-	// 0.2), Linkerd's: retries may add 20% to the calls of the last 10
-	// seconds, plus 10 per second. See "Retry budgets" in the package
-	// documentation for the error a call gets when it denies a retry.
+	// default, is [DefaultTargetBudget]. See "Retry budgets" in the
+	// package documentation for the error a call gets when it denies a
+	// retry.
 	TargetBudget func(target string) retry.Budget
 	// MaxKeys bounds the state the client keeps per (target, method):
 	// resolved policies, breakers, bulkheads and per-target budgets, each
@@ -49,8 +48,11 @@ type Config struct {
 	MaxKeys int
 }
 
-// defaultTargetBudget is the per-target budget without WithTargetBudget.
-func defaultTargetBudget(string) retry.Budget {
+// DefaultTargetBudget returns a new budget of the kind each target gets
+// when Config.TargetBudget is nil: retry.NewRatioBudget(10*time.Second,
+// 10, 0.2), Linkerd's, under which retries may add 20% to the calls of the
+// last 10 seconds, plus 10 per second. The target is not used.
+func DefaultTargetBudget(string) retry.Budget {
 	return retry.NewRatioBudget(10*time.Second, 10, 0.2)
 }
 

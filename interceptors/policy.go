@@ -12,6 +12,7 @@ import (
 	resilience "github.com/engineeringlabs/grpc-resilience"
 	"github.com/engineeringlabs/grpc-resilience/breaker"
 	"github.com/engineeringlabs/grpc-resilience/interceptors/classify"
+	"github.com/engineeringlabs/grpc-resilience/ratelimit"
 	"github.com/engineeringlabs/grpc-resilience/retry"
 )
 
@@ -307,9 +308,9 @@ type BreakerPolicy struct {
 	// MaxHalfOpenProbes is the number of probes let through at once while
 	// half-open. Zero means SuccessThreshold. Negative values are invalid.
 	MaxHalfOpenProbes int
-	// Window selects the sliding window of the rate thresholds:
+	// WindowType selects the sliding window of the rate thresholds:
 	// breaker.CountWindow (the zero value) or breaker.TimeWindow.
-	Window breaker.WindowType
+	WindowType breaker.WindowType
 	// WindowSize is the number of calls a count window holds. Zero means
 	// 100.
 	WindowSize int
@@ -350,7 +351,7 @@ func (b *BreakerPolicy) config() breaker.Config {
 		Timeout:               b.OpenDuration,
 		SuccessThreshold:      b.SuccessThreshold,
 		MaxHalfOpenProbes:     b.MaxHalfOpenProbes,
-		WindowType:            b.Window,
+		WindowType:            b.WindowType,
 		WindowSize:            b.WindowSize,
 		WindowPeriod:          b.WindowPeriod,
 		WindowBuckets:         b.WindowBuckets,
@@ -369,14 +370,14 @@ func (b *BreakerPolicy) config() breaker.Config {
 		if ceiling == 0 {
 			ceiling = 10 * open
 		}
-		cfg.OpenDuration = breaker.ExponentialOpenDuration(open, ceiling, b.OpenDurationMultiplier)
+		cfg.OpenDurationFunc = breaker.ExponentialOpenDuration(open, ceiling, b.OpenDurationMultiplier)
 	}
 	return cfg
 }
 
 // breakerFields maps breaker.Config's field names to BreakerPolicy's, for
 // the engine's validation errors.
-var breakerFields = map[string]string{"Timeout": "OpenDuration", "WindowType": "Window"}
+var breakerFields = map[string]string{"Timeout": "OpenDuration"}
 
 // BulkheadPolicy configures the client-side bulkheads that bound the
 // attempts in flight. A rejected attempt fails with RESOURCE_EXHAUSTED
@@ -599,8 +600,8 @@ func (p Policy) Validate() error {
 		}
 	}
 	if l := p.RateLimit; l != nil {
-		if !(l.Rate > 0) || math.IsInf(l.Rate, 0) {
-			bad("RateLimit.Rate", l.Rate, "must be a positive number of attempts per second")
+		if !(l.Rate > 0 && l.Rate <= ratelimit.MaxRate) {
+			bad("RateLimit.Rate", l.Rate, fmt.Sprintf("must be a positive number of attempts per second, at most %g", ratelimit.MaxRate))
 		}
 		if l.Burst < 0 {
 			bad("RateLimit.Burst", l.Burst, "must not be negative")

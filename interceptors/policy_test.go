@@ -193,6 +193,10 @@ func TestConfigValidationTable(t *testing.T) {
 			OpenDuration: time.Minute, OpenDurationMultiplier: 2, MaxOpenDuration: time.Second,
 		}}}, map[string]any{"Default.Breaker.MaxOpenDuration": time.Second}},
 		{"Default hedging any method", interceptors.Config{Default: hedge}, nil},
+		{"Default.RateLimit", interceptors.Config{Default: interceptors.Policy{RateLimit: &interceptors.RateLimitPolicy{Rate: 2e9, Burst: -1, Scope: 7}}},
+			map[string]any{"Default.RateLimit.Rate": 2e9, "Default.RateLimit.Burst": -1, "Default.RateLimit.Scope": interceptors.Scope(7)}},
+		{"Default.RateLimit.Rate zero", interceptors.Config{Default: interceptors.Policy{RateLimit: &interceptors.RateLimitPolicy{}}},
+			map[string]any{"Default.RateLimit.Rate": 0.0}},
 		{"Default hedging never idempotent", interceptors.Config{Default: interceptors.Policy{
 			Hedging: &interceptors.HedgingPolicy{}, Idempotency: interceptors.NeverIdempotent,
 		}}, map[string]any{"Default.Hedging": "set"}},

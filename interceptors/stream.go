@@ -97,7 +97,7 @@ func (ms *methodState) stream(ctx context.Context, desc *grpc.StreamDesc, cc *gr
 	_, hasDeadline := ctx.Deadline()
 	defaultTimeout := p.DefaultTimeout > 0 && !hasDeadline
 	obs := ms.obs
-	if pattern == PatternSingle && obs == nil && ms.breaker == nil && ms.bulkhead == nil && !defaultTimeout {
+	if pattern == PatternSingle && obs == nil && ms.breaker == nil && ms.breakers == nil && ms.bulkhead == nil && ms.bulkheads == nil && !defaultTimeout {
 		return streamer(ctx, desc, cc, method, opts...)
 	}
 
@@ -401,7 +401,7 @@ func (s *clientStream) openLocked(info AttemptInfo) (*streamAttempt, error) {
 	ms, obs := s.ms, s.ms.obs
 	var bh *bulkhead.Bulkhead
 	if s.slot == (bulkhead.Permit{}) {
-		bh = ms.bulkhead
+		bh = ms.bulkheadFor()
 	}
 	adm, err := ms.admit(s.ctx, &a.info, bh)
 	if err != nil {

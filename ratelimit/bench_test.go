@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // The benchmarks use a rate high enough that every request is granted,
@@ -127,6 +128,39 @@ func TestAllocations(t *testing.T) {
 	} {
 		if n := testing.AllocsPerRun(1000, f); n != 0 {
 			t.Errorf("%s allocates %v per call, want 0", name, n)
+		}
+	}
+}
+
+// TestLayout checks that the words that decisions write are on cache
+// lines of their own: the TAT, and each stripe of counters, apart from
+// each other and from the settings every decision reads.
+func TestLayout(t *testing.T) {
+	var l Limiter
+	var k Keyed
+	const line = 64
+	if off := unsafe.Offsetof(l.counts); off < 2*line || off%line != 0 {
+		t.Errorf("Limiter.counts at %d: not on a line of its own after the TAT", off)
+	}
+	if off := unsafe.Offsetof(l.p); off < unsafe.Offsetof(l.counts)+unsafe.Sizeof(l.counts) {
+		t.Errorf("Limiter.p at %d: within the counters", off)
+	}
+	if off := unsafe.Offsetof(k.counts); off%line != 0 {
+		t.Errorf("Keyed.counts at %d: not at the start of a line", off)
+	}
+	if s := unsafe.Sizeof(stripe{}); s%(2*line) != 0 {
+		t.Errorf("stripe is %d bytes, not a multiple of two lines", s)
+	}
+}
+
+// TestPickKeepsAGoroutinesStripe checks the premise of stripes.pick: a
+// goroutine that calls it again gets the same stripe.
+func TestPickKeepsAGoroutinesStripe(t *testing.T) {
+	var s stripes
+	first := s.pick()
+	for range 1000 {
+		if s.pick() != first {
+			t.Fatal("pick moved a goroutine to another stripe")
 		}
 	}
 }

@@ -2,9 +2,9 @@ package ratelimit
 
 import (
 	"context"
-	"math/rand/v2"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	resilience "github.com/engineeringlabs/grpc-resilience"
 )
@@ -72,10 +72,14 @@ func waitOn(ctx context.Context, p *params, c *clock, st *atomic.Int64, n int) (
 }
 
 // numStripes spreads the counters over padded cache lines, so that
-// concurrent callers rarely write the same line. A power of two.
-const numStripes = 8
+// concurrent callers rarely write the same line.
+const (
+	stripeBits = 3
+	numStripes = 1 << stripeBits
+)
 
-// stripe holds one share of a limiter's counters.
+// stripe holds one share of a limiter's counters, alone on its cache
+// lines: 128 bytes, since some processors fetch lines in pairs.
 type stripe struct {
 	admitted, limited, overflowed atomic.Uint64
 	_                             [128 - 3*8]byte
@@ -83,16 +87,25 @@ type stripe struct {
 
 type stripes [numStripes]stripe
 
-// pick returns a stripe chosen at random: cheaper than any per-P lookup,
-// and two goroutines meet on one line only one time in numStripes.
-func (s *stripes) pick() *stripe { return &s[rand.Uint32()&(numStripes-1)] }
-
-// pickAt returns a stripe chosen by the nanoseconds of a clock reading:
-// free where the caller has one, and as good as random, since two
-// goroutines rarely decide in the same nanosecond (if they do, they only
-// share a line, and the counts stay exact).
-func (s *stripes) pickAt(now int64) *stripe {
-	return &s[(now>>unitShift)&(numStripes-1)]
+// pick returns the calling goroutine's stripe, chosen by the address of
+// its stack. A stripe chosen afresh for every call (at random, or by the
+// nanoseconds of the clock) keeps concurrent writes apart but not the
+// cache line: about every other write finds it in the cache of the other
+// core that wrote it last, and moving it costs more than the decision. A
+// goroutine keeps its stack, so its counts stay in one line in its core's
+// cache, and goroutines running at the same time have distinct stacks,
+// which the multiplicative hash spreads over the stripes. The address is
+// only a number here: it is never turned back into a pointer, and a stack
+// that moves (or a much deeper call) only moves the goroutine to another
+// stripe; the counts stay exact whichever stripe a call picks.
+func (s *stripes) pick() *stripe {
+	var b byte
+	// Stacks are disjoint blocks of at least 2 KiB, aligned to their
+	// size, so the address bits above the lowest 11 tell goroutines
+	// apart: hash them, and keep the top bits of the product, the best
+	// mixed.
+	h := uint64(uintptr(unsafe.Pointer(&b))>>11) * 0x9e3779b97f4a7c15
+	return &s[h>>(64-stripeBits)]
 }
 
 // sum returns the totals of the counters.

@@ -43,7 +43,7 @@ type Keyed struct {
 
 	_        [64]byte
 	overflow keyState
-	_        [120]byte
+	_        [128]byte // puts counts at a multiple of 64 bytes
 	evicted  atomic.Uint64
 	counts   stripes
 }
@@ -168,7 +168,7 @@ func (k *Keyed) decide(key string, now int64, n int) (bool, time.Duration) {
 			relook = true
 			continue
 		}
-		c := k.counts.pickAt(now)
+		c := k.counts.pick()
 		if over {
 			k.overflowed(c, key)
 		}

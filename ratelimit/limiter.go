@@ -21,15 +21,17 @@ import (
 // arrival time of GCRA; it takes no lock and allocates nothing.
 type Limiter struct {
 	tat atomic.Int64 // GCRA's theoretical arrival time, in units since the epoch
-	// tat is written by every grant; the read-only fields below live on
-	// another cache line, so that its writes do not evict them.
-	_ [120]byte
+	// tat is written by every grant, and each stripe of counts by the
+	// decisions counted in it; every field lives on cache lines of its
+	// own (stripes are padded to 128 bytes), so that these writes evict
+	// neither each other nor the read-only settings below, which every
+	// decision reads.
+	_      [120]byte
+	counts stripes
 
 	p         params
 	clk       clock
 	onLimited func(time.Duration)
-
-	counts stripes
 }
 
 // New returns a full limiter configured by cfg: Burst permits are
@@ -87,11 +89,11 @@ func (l *Limiter) decide(now int64, n int) (bool, time.Duration) {
 	}
 	o, wait, _ := l.p.take(&l.tat, now, n, 0)
 	if o == granted {
-		l.counts.pickAt(now).admitted.Add(1)
+		l.counts.pick().admitted.Add(1)
 		return true, 0
 	}
 	d := fromUnits(wait)
-	l.refused(l.counts.pickAt(now), d)
+	l.refused(l.counts.pick(), d)
 	return false, d
 }
 

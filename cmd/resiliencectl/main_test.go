@@ -21,7 +21,14 @@ func TestRun(t *testing.T) {
 		out, errOut []string
 	}{
 		{"yaml", []string{"../../interceptors/config/testdata/example.yaml"}, 0,
-			[]string{"NAME", "grpcresilience.testing.v1.TestService/Unary", "constant 10ms", "50% failed of last 20 calls, open 10s..2m0s x2", "16 in flight, queue 8 for 100ms", "token_bucket of 100", "bulkhead 64 per method, adaptive aimd"}, nil},
+			[]string{"NAME", "grpcresilience.testing.v1.TestService/Unary", "constant 10ms", "50% failed of last 20 calls, open 10s..2m0s x2", "16 in flight, queue 8 for 100ms", "token_bucket of 100", "bulkhead 64 per method, adaptive aimd",
+				"RATE LIMIT", "200/s burst 20, wait, per service", "rate limit per x-caller: 100/s burst 100, /grpcresilience.testing.v1.TestService/Query 20/s burst 5"}, nil},
+		{"rate limits", []string{"../../interceptors/config/testdata/good/ratelimit.yaml"}, 0,
+			[]string{"0.5/s burst 3, wait, per target", "50/s burst 50", "shop.v1.Probe unlimited", "bulkhead 32 per peer"}, nil},
+		{"invalid rate limits", []string{"../../interceptors/config/testdata/bad/ratelimit.yaml"}, 1, nil,
+			[]string{"method_policies[0].rate_limit.rate: -1, must be a positive number of attempts per second",
+				"method_policies[0].rate_limit.burst: -2, must not be negative",
+				"server.rate_limit.partition_by: 9, must be one of none, method, header, peer"}},
 		{"short forms", []string{"testdata/short.yaml"}, 0,
 			[]string{"decorrelated_jitter_v2 250ms..1m30s, equal jitter", "1m30s", "last 2m0s, open 45s", "adaptive gradient"}, nil},
 		{"invalid short forms", []string{"../../interceptors/config/testdata/bad/unknown.yaml"}, 1, nil,

@@ -256,7 +256,7 @@ func (d *demo) resilientPolicy() interceptors.Policy {
 		},
 		Breaker: &interceptors.BreakerPolicy{
 			FailureRateThreshold: breakerRate,
-			Window:               breaker.TimeWindow,
+			WindowType:           breaker.TimeWindow,
 			WindowPeriod:         d.breakerWindow(),
 			MinimumCalls:         20,
 			OpenDuration:         d.breakerTimeout(),

@@ -148,6 +148,9 @@ func (c *conv) policy(path string, mp *configv1.MethodPolicy) interceptors.Polic
 			Scope:   c.scope(join(path, "bulkhead.scope"), b.GetScope()),
 		}
 	}
+	if rl := mp.GetRateLimit(); rl != nil {
+		p.RateLimit = c.rateLimit(join(path, "rate_limit"), rl)
+	}
 	p.DefaultTimeout = c.duration(join(path, "timeout"), mp.GetTimeout())
 	switch i := mp.GetIdempotency(); i {
 	case configv1.Idempotency_IDEMPOTENCY_UNSPECIFIED:
@@ -160,6 +163,20 @@ func (c *conv) policy(path string, mp *configv1.MethodPolicy) interceptors.Polic
 	}
 	c.goPolicy(path, p, mp.GetRetry().GetBackoff().GetKind())
 	return p
+}
+
+// rateLimit converts a client rate limit. interceptors.Policy.Validate
+// checks its values; an unset rate is reported here, as unset.
+func (c *conv) rateLimit(path string, rl *configv1.RateLimitPolicy) *interceptors.RateLimitPolicy {
+	if rl.GetRate() == 0 {
+		c.ps.addMsg(join(path, "rate"), "unset, must be a positive number of attempts per second")
+	}
+	return &interceptors.RateLimitPolicy{
+		Rate:  rl.GetRate(),
+		Burst: int(rl.GetBurst()),
+		Wait:  rl.GetWait(),
+		Scope: c.scope(join(path, "scope"), rl.GetScope()),
+	}
 }
 
 func (c *conv) scope(path string, s configv1.Scope) interceptors.Scope {
@@ -447,9 +464,9 @@ func (c *conv) breaker(path string, b *configv1.BreakerPolicy) *interceptors.Bre
 	}
 	switch w := b.GetWindowType(); w {
 	case configv1.WindowType_WINDOW_TYPE_UNSPECIFIED, configv1.WindowType_WINDOW_TYPE_COUNT:
-		out.Window = breaker.CountWindow
+		out.WindowType = breaker.CountWindow
 	case configv1.WindowType_WINDOW_TYPE_TIME:
-		out.Window = breaker.TimeWindow
+		out.WindowType = breaker.TimeWindow
 	default:
 		c.ps.add(join(path, "window_type"), enumText(w), "must be one of "+shortNames(w.Descriptor()))
 	}
@@ -537,6 +554,9 @@ func (c *conv) serverConfig(path string, s *configv1.ServerConfig) server.Config
 	if ch := s.GetChaos(); ch != nil {
 		cfg.Chaos = server.ChaosConfig{Seed: ch.GetSeed(), Faults: c.faults(join(path, "chaos"), ch)}
 	}
+	if rl := s.GetRateLimit(); rl != nil {
+		cfg.RateLimit = c.serverRateLimit(join(path, "rate_limit"), rl)
+	}
 	if len(c.ps) == start {
 		c.goProblems(path, cfg.Validate(), serverFields, nil)
 	}
@@ -615,16 +635,8 @@ func (c *conv) serverBulkhead(path string, b *configv1.ServerBulkhead) server.Bu
 	if out.Limit < 1 {
 		c.ps.add(join(path, "limit"), out.Limit, "must be at least 1")
 	}
-	switch p := b.GetPartitionBy(); p {
-	case configv1.Partition_PARTITION_UNSPECIFIED, configv1.Partition_PARTITION_NONE:
-	case configv1.Partition_PARTITION_METHOD:
-		out.PartitionBy = server.PartitionByMethod
-	case configv1.Partition_PARTITION_HEADER:
-		out.PartitionBy = server.PartitionByHeader
-	default:
-		c.ps.add(join(path, "partition_by"), enumText(p), "must be one of "+shortNames(p.Descriptor()))
-	}
 	out.Header = b.GetHeader()
+	out.PartitionBy = c.partition(join(path, "partition_by"), b.GetPartitionBy(), out.Header)
 	header := short(configv1.Partition_PARTITION_HEADER)
 	switch {
 	case out.PartitionBy == server.PartitionByHeader && out.Header == "":
@@ -647,6 +659,65 @@ func (c *conv) serverBulkhead(path string, b *configv1.ServerBulkhead) server.Bu
 	if a := b.GetAdaptive(); a != nil {
 		out.Adaptive = c.adaptive(join(path, "adaptive"), a)
 	}
+	return out
+}
+
+// partition converts a partition of the server bulkhead or rate limit. A
+// value the schema lacks is a problem, and converts to PartitionByHeader
+// when header is set, so that the header is not reported as well.
+func (c *conv) partition(path string, p configv1.Partition, header string) server.Partition {
+	switch p {
+	case configv1.Partition_PARTITION_UNSPECIFIED, configv1.Partition_PARTITION_NONE:
+		return server.PartitionNone
+	case configv1.Partition_PARTITION_METHOD:
+		return server.PartitionByMethod
+	case configv1.Partition_PARTITION_HEADER:
+		return server.PartitionByHeader
+	case configv1.Partition_PARTITION_PEER:
+		return server.PartitionByPeer
+	}
+	c.ps.add(path, enumText(p), "must be one of "+shortNames(p.Descriptor()))
+	if header != "" {
+		return server.PartitionByHeader
+	}
+	return server.PartitionNone
+}
+
+// serverRateLimit converts the server's rate limit and reports what
+// server.RateLimitConfig.Validate finds in it at once, so that its
+// problems come with those of the rest of the file.
+func (c *conv) serverRateLimit(path string, r *configv1.ServerRateLimit) server.RateLimitConfig {
+	out := server.RateLimitConfig{
+		Rate:          r.GetRate(),
+		Burst:         int(r.GetBurst()),
+		Header:        r.GetHeader(),
+		MaxPartitions: int(r.GetMaxPartitions()),
+		NoPushback:    r.GetNoPushback(),
+	}
+	out.PartitionBy = c.partition(join(path, "partition_by"), r.GetPartitionBy(), out.Header)
+	if out.MaxPartitions < 0 {
+		c.ps.add(join(path, "max_partitions"), out.MaxPartitions, "must not be negative")
+	}
+	if ms := r.GetMethods(); len(ms) > 0 {
+		out.Methods = make(map[string]server.RateQuota, len(ms))
+		services := map[string]string{} // "/pkg.Svc/" -> the key naming it
+		for _, m := range sortedKeys(ms) {
+			p := key(join(path, "methods"), m)
+			switch {
+			case !methodPattern(m):
+				c.ps.addMsg(p, `must be keyed by "/pkg.Service/Method", "/pkg.Service/" or "pkg.Service"`)
+			case m[0] != '/' || strings.HasSuffix(m, "/"):
+				svc := "/" + strings.Trim(m, "/") + "/"
+				if prev, dup := services[svc]; dup {
+					c.ps.addMsg(p, fmt.Sprintf("names the same service as %q", prev))
+				}
+				services[svc] = m
+			}
+			q := ms[m]
+			out.Methods[m] = server.RateQuota{Rate: q.GetRate(), Burst: int(q.GetBurst())}
+		}
+	}
+	c.goProblems(path, out.Validate(), rateLimitFields, nil)
 	return out
 }
 

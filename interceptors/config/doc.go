@@ -1,7 +1,8 @@
 // Package config loads grpc-resilience policies from files, so that
 // operators change them without recompiling: the client policy of each
-// method, service or of every call, the retry budget shared per target,
-// and the server pipeline. The schema is the versioned proto package
+// method, service or of every call (its rate limit included), the retry
+// budget shared per target, and the server pipeline (its quotas of calls
+// per caller and per method included). The schema is the versioned proto package
 // grpcresilience.config.v1 (proto/grpcresilience/config/v1/config.proto),
 // written in its proto3 JSON mapping or in YAML that converts to it.
 //
@@ -62,8 +63,8 @@
 //
 // A fallback is code ([interceptors.FallbackPolicy]); build an
 // [interceptors.Client] from [Config.ClientConfig] to add one. Likewise a
-// server bulkhead partitioned by a function (server.PartitionByFunc), a
-// custom classifier of outcomes and budgets of your own. Observers go in
+// server bulkhead or rate limit partitioned by a function
+// (server.PartitionByFunc), a custom classifier of outcomes and budgets of your own. Observers go in
 // a [ReloaderConfig].
 //
 // # Importing a gRPC service config

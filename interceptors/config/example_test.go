@@ -109,8 +109,8 @@ func ExampleImportServiceConfig() {
 	// Output:
 	// methodConfig[0].waitForReady: ignored: not a resilience setting; keep it in the service config
 	// methodConfig[0].retryPolicy.maxAttempts: 6 clamped to 5, as gRPC does
-	// NAME       PATTERN  ATTEMPTS  BACKOFF                                ATTEMPT TIMEOUT  TIMEOUT  BREAKER  BULKHEAD  IDEMPOTENT
-	// pkg.Svc/*  retry    5         exponential 100ms..1s x2, full jitter  -                -        -        -         descriptor
+	// NAME       PATTERN  ATTEMPTS  BACKOFF                                ATTEMPT TIMEOUT  TIMEOUT  BREAKER  RATE LIMIT  BULKHEAD  IDEMPOTENT
+	// pkg.Svc/*  retry    5         exponential 100ms..1s x2, full jitter  -                -        -        -           -         descriptor
 	//
 	// target budget: token_bucket of 10, 0.1 per success
 	// server: reject expired deadlines

@@ -53,7 +53,7 @@ var policyFields = map[string]fileField{
 	"Breaker.OpenDurationMultiplier": {path: "breaker.open_backoff.multiplier"},
 	"Breaker.SuccessThreshold":       {path: "breaker.success_threshold"},
 	"Breaker.MaxHalfOpenProbes":      {path: "breaker.max_half_open_probes"},
-	"Breaker.Window":                 {path: "breaker.window_type"},
+	"Breaker.WindowType":             {path: "breaker.window_type"},
 	"Breaker.WindowSize":             {path: "breaker.window_size"},
 	"Breaker.WindowPeriod":           {path: "breaker.window_period"},
 	"Breaker.WindowBuckets":          {path: "breaker.window_buckets"},
@@ -68,6 +68,11 @@ var policyFields = map[string]fileField{
 	"Bulkhead.Queue":                 {path: "bulkhead.queue"},
 	"Bulkhead.MaxWait":               {path: "bulkhead.max_wait"},
 	"Bulkhead.Scope":                 {path: "bulkhead.scope"},
+	"RateLimit":                      {path: "rate_limit"},
+	"RateLimit.Rate":                 {path: "rate_limit.rate"},
+	"RateLimit.Burst":                {path: "rate_limit.burst"},
+	"RateLimit.Wait":                 {path: "rate_limit.wait"},
+	"RateLimit.Scope":                {path: "rate_limit.scope"},
 	"DefaultTimeout":                 {path: "timeout"},
 	"Idempotency":                    {path: "idempotency"},
 }
@@ -98,6 +103,24 @@ var serverFields = map[string]fileField{
 	"Chaos.Faults.Methods[]":  {path: "chaos.methods[]"},
 	"Chaos.Faults.All.":       {path: "chaos.all."},
 	"Chaos.Faults.Methods[].": {path: "chaos.methods[]."},
+	"RateLimit":               {path: "rate_limit"},
+	"RateLimit.":              {path: "rate_limit."},
+}
+
+// rateLimitFields maps the Go paths of server.RateLimitConfig.Validate to
+// the paths of the server section's rate_limit; serverFields has them
+// under "RateLimit.".
+var rateLimitFields = map[string]fileField{
+	"Rate":            {path: "rate"},
+	"Burst":           {path: "burst"},
+	"PartitionBy":     {path: "partition_by"},
+	"Header":          {path: "header"},
+	"MaxPartitions":   {path: "max_partitions"},
+	"Methods":         {path: "methods"},
+	"Methods[]":       {path: "methods[]"},
+	"Methods[].Rate":  {path: "methods[].rate"},
+	"Methods[].Burst": {path: "methods[].burst"},
+	"NoPushback":      {path: "no_pushback"},
 }
 
 // faultFields are the fields of a server.Fault, which serverFields maps
@@ -115,6 +138,10 @@ func init() {
 		}
 		delete(serverFields, prefix)
 	}
+	for g, f := range rateLimitFields {
+		serverFields["RateLimit."+g] = fileField{path: serverFields["RateLimit."].path + f.path}
+	}
+	delete(serverFields, "RateLimit.")
 }
 
 // goPolicy runs interceptors.Policy.Validate on the converted policy of a

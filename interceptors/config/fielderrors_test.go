@@ -26,7 +26,7 @@ func TestGoProblems(t *testing.T) {
 	c.ps.add("method_policies[1].retry.max_attempts", 0, "reported by the schema")
 	c.goProblems("method_policies[1]", errors.Join(
 		fe("Retry.MaxAttempts", -1, "r1"),
-		errors.Join(fe("Breaker.Window", "x", "r2"), fe("Breaker.MaxOpenDuration", time.Second, "below OpenDuration")),
+		errors.Join(fe("Breaker.WindowType", "x", "r2"), fe("Breaker.MaxOpenDuration", time.Second, "below OpenDuration")),
 		fe("Hedging.NonFatalCodes[2]", 0, "r3"),
 		fe("Hedging", "set", "r4"),
 		fe("Retry.Backoff.Frobs[3].Deep", 1.5, "r5"),

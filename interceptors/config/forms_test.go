@@ -75,6 +75,20 @@ func TestShortForms(t *testing.T) {
 				return s.Bulkhead.PartitionBy == configv1.Partition_PARTITION_HEADER && s.Bulkhead.Adaptive.Kind == configv1.AdaptiveKind_ADAPTIVE_KIND_GRADIENT &&
 					dur(s.Bulkhead.Adaptive.Window) == time.Minute && dur(s.Chaos.Methods["/a.B/"].LatencyMax) == 2*time.Millisecond
 			}},
+		{name: "rate limit short forms", doc: policy("rate_limit: {rate: 0.5, wait: true, scope: service}") +
+			"server:\n  rate_limit: {rate: 10, partition_by: peer, methods: {pkg.Svc: {rate: 1}, /pkg.Svc/Get: {}}}\n",
+			check: func(m *configv1.Config) bool {
+				c, s := m.MethodPolicies[0].RateLimit, m.Server.RateLimit
+				return c.Rate == 0.5 && c.Wait && c.Scope == configv1.Scope_SCOPE_SERVICE &&
+					s.PartitionBy == configv1.Partition_PARTITION_PEER && s.Methods["pkg.Svc"].GetRate() == 1 && s.Methods["/pkg.Svc/Get"] != nil
+			}},
+		{name: "json rate limit long forms", json: true,
+			doc: `{"methodPolicies": [{"name": [{}], "rateLimit": {"rate": "2.5", "scope": "SCOPE_TARGET"}}], "server": {"rateLimit": {"rate": 1, "partitionBy": "PARTITION_HEADER", "header": "x-caller", "noPushback": true}}}`,
+			check: func(m *configv1.Config) bool {
+				c, s := m.MethodPolicies[0].RateLimit, m.Server.RateLimit
+				return c.Rate == 2.5 && c.Scope == configv1.Scope_SCOPE_TARGET &&
+					s.PartitionBy == configv1.Partition_PARTITION_HEADER && s.Header == "x-caller" && s.NoPushback
+			}},
 		{name: "long enums", doc: policy("retry: {backoff: {kind: BACKOFF_KIND_EXPONENTIAL, initial: 0.050s}, jitter: JITTER_KIND_NONE}"),
 			check: func(m *configv1.Config) bool {
 				r := m.MethodPolicies[0].Retry
@@ -118,6 +132,12 @@ func TestShortForms(t *testing.T) {
 			path: "method_policies[0].retry.jitter", want: []string{`"NONE"`, "must be one of none, full, equal, proportional"}},
 		{name: "short name of another enum", doc: "server: {bulkhead: {limit: 1, partition_by: service}}\n",
 			path: "server.bulkhead.partition_by", want: []string{`"service"`, "must be one of none, method, header"}},
+		{name: "unknown partition of the rate limit", doc: "server: {rate_limit: {rate: 1, partition_by: tenant}}\n",
+			path: "server.rate_limit.partition_by", want: []string{`"tenant"`, "must be one of none, method, header, peer"}},
+		{name: "unknown scope of the rate limit", doc: policy("rate_limit: {rate: 1, scope: caller}"),
+			path: "method_policies[0].rate_limit.scope", want: []string{`"caller"`, "must be one of method, service, target"}},
+		{name: "rate limit rate as text", doc: policy("rate_limit: {rate: fast}"),
+			path: "method_policies[0].rate_limit.rate", want: []string{`"fast"`, "must be a number"}},
 		{name: "enum number out of range", doc: policy("idempotency: 1e10"),
 			path: "method_policies[0].idempotency", want: []string{"10000000000, must be one of idempotent, not_idempotent"}},
 		{name: "enum value missing", doc: policy("retry: {code_rules: [{code: ABORTED}]}"),

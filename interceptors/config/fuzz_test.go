@@ -21,7 +21,8 @@ import (
 func FuzzParse(f *testing.F) {
 	seeds, _ := filepath.Glob("testdata/*.*")
 	bad, _ := filepath.Glob("testdata/bad/*.*")
-	for _, file := range append(seeds, bad...) {
+	good, _ := filepath.Glob("testdata/good/*.yaml")
+	for _, file := range append(append(seeds, bad...), good...) {
 		if data, err := os.ReadFile(file); err == nil {
 			f.Add(data)
 		}

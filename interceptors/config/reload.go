@@ -6,7 +6,6 @@ import (
 	"hash/maphash"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
@@ -246,7 +245,7 @@ func (r *Reloader) targetBudgets(cfg *Config, old *clientState, reuse bool) *tar
 			return c.budget("target_budget", b, false)
 		}
 	} else {
-		tb.newBudget = func() retry.Budget { return retry.NewRatioBudget(10*time.Second, 10, 0.2) }
+		tb.newBudget = func() retry.Budget { return interceptors.DefaultTargetBudget("") }
 	}
 	return tb
 }

@@ -3,12 +3,14 @@ package config
 import (
 	"fmt"
 	"io"
+	"math"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/engineeringlabs/grpc-resilience/breaker"
 	configv1 "github.com/engineeringlabs/grpc-resilience/proto/gen/grpcresilience/config/v1"
+	"github.com/engineeringlabs/grpc-resilience/ratelimit"
 )
 
 // WriteTable writes the effective client policy of every name of the
@@ -22,10 +24,10 @@ import (
 // Columns: NAME ("*" for the default, "pkg.Svc/*" for a service), PATTERN
 // (retry, hedging or single), ATTEMPTS (for hedging 1+extra), BACKOFF (or
 // the hedging delay), ATTEMPT TIMEOUT, TIMEOUT (the default deadline),
-// BREAKER, BULKHEAD and IDEMPOTENT. "-" means none.
+// BREAKER, RATE LIMIT, BULKHEAD and IDEMPOTENT. "-" means none.
 func (c *Config) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tPATTERN\tATTEMPTS\tBACKOFF\tATTEMPT TIMEOUT\tTIMEOUT\tBREAKER\tBULKHEAD\tIDEMPOTENT")
+	fmt.Fprintln(tw, "NAME\tPATTERN\tATTEMPTS\tBACKOFF\tATTEMPT TIMEOUT\tTIMEOUT\tBREAKER\tRATE LIMIT\tBULKHEAD\tIDEMPOTENT")
 	for _, e := range c.entries {
 		mp := c.msg.GetMethodPolicies()[e.policy]
 		name := e.pattern
@@ -54,9 +56,9 @@ func (c *Config) WriteTable(w io.Writer) error {
 				backoff = fmt.Sprintf("p%v latency (%s first)", p, backoff)
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, pattern, attempts, backoff, attemptTimeout,
-			orDash(mp.GetTimeout().AsDuration()), describeBreaker(mp.GetBreaker()), describeBulkhead(mp.GetBulkhead()),
-			describeIdempotency(mp.GetIdempotency()))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, pattern, attempts, backoff, attemptTimeout,
+			orDash(mp.GetTimeout().AsDuration()), describeBreaker(mp.GetBreaker()), describeRateLimit(mp.GetRateLimit()),
+			describeBulkhead(mp.GetBulkhead()), describeIdempotency(mp.GetIdempotency()))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -187,6 +189,28 @@ func describeBulkhead(b *configv1.BulkheadPolicy) string {
 	return s + describeScope(b.GetScope())
 }
 
+// describeRateLimit describes a client rate limit: "10/s burst 20, wait".
+func describeRateLimit(rl *configv1.RateLimitPolicy) string {
+	if rl == nil {
+		return "-"
+	}
+	s := describeRate(rl.GetRate(), rl.GetBurst())
+	if rl.GetWait() {
+		s += ", wait"
+	}
+	return s + describeScope(rl.GetScope())
+}
+
+// describeRate describes a rate and its burst, the default burst filled
+// in: "10/s burst 10".
+func describeRate(rate float64, burst int32) string {
+	b := int64(burst)
+	if b == 0 {
+		b = max(1, int64(min(math.Ceil(rate), ratelimit.MaxRate)))
+	}
+	return fmt.Sprintf("%v/s burst %d", rate, b)
+}
+
 func describeIdempotency(i configv1.Idempotency) string {
 	switch i {
 	case configv1.Idempotency_IDEMPOTENCY_IDEMPOTENT:
@@ -225,12 +249,11 @@ func describeServer(s *configv1.ServerConfig) string {
 		dl += ", default deadline " + def.String()
 	}
 	parts = append(parts, dl)
+	if rl := s.GetRateLimit(); rl.GetRate() != 0 || len(rl.GetMethods()) > 0 {
+		parts = append(parts, describeServerRateLimit(rl))
+	}
 	if b := s.GetBulkhead(); b != nil {
-		by := map[configv1.Partition]string{
-			configv1.Partition_PARTITION_METHOD: " per method",
-			configv1.Partition_PARTITION_HEADER: " per " + b.GetHeader(),
-		}[b.GetPartitionBy()]
-		bh := fmt.Sprintf("bulkhead %d%s", b.GetLimit(), by)
+		bh := fmt.Sprintf("bulkhead %d%s", b.GetLimit(), describePartition(b.GetPartitionBy(), b.GetHeader()))
 		if q := b.GetQueue(); q > 0 {
 			bh += fmt.Sprintf(", queue %d", q)
 		}
@@ -246,6 +269,43 @@ func describeServer(s *configv1.ServerConfig) string {
 		parts = append(parts, fmt.Sprintf("chaos on %d method patterns", len(ch.GetMethods())+boolInt(ch.GetAll() != nil)))
 	}
 	return strings.Join(parts, "; ")
+}
+
+// describePartition describes how calls are split: "", " per method",
+// " per x-caller", " per peer".
+func describePartition(p configv1.Partition, header string) string {
+	switch p {
+	case configv1.Partition_PARTITION_METHOD:
+		return " per method"
+	case configv1.Partition_PARTITION_HEADER:
+		return " per " + header
+	case configv1.Partition_PARTITION_PEER:
+		return " per peer"
+	}
+	return ""
+}
+
+// describeServerRateLimit describes the server's quotas, the default one
+// first: "rate limit per x-caller: 100/s burst 100, /pkg.Svc/Login 1/s
+// burst 5".
+func describeServerRateLimit(rl *configv1.ServerRateLimit) string {
+	var quotas []string
+	if r := rl.GetRate(); r != 0 {
+		quotas = append(quotas, describeRate(r, rl.GetBurst()))
+	}
+	for _, m := range sortedKeys(rl.GetMethods()) {
+		q := rl.GetMethods()[m]
+		if q.GetRate() == 0 {
+			quotas = append(quotas, m+" unlimited")
+			continue
+		}
+		quotas = append(quotas, m+" "+describeRate(q.GetRate(), q.GetBurst()))
+	}
+	s := "rate limit" + describePartition(rl.GetPartitionBy(), rl.GetHeader()) + ": " + strings.Join(quotas, ", ")
+	if rl.GetNoPushback() {
+		s += ", no pushback"
+	}
+	return s
 }
 
 func boolInt(b bool) int {

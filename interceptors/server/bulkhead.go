@@ -20,7 +20,11 @@ import (
 )
 
 // Partition says how a server bulkhead splits calls into partitions, each
-// with its own limit.
+// with its own limit, and how the rate limit keys calls, each key with its
+// own quota ([RateLimitConfig.PartitionBy]). The constants' comments speak
+// of the bulkhead; for the rate limit, read "quota" for "bulkhead", and
+// [RateLimitConfig.Header] and [RateLimitConfig.KeyFunc] for the
+// bulkhead's.
 type Partition uint8
 
 const (
@@ -36,11 +40,16 @@ const (
 	// PartitionByFunc gives each key returned by [BulkheadConfig.KeyFunc]
 	// its own bulkhead. Calls whose key is "" share the overflow partition.
 	PartitionByFunc
+	// PartitionByPeer gives each peer IP address (without the port: every
+	// connection of one host shares it) its own bulkhead. A peer whose
+	// address is not an IP address and port, such as a Unix socket, is
+	// keyed by its whole address.
+	PartitionByPeer
 )
 
-var partitionNames = [...]string{"none", "method", "header", "func"}
+var partitionNames = [...]string{"none", "method", "header", "func", "peer"}
 
-// String returns "none", "method", "header" or "func".
+// String returns "none", "method", "header", "func" or "peer".
 func (p Partition) String() string {
 	if int(p) < len(partitionNames) {
 		return partitionNames[p]
@@ -125,8 +134,8 @@ func (c BulkheadConfig) Validate() error {
 	if c.Limit < 0 {
 		p.add("Limit", c.Limit, "must not be negative (0 disables the bulkhead)")
 	}
-	if c.PartitionBy > PartitionByFunc {
-		p.add("PartitionBy", c.PartitionBy, "must be one of none, method, header, func")
+	if c.PartitionBy > PartitionByPeer {
+		p.add("PartitionBy", c.PartitionBy, "must be one of none, method, header, func, peer")
 	}
 	switch {
 	case c.PartitionBy == PartitionByHeader && c.Header == "":
@@ -160,7 +169,7 @@ func (c BulkheadConfig) Validate() error {
 	}
 	if c.Limit == 0 {
 		const disabled = "set but Limit is 0, which disables the bulkhead"
-		if c.PartitionBy != PartitionNone && c.PartitionBy <= PartitionByFunc {
+		if c.PartitionBy != PartitionNone && c.PartitionBy <= PartitionByPeer {
 			p.add("PartitionBy", c.PartitionBy, disabled)
 		}
 		if c.MaxPartitions > 0 {
@@ -335,6 +344,8 @@ func (b *Bulkhead) key(ctx context.Context, fullMethod string) string {
 		}
 	case PartitionByFunc:
 		return b.cfg.KeyFunc(ctx, fullMethod)
+	case PartitionByPeer:
+		return peerKey(ctx)
 	}
 	return ""
 }

@@ -342,7 +342,12 @@ func TestPartitionEvictionAndOverflowEvents(t *testing.T) {
 		t.Errorf("overflow partition admitted %d calls, want 1", got)
 	}
 
-	release() // partition a is idle now
+	release()
+	// The client has its answer before the server is done with the call:
+	// wait until errCapture, outermost, saw b's call and then a's end, so
+	// that a's slot is free and partition a idle.
+	r.errs.next(t)
+	r.errs.next(t)
 	if err := call("c"); err != nil {
 		t.Fatalf("caller c: %v", err)
 	}

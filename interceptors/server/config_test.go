@@ -20,6 +20,7 @@ import (
 func TestConfigValidate(t *testing.T) {
 	keyFn := func(context.Context, string) string { return "" }
 	adaptive := func() bulkhead.Strategy { return bulkhead.NewAIMD(bulkhead.AIMDConfig{}) }
+	rl := func(c server.RateLimitConfig) server.Config { return server.Config{RateLimit: c} }
 	fault := func(f server.Fault) server.Config {
 		return server.Config{Chaos: server.ChaosConfig{Faults: server.FaultConfig{All: f}}}
 	}
@@ -62,6 +63,25 @@ func TestConfigValidate(t *testing.T) {
 		{"abort after without rate", fault(server.Fault{AbortAfter: 3}), "Chaos.Faults.All.AbortAfter", 3},
 		{"method key", server.Config{Chaos: server.ChaosConfig{Faults: server.FaultConfig{Methods: map[string]server.Fault{"/Unary": {}}}}}, "Chaos.Faults.Methods[/Unary]", "/Unary"},
 		{"method fault", server.Config{Chaos: server.ChaosConfig{Faults: server.FaultConfig{Methods: map[string]server.Fault{"/a.S/M": {ErrorRate: -1}}}}}, "Chaos.Faults.Methods[/a.S/M].ErrorRate", -1.0},
+		{"rate negative", rl(server.RateLimitConfig{Rate: -1}), "RateLimit.Rate", -1.0},
+		{"rate infinite", rl(server.RateLimitConfig{Rate: math.Inf(1)}), "RateLimit.Rate", math.Inf(1)},
+		{"rate too high", rl(server.RateLimitConfig{Rate: 2e9}), "RateLimit.Rate", 2e9},
+		{"rate burst", rl(server.RateLimitConfig{Rate: 1, Burst: -1}), "RateLimit.Burst", -1},
+		{"rate burst without rate", rl(server.RateLimitConfig{Burst: 2, Methods: map[string]server.RateQuota{"a.S": {Rate: 1}}}), "RateLimit.Burst", 2},
+		{"rate partition", rl(server.RateLimitConfig{Rate: 1, PartitionBy: 9}), "RateLimit.PartitionBy", server.Partition(9)},
+		{"rate header missing", rl(server.RateLimitConfig{Rate: 1, PartitionBy: server.PartitionByHeader}), "RateLimit.Header", ""},
+		{"rate header stray", rl(server.RateLimitConfig{Rate: 1, PartitionBy: server.PartitionByPeer, Header: "x"}), "RateLimit.Header", "x"},
+		{"rate keyfunc missing", rl(server.RateLimitConfig{Rate: 1, PartitionBy: server.PartitionByFunc}), "RateLimit.KeyFunc", nil},
+		{"rate keyfunc stray", rl(server.RateLimitConfig{Rate: 1, KeyFunc: keyFn}), "RateLimit.KeyFunc", "set"},
+		{"rate max partitions", rl(server.RateLimitConfig{Rate: 1, MaxPartitions: -1}), "RateLimit.MaxPartitions", -1},
+		{"rate method key", rl(server.RateLimitConfig{Methods: map[string]server.RateQuota{"/a.S/M/x": {Rate: 1}}}), "RateLimit.Methods[/a.S/M/x]", "/a.S/M/x"},
+		{"rate method quota", rl(server.RateLimitConfig{Methods: map[string]server.RateQuota{"/a.S/M": {Rate: math.Inf(-1)}}}), "RateLimit.Methods[/a.S/M].Rate", math.Inf(-1)},
+		{"rate method burst without rate", rl(server.RateLimitConfig{Rate: 1, Methods: map[string]server.RateQuota{"/a.S/M": {Burst: 1}}}), "RateLimit.Methods[/a.S/M].Burst", 1},
+		{"rate service named twice", rl(server.RateLimitConfig{Methods: map[string]server.RateQuota{"/a.S/": {Rate: 1}, "a.S": {}}}), "RateLimit.Methods[a.S]", "a.S"},
+		{"rate disabled with a partition", rl(server.RateLimitConfig{PartitionBy: server.PartitionByMethod}), "RateLimit.PartitionBy", server.PartitionByMethod},
+		{"rate disabled with a cap", rl(server.RateLimitConfig{MaxPartitions: 3}), "RateLimit.MaxPartitions", 3},
+		{"rate disabled without pushback", rl(server.RateLimitConfig{NoPushback: true}), "RateLimit.NoPushback", true},
+		{"bulkhead peer with header", server.Config{Bulkhead: server.BulkheadConfig{Limit: 1, PartitionBy: server.PartitionByPeer, Header: "x"}}, "Bulkhead.Header", "x"},
 		{"service named twice", server.Config{Chaos: server.ChaosConfig{Faults: server.FaultConfig{Methods: map[string]server.Fault{"/a.S/": {}, "a.S": {}}}}}, "Chaos.Faults.Methods[a.S]", "a.S"},
 	}
 	for _, tt := range tests {
@@ -84,6 +104,10 @@ func TestConfigValidate(t *testing.T) {
 	if len(fes) != 1 || fes[0].Field != "Chaos.Faults.All.ErrorRate" {
 		t.Errorf("ErrorRate NaN: %v, want a FieldError for Chaos.Faults.All.ErrorRate", fes)
 	}
+	fes = resilience.FieldErrors(rl(server.RateLimitConfig{Rate: math.NaN()}).Validate())
+	if len(fes) != 1 || fes[0].Field != "RateLimit.Rate" {
+		t.Errorf("Rate NaN: %v, want a FieldError for RateLimit.Rate", fes)
+	}
 }
 
 // Validate reports every problem of a config at once, in every part, not
@@ -93,6 +117,8 @@ func TestConfigValidateReportsEveryProblem(t *testing.T) {
 		Exempt:   []string{"/ok.S/M", "", "ok.S", "/a/b/c"},
 		Deadline: server.DeadlineConfig{MinRemaining: -1, Default: -1},
 		Bulkhead: server.BulkheadConfig{Limit: -1, Queue: -1, PushbackDelay: -1},
+		RateLimit: server.RateLimitConfig{Rate: -1, Burst: -1, PartitionBy: server.PartitionByHeader,
+			Methods: map[string]server.RateQuota{"bad": {Rate: 1}, "x/y": {Burst: -2}}},
 		Chaos: server.ChaosConfig{Faults: server.FaultConfig{
 			All: server.Fault{ErrorRate: 2, Code: 99},
 			Methods: map[string]server.Fault{
@@ -108,6 +134,7 @@ func TestConfigValidateReportsEveryProblem(t *testing.T) {
 	want := []string{
 		"Exempt[1]", "Exempt[3]",
 		"Deadline.MinRemaining", "Deadline.Default",
+		"RateLimit.Rate", "RateLimit.Burst", "RateLimit.Header", "RateLimit.Methods[x/y]", "RateLimit.Methods[x/y].Burst",
 		"Bulkhead.Limit", "Bulkhead.Queue", "Bulkhead.PushbackDelay",
 		"Chaos.Faults.All.ErrorRate", "Chaos.Faults.All.Code",
 		"Chaos.Faults.Methods[/a.S/M].Latency", "Chaos.Faults.Methods[/a.S/M].AbortAfter",
@@ -139,6 +166,8 @@ func TestZeroConfigsAreValid(t *testing.T) {
 		Exempt:   []string{"/a.S/", "/a.S/M", "b.S", "Health"},
 		Deadline: server.DeadlineConfig{MinRemaining: time.Millisecond, Default: time.Second},
 		Bulkhead: server.BulkheadConfig{Limit: 3, PartitionBy: server.PartitionByHeader, Header: "x-caller", MaxPartitions: 9, Queue: 2, MaxWait: time.Second, PushbackDelay: time.Second},
+		RateLimit: server.RateLimitConfig{Rate: 0.5, Burst: 3, PartitionBy: server.PartitionByHeader, Header: "X-Api-Key", MaxPartitions: 10, NoPushback: true,
+			Methods: map[string]server.RateQuota{"/a.S/M": {Rate: 1e9}, "a.S": {}, "/b.S/": {Rate: 2, Burst: 1}}},
 		Chaos: server.ChaosConfig{Seed: 3, Faults: server.FaultConfig{
 			All:     server.Fault{ErrorRate: 0.5, Code: codes.Internal, Latency: time.Millisecond, LatencyMax: 2 * time.Millisecond, TailRate: 0.01, TailLatency: time.Second},
 			Methods: map[string]server.Fault{"/a.S/": {}, "/a.S/M": {AbortRate: 1, AbortAfter: 0}, "b.S": {ErrorRate: 1}},
@@ -161,5 +190,14 @@ func TestNames(t *testing.T) {
 	}
 	if got := server.PartitionByHeader.String(); got != "header" {
 		t.Errorf("PartitionByHeader = %q", got)
+	}
+	if got := server.PartitionByPeer.String(); got != "peer" {
+		t.Errorf("PartitionByPeer = %q", got)
+	}
+	if got := server.EventRateLimited.String(); got != "rate_limited" {
+		t.Errorf("EventRateLimited = %q", got)
+	}
+	if got := server.EventRateLimitOverflow.String(); got != "rate_limit_overflow" {
+		t.Errorf("EventRateLimitOverflow = %q", got)
 	}
 }

@@ -37,10 +37,28 @@ const (
 	// partition instead of one of its own. Key is the call's key;
 	// FullMethod is empty.
 	EventPartitionOverflow
+	// EventRateLimited is a call the rate limit rejected with
+	// RESOURCE_EXHAUSTED because its key had no permit left. Key is the
+	// quota's class, such as "header:x-api-key" or "method:/pkg.Svc/M"
+	// (the Subject of the QuotaFailure detail), never the caller's key;
+	// Delay is the time until the key's next permit.
+	EventRateLimited
+	// EventRateLimitEvicted is a rate-limit key that was idle (its limiter
+	// full again) and was dropped to make room for a new key, once its
+	// quota held [RateLimitConfig.MaxPartitions] keys. Dropping it changes
+	// no decision. Key is the quota's class, never the dropped key;
+	// FullMethod is empty.
+	EventRateLimitEvicted
+	// EventRateLimitOverflow is a call whose rate-limit key was new while
+	// every key of its quota was busy, or longer than
+	// [ratelimit.MaxKeyLen]: it was decided by the quota's shared overflow
+	// limiter. Key is the quota's class, never the call's key;
+	// FullMethod is empty.
+	EventRateLimitOverflow
 )
 
 var eventKindNames = [...]string{"", "shed", "deadline_rejected", "default_deadline", "fault_latency", "fault_error", "fault_abort",
-	"partition_evicted", "partition_overflow"}
+	"partition_evicted", "partition_overflow", "rate_limited", "rate_limit_evicted", "rate_limit_overflow"}
 
 // String returns the event's name in snake case, such as "shed", as a
 // telemetry attribute would spell it.
@@ -59,15 +77,16 @@ type Event struct {
 	// FullMethod is the call's method, as in "/pkg.Service/Method".
 	FullMethod string
 	// Code is the status code the call was failed with: RESOURCE_EXHAUSTED
-	// for EventShed, DEADLINE_EXCEEDED for EventDeadlineRejected, the
+	// for EventShed and EventRateLimited, DEADLINE_EXCEEDED for EventDeadlineRejected, the
 	// injected code for EventFaultError and EventFaultAbort.
 	Code codes.Code
 	// Key is the bulkhead partition key of a shed call ("" for the shared
 	// or overflow partition), or the key of EventPartitionEvicted and
-	// EventPartitionOverflow.
+	// EventPartitionOverflow, or, for the rate-limit events, the quota's
+	// class (never a caller's key).
 	Key string
 	// Delay is the pushback delay sent with a shed call or an injected
-	// error, the latency injected for EventFaultLatency, or the timeout
+	// error, the time until the next permit of a rate-limited call, the latency injected for EventFaultLatency, or the timeout
 	// given by EventDefaultDeadline.
 	Delay time.Duration
 	// Remaining is the time the call had left when it arrived, for
@@ -85,11 +104,13 @@ type Event struct {
 //
 // [telemetry.Telemetry.ServerObserver]: https://pkg.go.dev/github.com/engineeringlabs/grpc-resilience/interceptors/telemetry#Telemetry.ServerObserver
 type Observer struct {
-	// OnEvent is called for every shed call, deadline rejection, default
-	// deadline, injected fault and bulkhead partition eviction or
-	// overflow. It runs synchronously on the goroutine of the call that
-	// caused the event, with the call's context (context.Background() for
-	// EventPartitionEvicted and EventPartitionOverflow), before the call
+	// OnEvent is called for every shed call, rate-limited call, deadline
+	// rejection, default deadline, injected fault, and bulkhead partition
+	// or rate-limit key eviction or overflow. It runs synchronously on the
+	// goroutine of the call that caused the event, with the call's context
+	// (context.Background() for EventPartitionEvicted,
+	// EventPartitionOverflow, EventRateLimitEvicted and
+	// EventRateLimitOverflow), before the call
 	// goes on, and never while the Server holds a lock. It must be safe
 	// for concurrent use and quick.
 	OnEvent func(ctx context.Context, e Event)

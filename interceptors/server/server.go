@@ -17,13 +17,17 @@ type Config struct {
 	// handler, on top of health checking and server reflection, which
 	// always do. The default is none. Other forms are invalid.
 	Exempt []string
-	// Observer hears about every shed call, deadline rejection, default
-	// deadline, injected fault and bulkhead partition eviction or
-	// overflow. The default, the zero Observer, observes nothing.
+	// Observer hears about every shed call, rate-limited call, deadline
+	// rejection, default deadline, injected fault, and bulkhead partition
+	// or rate-limit key eviction or overflow. The default, the zero
+	// Observer, observes nothing.
 	Observer Observer
 	// Deadline configures deadline enforcement and the default deadline.
 	// The zero value rejects only calls whose deadline has passed.
 	Deadline DeadlineConfig
+	// RateLimit configures the rate limit: quotas of calls per second per
+	// caller key. The zero value limits nothing.
+	RateLimit RateLimitConfig
 	// Bulkhead configures the bulkhead. The zero value has none.
 	Bulkhead BulkheadConfig
 	// Chaos configures fault injection. The zero value injects nothing.
@@ -43,6 +47,7 @@ func (c Config) Validate() error {
 		}
 	}
 	p.nest("Deadline", c.Deadline.Validate())
+	p.nest("RateLimit", c.RateLimit.Validate())
 	p.nest("Bulkhead", c.Bulkhead.Validate())
 	p.nest("Chaos", c.Chaos.Validate())
 	return p.err()
@@ -50,14 +55,15 @@ func (c Config) Validate() error {
 
 // Server is the server-side resilience pipeline: one unary and one stream
 // interceptor that apply, outermost first, exemption, deadline
-// enforcement, the default deadline, the bulkhead, fault injection and then
-// the handler (see the package documentation for why in this order).
+// enforcement, the default deadline, the rate limit, the bulkhead, fault
+// injection and then the handler (see the package documentation for why in this order).
 //
 // A Server is safe for concurrent use. Create it with [New]; the zero
 // value is not usable.
 type Server struct {
 	exempt   *exemptions
 	deadline *deadline
+	rate     *RateLimit
 	bulkhead *Bulkhead
 	chaos    *Chaos
 }
@@ -71,6 +77,7 @@ func New(cfg Config) (*Server, error) {
 	return &Server{
 		exempt:   newExemptions(cfg.Exempt),
 		deadline: newDeadline(cfg.Deadline, cfg.Observer),
+		rate:     newRateLimit(cfg.RateLimit, cfg.Observer),
 		bulkhead: newBulkhead(cfg.Bulkhead, cfg.Observer),
 		chaos:    newChaos(cfg.Chaos, cfg.Observer),
 	}, nil
@@ -79,6 +86,11 @@ func New(cfg Config) (*Server, error) {
 // Chaos returns the server's fault injector, whose [Chaos.Set] changes
 // the schedule at run time.
 func (s *Server) Chaos() *Chaos { return s.chaos }
+
+// RateLimit returns the server's rate limit, whose [RateLimit.Metrics]
+// counts the calls it admitted and limited (zero when it is disabled). It
+// is never nil.
+func (s *Server) RateLimit() *RateLimit { return s.rate }
 
 // Bulkhead returns the server's bulkhead; its [Bulkhead.Partitions] is
 // nil when the bulkhead is disabled.
@@ -98,6 +110,14 @@ func (s *Server) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 		}
 		if cancel != nil {
 			defer cancel()
+		}
+		if s.rate.on {
+			if trailer, err := s.rate.admit(ctx, info.FullMethod); err != nil {
+				if trailer != nil {
+					_ = grpc.SetTrailer(ctx, trailer)
+				}
+				return nil, err
+			}
 		}
 		if s.bulkhead.parts == nil {
 			return s.chaos.unary(ctx, req, info, handler)
@@ -123,6 +143,14 @@ func (s *Server) StreamServerInterceptor() grpc.StreamServerInterceptor {
 		if cancel != nil {
 			defer cancel()
 			ss = &contextStream{ServerStream: ss, ctx: ctx}
+		}
+		if s.rate.on {
+			if trailer, err := s.rate.admit(ctx, info.FullMethod); err != nil {
+				if trailer != nil {
+					ss.SetTrailer(trailer)
+				}
+				return err
+			}
 		}
 		if s.bulkhead.parts == nil {
 			return s.chaos.stream(srv, ss, info, handler)

@@ -17,6 +17,11 @@ import (
 // and "budget".
 const CacheServerBulkhead = "server_bulkhead"
 
+// CacheServerRateLimit is the value of resilience.cache for the keys of a
+// server rate limit (package server); its log records name the quota's
+// class ("quota"), never the key.
+const CacheServerRateLimit = "server_rate_limit"
+
 // OverflowLogInterval is the least time between two overflow warnings of
 // one cache: a cache full of busy entries may refuse a new key on every
 // call, and each refusal is counted, but only logged once per interval,

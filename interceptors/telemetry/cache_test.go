@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/metadata"
 
 	"github.com/engineeringlabs/grpc-resilience/interceptors"
@@ -102,7 +103,12 @@ func TestServerPartitionEvents(t *testing.T) {
 	if _, err := r.client.Unary(as("b"), &testingv1.UnaryRequest{}); err != nil {
 		t.Fatalf("caller b: %v, want OK in the overflow partition", err)
 	}
-	release() // a is idle: c takes its place
+	release()
+	// The client has its answer before the server is done with the call:
+	// wait until the server spans of a's and b's calls ended, which
+	// otelgrpc does after the pipeline released their slots, so that a's
+	// partition is idle and c takes its place.
+	r.spans.waitKind(t, trace.SpanKindServer, 2)
 	if _, err := r.client.Unary(as("c"), &testingv1.UnaryRequest{}); err != nil {
 		t.Fatalf("caller c: %v", err)
 	}

@@ -255,6 +255,15 @@ func (o clientObserver) event(ctx context.Context, e interceptors.Event) {
 		if span != nil {
 			attrs = []attribute.KeyValue{attribute.Int(AttrAttempt, e.Attempt)}
 		}
+	case interceptors.EventRateLimited:
+		t.clientLimited.Add(ctx, 1, a.baseOpt.add...)
+		name, msg, failed = EventRateLimited, "grpc attempt refused by the client's rate limit", true
+		if span != nil {
+			attrs = []attribute.KeyValue{attribute.Int(AttrAttempt, e.Attempt)}
+			if rl, ok := errors.AsType[*resilience.RateLimitedError](e.Err); ok {
+				attrs = append(attrs, attribute.Float64(AttrRateLimitRetryAfter, ms(rl.RetryAfter)))
+			}
+		}
 	case interceptors.EventHedge:
 		t.hedges.Add(ctx, 1, a.baseOpt.add...)
 		name, msg = EventHedge, "grpc call hedged"

@@ -2,8 +2,8 @@
 // OpenTelemetry spans and metrics and log/slog records: one span per logical
 // client call, one child span per attempt (retry or hedge) whose trace
 // context is injected into that attempt's metadata, events for rejections
-// and retries, metrics of attempts, retries, rejections, breakers and
-// bulkheads, and logs at levels that keep a healthy system quiet.
+// and retries, metrics of attempts, retries, rejections, rate limits,
+// breakers and bulkheads, and logs at levels that keep a healthy system quiet.
 //
 //	tel, err := telemetry.New(telemetry.Config{}) // the otel globals, slog.Default()
 //	client, err := interceptors.NewClient(interceptors.Config{Default: policy, Observer: tel.ClientObserver()})
@@ -93,6 +93,8 @@
 //	resilience.breaker.rejected    the breaker rejected an attempt
 //	                               (resilience.breaker.state); error status
 //	resilience.bulkhead.rejected   the client bulkhead rejected an attempt; error status
+//	resilience.rate_limited        the client's rate limit refused an attempt
+//	                               (resilience.rate_limit.retry_after_ms); error status
 //	resilience.hedge               a hedged attempt starts
 //	resilience.fallback            the fallback was asked to answer
 //
@@ -102,6 +104,10 @@
 //
 //	resilience.shed              the bulkhead shed the call (rpc.grpc.status_code,
 //	                             resilience.bulkhead.key, resilience.attempt.server_pushback_ms)
+//	resilience.rate_limited      the rate limit rejected the call (rpc.grpc.status_code,
+//	                             resilience.rate_limit.partition: the quota's class,
+//	                             such as "header:x-api-key", never the caller's key;
+//	                             resilience.rate_limit.retry_after_ms)
 //	resilience.deadline.rejected rejected for its deadline
 //	                             (resilience.deadline.remaining_ms)
 //	resilience.deadline.default  the call got the default deadline
@@ -163,6 +169,11 @@
 //	resilience.server.default_deadlines  Int64Counter             {call}     rpc.*
 //	resilience.cache.evictions           Int64Counter             {entry}    resilience.cache: an idle entry dropped to make room
 //	resilience.cache.overflows           Int64Counter             {key}      resilience.cache: a new key sent to the shared overflow entry
+//	resilience.client.rate_limited       Int64Counter             {attempt}  rpc.*: attempts the client's rate limit refused
+//	resilience.server.rate_limited       Int64Counter             {call}     rpc.*, resilience.rate_limit.partition (the quota's class)
+//	resilience.rate_limit.admitted       Int64ObservableCounter   {call}     resilience.rate_limit.name
+//	resilience.rate_limit.limited        Int64ObservableCounter   {call}     resilience.rate_limit.name
+//	resilience.rate_limit.keys           Int64ObservableGauge     {key}      resilience.rate_limit.name: keys with a limiter of their own
 //
 // The breaker gauge reports the breakers that changed state at least once
 // (a breaker starts closed and the observer hears of transitions only).
@@ -174,10 +185,18 @@
 // resilience.client.bulkhead.wait stand in, and the client bulkhead's limit
 // is not reported.
 //
+// The rate-limit instruments report the rate limits handed to
+// ObserveRateLimit, such as a server pipeline's server.Server.RateLimit()
+// or a *ratelimit.Keyed, in totals over every key: no rate-limit attribute
+// names a caller's key, which may be a secret, and the quota class keeps
+// the cardinality to one value per quota.
+//
 // The cache counters cover the bounded caches of the client, with
 // resilience.cache set to interceptors.Event.Cache ("state", "breaker",
-// "bulkhead", "budget"), and the keyed partitions of a server bulkhead,
-// with resilience.cache "server_bulkhead" (CacheServerBulkhead).
+// "bulkhead", "budget"), the keyed partitions of a server bulkhead,
+// with resilience.cache "server_bulkhead" (CacheServerBulkhead), and the
+// keys of a server rate limit, "server_rate_limit" (CacheServerRateLimit),
+// whose log records name the quota's class instead of the key.
 //
 // # Logs
 //
@@ -187,9 +206,9 @@
 // caches). The levels keep a healthy system quiet at Info:
 //
 //	Debug  an attempt failed; a retry or hedge was decided; a client breaker or
-//	       bulkhead rejected an attempt (each rejection is counted, and the
-//	       breaker's opening is a warning); every server event: shed, deadline
-//	       rejected, default deadline, fault injected; a bounded cache evicted
+//	       bulkhead or rate limit rejected an attempt (each rejection is counted,
+//	       and the breaker's opening is a warning); every server event: shed,
+//	       rate limited, deadline rejected, default deadline, fault injected; a bounded cache evicted
 //	       an idle entry
 //	Info   a retry skipped for the call's deadline; a fallback answered; a
 //	       breaker half-opened or closed

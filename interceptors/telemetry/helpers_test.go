@@ -83,6 +83,30 @@ func (s *sink) waitFor(n int) ([]sdktrace.ReadOnlySpan, error) {
 	return s.Ended(), nil
 }
 
+// waitKind waits until n ended spans are of kind k, failing the test after
+// a generous bound.
+func (s *sink) waitKind(t *testing.T, k trace.SpanKind, n int) {
+	t.Helper()
+	timer := time.NewTimer(10 * time.Second)
+	defer timer.Stop()
+	for {
+		got := 0
+		for _, sp := range s.Ended() {
+			if sp.SpanKind() == k {
+				got++
+			}
+		}
+		if got >= n {
+			return
+		}
+		select {
+		case <-s.ended:
+		case <-timer.C:
+			t.Fatalf("got %d ended spans of kind %v, want %d", got, k, n)
+		}
+	}
+}
+
 // rig is a test server and a client connection through the pipeline with
 // telemetry on SDK providers that record in memory.
 type rig struct {

@@ -36,6 +36,10 @@ const (
 	AttrRemainingMs      = "resilience.deadline.remaining_ms"
 	AttrError            = "resilience.error"
 	AttrCache            = "resilience.cache"
+
+	AttrRateLimitPartition  = "resilience.rate_limit.partition"
+	AttrRateLimitRetryAfter = "resilience.rate_limit.retry_after_ms"
+	AttrRateLimitName       = "resilience.rate_limit.name"
 )
 
 // Metric names; the package documentation describes each instrument.
@@ -58,6 +62,11 @@ const (
 	MetricServerDefaultDeadlines = "resilience.server.default_deadlines"
 	MetricCacheEvictions         = "resilience.cache.evictions"
 	MetricCacheOverflows         = "resilience.cache.overflows"
+	MetricClientRateLimited      = "resilience.client.rate_limited"
+	MetricServerRateLimited      = "resilience.server.rate_limited"
+	MetricRateLimitAdmitted      = "resilience.rate_limit.admitted"
+	MetricRateLimitLimited       = "resilience.rate_limit.limited"
+	MetricRateLimitKeys          = "resilience.rate_limit.keys"
 )
 
 // Span event names; the package documentation describes each.
@@ -74,6 +83,7 @@ const (
 	EventDeadlineRejected = "resilience.deadline.rejected"
 	EventDefaultDeadline  = "resilience.deadline.default"
 	EventFault            = "resilience.fault"
+	EventRateLimited      = "resilience.rate_limited"
 )
 
 var rpcSystem = attribute.String(AttrRPCSystem, "grpc")

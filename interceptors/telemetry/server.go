@@ -42,6 +42,12 @@ func (o serverObserver) event(ctx context.Context, e server.Event) {
 	case server.EventPartitionOverflow:
 		t.cacheOverflowed(ctx, CacheServerBulkhead, slog.String("key", e.Key))
 		return
+	case server.EventRateLimitEvicted:
+		t.cacheEvicted(ctx, CacheServerRateLimit, slog.String("quota", e.Key))
+		return
+	case server.EventRateLimitOverflow:
+		t.cacheOverflowed(ctx, CacheServerRateLimit, slog.String("quota", e.Key))
+		return
 	}
 	a := t.attrsOf(e.FullMethod)
 	span := trace.SpanFromContext(ctx)
@@ -58,6 +64,13 @@ func (o serverObserver) event(ctx context.Context, e server.Event) {
 		if recording {
 			attrs = []attribute.KeyValue{attribute.Int(AttrRPCStatusCode, int(e.Code)),
 				attribute.String(AttrBulkheadKey, e.Key), attribute.Float64(AttrServerPushback, ms(e.Delay))}
+		}
+	case server.EventRateLimited:
+		t.serverLimited.Add(ctx, 1, a.rateLimited(e.Key).add...)
+		name, msg = EventRateLimited, "grpc call rejected by the server's rate limit"
+		if recording {
+			attrs = []attribute.KeyValue{attribute.Int(AttrRPCStatusCode, int(e.Code)),
+				attribute.String(AttrRateLimitPartition, e.Key), attribute.Float64(AttrRateLimitRetryAfter, ms(e.Delay))}
 		}
 	case server.EventDeadlineRejected:
 		t.serverRejects.Add(ctx, 1, a.reason(reasonServerDeadline).add...)

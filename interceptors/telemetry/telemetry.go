@@ -92,12 +92,15 @@ type Telemetry struct {
 	serverDefaults  metric.Int64Counter
 	evictions       metric.Int64Counter
 	overflows       metric.Int64Counter
+	clientLimited   metric.Int64Counter
+	serverLimited   metric.Int64Counter
 
 	methods sync.Map // full method name -> *methodAttrs
 
 	mu            sync.Mutex
 	breakerStates map[string]breaker.State // guarded by mu
 	bulkheads     []*watchedBulkheads      // guarded by mu
+	rateLimits    []*watchedRateLimit      // guarded by mu
 }
 
 // New returns a Telemetry that writes to the providers of cfg, creating
@@ -155,6 +158,8 @@ func New(cfg Config) (*Telemetry, error) {
 	t.serverDefaults = counter(MetricServerDefaultDeadlines, "{call}", "Calls that arrived without a deadline and got the server's default one, by method.")
 	t.evictions = counter(MetricCacheEvictions, "{entry}", "Idle entries a bounded cache dropped to make room for a new key, by cache.")
 	t.overflows = counter(MetricCacheOverflows, "{key}", "New keys a full bounded cache sent to its shared overflow entry, by cache.")
+	t.clientLimited = counter(MetricClientRateLimited, "{attempt}", "Attempts the client's rate limit refused, by method.")
+	t.serverLimited = counter(MetricServerRateLimited, "{call}", "Calls the server's rate limit rejected, by method and quota class.")
 	var err error
 	t.activeAttempts, err = m.Int64UpDownCounter(MetricActiveAttempts, metric.WithUnit("{attempt}"),
 		metric.WithDescription("Attempts of client calls in flight (between AttemptStart and AttemptEnd), by method."))
@@ -167,6 +172,7 @@ func New(cfg Config) (*Telemetry, error) {
 		metric.WithInt64Callback(t.observeBreakers))
 	errs = append(errs, err)
 	errs = append(errs, t.bulkheadGauges(m))
+	errs = append(errs, t.rateLimitInstruments(m))
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -279,6 +285,26 @@ type methodAttrs struct {
 	outcomes              [numCodes][numOutcome]lazyOpts // codes + resilience.outcome
 	reasons               [numReasons]lazyOpts           // base + resilience.reason
 	faults                [numFaults]lazyOpts            // base + resilience.fault.kind
+	// limited is base + resilience.rate_limit.partition for the last
+	// quota class seen: a method has one class per server.
+	limited atomic.Pointer[classOpts]
+}
+
+// classOpts is the measurement options of one quota class.
+type classOpts struct {
+	class string
+	opts  *measurementOpts
+}
+
+// rateLimited returns the options of base + resilience.rate_limit.partition
+// = class.
+func (a *methodAttrs) rateLimited(class string) *measurementOpts {
+	if c := a.limited.Load(); c != nil && c.class == class {
+		return c.opts
+	}
+	c := &classOpts{class: class, opts: newMeasurementOpts(attribute.NewSet(append(a.baseKV(), attribute.String(AttrRateLimitPartition, class))...))}
+	a.limited.Store(c)
+	return c.opts
 }
 
 const numCodes = int(codes.Unauthenticated) + 1

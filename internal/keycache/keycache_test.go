@@ -325,3 +325,25 @@ func TestPeekDoesNotMark(t *testing.T) {
 		t.Fatal("Peek found a missing key")
 	}
 }
+
+// TestWithoutEvictableAlwaysMakesRoom checks that a cache whose entries may
+// all be evicted never refuses a new key, however many recently used
+// entries the hand must pass first.
+func TestWithoutEvictableAlwaysMakesRoom(t *testing.T) {
+	const n = 1000 // more than the bounded scan looks at
+	c := New(Config[int, int]{Max: n})
+	for i := range n {
+		c.GetOrCreate(i, func() int { return i })
+	}
+	for i := range n {
+		c.Get(i) // every entry recently used
+	}
+	for i := n; i < 3*n; i++ {
+		if _, ok := c.GetOrCreate(i, func() int { return i }); !ok {
+			t.Fatalf("insert of key %d refused by a cache whose entries may all be evicted", i)
+		}
+		if got := c.Len(); got > n {
+			t.Fatalf("Len = %d, above the cap %d", got, n)
+		}
+	}
+}

@@ -6,10 +6,11 @@
 
 // Package grpcresilience.config.v1 is the configuration schema of
 // grpc-resilience: the client-side resilience policy of each gRPC method,
-// service or of every call (retry, hedging, circuit breaker, bulkhead,
-// timeouts), the retry budget shared per target, and the server-side
-// pipeline (deadline enforcement, bulkhead with partitions and adaptive
-// limits, exemptions, fault injection).
+// service or of every call (retry, hedging, circuit breaker, rate limit,
+// bulkhead, timeouts), the retry budget shared per target, and the
+// server-side pipeline (deadline enforcement, rate limit with per-caller
+// and per-method quotas, bulkhead with partitions and adaptive limits,
+// exemptions, fault injection).
 //
 // Files are written in the proto3 JSON mapping (or in YAML that converts to
 // it): field names in lower_snake_case or lowerCamelCase, durations as
@@ -92,7 +93,8 @@ func (Idempotency) EnumDescriptor() ([]byte, []int) {
 	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{0}
 }
 
-// Scope says which calls share one breaker or one client bulkhead.
+// Scope says which calls share one breaker, one client bulkhead or one
+// client rate limiter.
 type Scope int32
 
 const (
@@ -522,19 +524,22 @@ func (BreakerOutcome) EnumDescriptor() ([]byte, []int) {
 	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{7}
 }
 
-// Partition says how the server bulkhead splits calls.
+// Partition says how the server bulkhead or rate limit splits calls.
 type Partition int32
 
 const (
 	// PARTITION_UNSPECIFIED is PARTITION_NONE.
 	Partition_PARTITION_UNSPECIFIED Partition = 0
-	// PARTITION_NONE shares one bulkhead between every call.
+	// PARTITION_NONE shares one bulkhead or limiter between every call.
 	Partition_PARTITION_NONE Partition = 1
-	// PARTITION_METHOD gives each method its own bulkhead.
+	// PARTITION_METHOD gives each method its own bulkhead or limiter.
 	Partition_PARTITION_METHOD Partition = 2
 	// PARTITION_HEADER gives each value of the request header `header` its
-	// own bulkhead.
+	// own bulkhead or limiter.
 	Partition_PARTITION_HEADER Partition = 3
+	// PARTITION_PEER gives each peer IP address (without the port: every
+	// connection of one host shares it) its own bulkhead or limiter.
+	Partition_PARTITION_PEER Partition = 4
 )
 
 // Enum value maps for Partition.
@@ -544,12 +549,14 @@ var (
 		1: "PARTITION_NONE",
 		2: "PARTITION_METHOD",
 		3: "PARTITION_HEADER",
+		4: "PARTITION_PEER",
 	}
 	Partition_value = map[string]int32{
 		"PARTITION_UNSPECIFIED": 0,
 		"PARTITION_NONE":        1,
 		"PARTITION_METHOD":      2,
 		"PARTITION_HEADER":      3,
+		"PARTITION_PEER":        4,
 	}
 )
 
@@ -768,7 +775,7 @@ func (x *Name) GetMethod() string {
 // MethodPolicy is the client policy of the methods its names select. Every
 // field is optional; an unset sub-policy disables its pattern. Per call, the
 // patterns run in this order, outermost first: timeout, hedging or retry,
-// breaker, bulkhead, the retry's per-attempt timeout, the call.
+// breaker, rate limit, bulkhead, the retry's per-attempt timeout, the call.
 type MethodPolicy struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Name lists the methods, services or the default this policy is for.
@@ -788,7 +795,10 @@ type MethodPolicy struct {
 	// negative.
 	Timeout *durationpb.Duration `protobuf:"bytes,6,opt,name=timeout,proto3" json:"timeout,omitempty"`
 	// Idempotency overrides what the method's descriptor says.
-	Idempotency   Idempotency `protobuf:"varint,7,opt,name=idempotency,proto3,enum=grpcresilience.config.v1.Idempotency" json:"idempotency,omitempty"`
+	Idempotency Idempotency `protobuf:"varint,7,opt,name=idempotency,proto3,enum=grpcresilience.config.v1.Idempotency" json:"idempotency,omitempty"`
+	// RateLimit bounds the rate of attempts the client sends. Unset: no
+	// limit.
+	RateLimit     *RateLimitPolicy `protobuf:"bytes,8,opt,name=rate_limit,json=rateLimit,proto3" json:"rate_limit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -872,6 +882,96 @@ func (x *MethodPolicy) GetIdempotency() Idempotency {
 	return Idempotency_IDEMPOTENCY_UNSPECIFIED
 }
 
+func (x *MethodPolicy) GetRateLimit() *RateLimitPolicy {
+	if x != nil {
+		return x.RateLimit
+	}
+	return nil
+}
+
+// RateLimitPolicy bounds the rate of attempts a client sends, with one
+// GCRA limiter per scope key. An attempt over the rate fails at once with
+// RESOURCE_EXHAUSTED, or first waits for its permit when wait is set; it
+// never reached a server, so it is not retried and does not count for the
+// breaker. Retries and hedges take permits like first attempts.
+type RateLimitPolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Rate is the most attempts per second per scope key, on average.
+	// Required and positive; fractions are fine (0.5 is one attempt every
+	// two seconds).
+	Rate float64 `protobuf:"fixed64,1,opt,name=rate,proto3" json:"rate,omitempty"`
+	// Burst is how many attempts may go at once after a quiet spell. Unset:
+	// one second's worth, rate rounded up, at least 1. Must not be negative.
+	Burst int32 `protobuf:"varint,2,opt,name=burst,proto3" json:"burst,omitempty"`
+	// Wait makes an attempt over the rate wait for its permit, as long as
+	// the permit comes before the call's deadline; an attempt whose permit
+	// would come later fails at once, never after waiting in vain. Unset:
+	// every attempt over the rate fails at once.
+	Wait bool `protobuf:"varint,3,opt,name=wait,proto3" json:"wait,omitempty"`
+	// Scope says which calls share a limiter. Unset: per method.
+	Scope         Scope `protobuf:"varint,4,opt,name=scope,proto3,enum=grpcresilience.config.v1.Scope" json:"scope,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RateLimitPolicy) Reset() {
+	*x = RateLimitPolicy{}
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RateLimitPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RateLimitPolicy) ProtoMessage() {}
+
+func (x *RateLimitPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RateLimitPolicy.ProtoReflect.Descriptor instead.
+func (*RateLimitPolicy) Descriptor() ([]byte, []int) {
+	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *RateLimitPolicy) GetRate() float64 {
+	if x != nil {
+		return x.Rate
+	}
+	return 0
+}
+
+func (x *RateLimitPolicy) GetBurst() int32 {
+	if x != nil {
+		return x.Burst
+	}
+	return 0
+}
+
+func (x *RateLimitPolicy) GetWait() bool {
+	if x != nil {
+		return x.Wait
+	}
+	return false
+}
+
+func (x *RateLimitPolicy) GetScope() Scope {
+	if x != nil {
+		return x.Scope
+	}
+	return Scope_SCOPE_UNSPECIFIED
+}
+
 // RetryPolicy retries failed attempts with backoff.
 type RetryPolicy struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -904,7 +1004,7 @@ type RetryPolicy struct {
 
 func (x *RetryPolicy) Reset() {
 	*x = RetryPolicy{}
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[3]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -916,7 +1016,7 @@ func (x *RetryPolicy) String() string {
 func (*RetryPolicy) ProtoMessage() {}
 
 func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[3]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -929,7 +1029,7 @@ func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryPolicy.ProtoReflect.Descriptor instead.
 func (*RetryPolicy) Descriptor() ([]byte, []int) {
-	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{3}
+	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RetryPolicy) GetMaxAttempts() int32 {
@@ -1001,7 +1101,7 @@ type RetryCodeRule struct {
 
 func (x *RetryCodeRule) Reset() {
 	*x = RetryCodeRule{}
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[4]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1013,7 +1113,7 @@ func (x *RetryCodeRule) String() string {
 func (*RetryCodeRule) ProtoMessage() {}
 
 func (x *RetryCodeRule) ProtoReflect() protoreflect.Message {
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[4]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1026,7 +1126,7 @@ func (x *RetryCodeRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryCodeRule.ProtoReflect.Descriptor instead.
 func (*RetryCodeRule) Descriptor() ([]byte, []int) {
-	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{4}
+	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RetryCodeRule) GetCode() string {
@@ -1069,7 +1169,7 @@ type Backoff struct {
 
 func (x *Backoff) Reset() {
 	*x = Backoff{}
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[5]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1081,7 +1181,7 @@ func (x *Backoff) String() string {
 func (*Backoff) ProtoMessage() {}
 
 func (x *Backoff) ProtoReflect() protoreflect.Message {
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[5]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1094,7 +1194,7 @@ func (x *Backoff) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Backoff.ProtoReflect.Descriptor instead.
 func (*Backoff) Descriptor() ([]byte, []int) {
-	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{5}
+	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Backoff) GetKind() BackoffKind {
@@ -1164,7 +1264,7 @@ type Budget struct {
 
 func (x *Budget) Reset() {
 	*x = Budget{}
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[6]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1176,7 +1276,7 @@ func (x *Budget) String() string {
 func (*Budget) ProtoMessage() {}
 
 func (x *Budget) ProtoReflect() protoreflect.Message {
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[6]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1189,7 +1289,7 @@ func (x *Budget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Budget.ProtoReflect.Descriptor instead.
 func (*Budget) Descriptor() ([]byte, []int) {
-	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{6}
+	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Budget) GetKind() BudgetKind {
@@ -1261,7 +1361,7 @@ type HedgingPolicy struct {
 
 func (x *HedgingPolicy) Reset() {
 	*x = HedgingPolicy{}
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[7]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1273,7 +1373,7 @@ func (x *HedgingPolicy) String() string {
 func (*HedgingPolicy) ProtoMessage() {}
 
 func (x *HedgingPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[7]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1286,7 +1386,7 @@ func (x *HedgingPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HedgingPolicy.ProtoReflect.Descriptor instead.
 func (*HedgingPolicy) Descriptor() ([]byte, []int) {
-	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{7}
+	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *HedgingPolicy) GetMaxExtraAttempts() int32 {
@@ -1344,7 +1444,7 @@ type BreakerCodeRule struct {
 
 func (x *BreakerCodeRule) Reset() {
 	*x = BreakerCodeRule{}
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[8]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1356,7 +1456,7 @@ func (x *BreakerCodeRule) String() string {
 func (*BreakerCodeRule) ProtoMessage() {}
 
 func (x *BreakerCodeRule) ProtoReflect() protoreflect.Message {
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[8]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1369,7 +1469,7 @@ func (x *BreakerCodeRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BreakerCodeRule.ProtoReflect.Descriptor instead.
 func (*BreakerCodeRule) Descriptor() ([]byte, []int) {
-	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{8}
+	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *BreakerCodeRule) GetCode() string {
@@ -1437,7 +1537,7 @@ type BreakerPolicy struct {
 
 func (x *BreakerPolicy) Reset() {
 	*x = BreakerPolicy{}
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[9]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1449,7 +1549,7 @@ func (x *BreakerPolicy) String() string {
 func (*BreakerPolicy) ProtoMessage() {}
 
 func (x *BreakerPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[9]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1462,7 +1562,7 @@ func (x *BreakerPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BreakerPolicy.ProtoReflect.Descriptor instead.
 func (*BreakerPolicy) Descriptor() ([]byte, []int) {
-	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{9}
+	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *BreakerPolicy) GetFailureThreshold() int32 {
@@ -1584,7 +1684,7 @@ type OpenBackoff struct {
 
 func (x *OpenBackoff) Reset() {
 	*x = OpenBackoff{}
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[10]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1596,7 +1696,7 @@ func (x *OpenBackoff) String() string {
 func (*OpenBackoff) ProtoMessage() {}
 
 func (x *OpenBackoff) ProtoReflect() protoreflect.Message {
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[10]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1609,7 +1709,7 @@ func (x *OpenBackoff) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenBackoff.ProtoReflect.Descriptor instead.
 func (*OpenBackoff) Descriptor() ([]byte, []int) {
-	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{10}
+	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *OpenBackoff) GetMax() *durationpb.Duration {
@@ -1645,7 +1745,7 @@ type BulkheadPolicy struct {
 
 func (x *BulkheadPolicy) Reset() {
 	*x = BulkheadPolicy{}
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[11]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1657,7 +1757,7 @@ func (x *BulkheadPolicy) String() string {
 func (*BulkheadPolicy) ProtoMessage() {}
 
 func (x *BulkheadPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[11]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1670,7 +1770,7 @@ func (x *BulkheadPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BulkheadPolicy.ProtoReflect.Descriptor instead.
 func (*BulkheadPolicy) Descriptor() ([]byte, []int) {
-	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{11}
+	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *BulkheadPolicy) GetLimit() int32 {
@@ -1702,7 +1802,8 @@ func (x *BulkheadPolicy) GetScope() Scope {
 }
 
 // ServerConfig configures the server pipeline: exemptions, deadline
-// enforcement, bulkhead, fault injection, in this order.
+// enforcement and default deadline, rate limit, bulkhead, fault injection,
+// in this order.
 type ServerConfig struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Exempt lists further methods ("/pkg.Service/Method") or services
@@ -1714,14 +1815,17 @@ type ServerConfig struct {
 	// Bulkhead configures load shedding. Unset: none.
 	Bulkhead *ServerBulkhead `protobuf:"bytes,3,opt,name=bulkhead,proto3" json:"bulkhead,omitempty"`
 	// Chaos configures fault injection. Unset: none.
-	Chaos         *Chaos `protobuf:"bytes,4,opt,name=chaos,proto3" json:"chaos,omitempty"`
+	Chaos *Chaos `protobuf:"bytes,4,opt,name=chaos,proto3" json:"chaos,omitempty"`
+	// RateLimit sheds calls over a quota of calls per second, per caller or
+	// per method, with RESOURCE_EXHAUSTED. Unset: none.
+	RateLimit     *ServerRateLimit `protobuf:"bytes,5,opt,name=rate_limit,json=rateLimit,proto3" json:"rate_limit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ServerConfig) Reset() {
 	*x = ServerConfig{}
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[12]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1733,7 +1837,7 @@ func (x *ServerConfig) String() string {
 func (*ServerConfig) ProtoMessage() {}
 
 func (x *ServerConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[12]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1746,7 +1850,7 @@ func (x *ServerConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerConfig.ProtoReflect.Descriptor instead.
 func (*ServerConfig) Descriptor() ([]byte, []int) {
-	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{12}
+	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ServerConfig) GetExempt() []string {
@@ -1777,6 +1881,13 @@ func (x *ServerConfig) GetChaos() *Chaos {
 	return nil
 }
 
+func (x *ServerConfig) GetRateLimit() *ServerRateLimit {
+	if x != nil {
+		return x.RateLimit
+	}
+	return nil
+}
+
 // ServerDeadline configures deadline enforcement on the server.
 type ServerDeadline struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1791,7 +1902,7 @@ type ServerDeadline struct {
 
 func (x *ServerDeadline) Reset() {
 	*x = ServerDeadline{}
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[13]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1803,7 +1914,7 @@ func (x *ServerDeadline) String() string {
 func (*ServerDeadline) ProtoMessage() {}
 
 func (x *ServerDeadline) ProtoReflect() protoreflect.Message {
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[13]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1816,7 +1927,7 @@ func (x *ServerDeadline) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerDeadline.ProtoReflect.Descriptor instead.
 func (*ServerDeadline) Descriptor() ([]byte, []int) {
-	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{13}
+	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ServerDeadline) GetMinRemaining() *durationpb.Duration {
@@ -1863,7 +1974,7 @@ type ServerBulkhead struct {
 
 func (x *ServerBulkhead) Reset() {
 	*x = ServerBulkhead{}
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[14]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1875,7 +1986,7 @@ func (x *ServerBulkhead) String() string {
 func (*ServerBulkhead) ProtoMessage() {}
 
 func (x *ServerBulkhead) ProtoReflect() protoreflect.Message {
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[14]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1888,7 +1999,7 @@ func (x *ServerBulkhead) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerBulkhead.ProtoReflect.Descriptor instead.
 func (*ServerBulkhead) Descriptor() ([]byte, []int) {
-	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{14}
+	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ServerBulkhead) GetLimit() int32 {
@@ -1954,6 +2065,190 @@ func (x *ServerBulkhead) GetAdaptive() *AdaptiveLimit {
 	return nil
 }
 
+// ServerRateLimit sheds calls beyond a rate: quotas of calls per second per
+// caller key (see partition_by), decided by GCRA. A call over its quota
+// fails at once, before the bulkhead, with RESOURCE_EXHAUSTED carrying
+// google.rpc.RetryInfo (the time until the caller's next permit), the same
+// delay in the grpc-retry-pushback-ms trailer, and google.rpc.QuotaFailure,
+// whose subject names the quota ("header:x-caller"), never the caller's
+// key. Rate and burst are the default quota, for every method that methods
+// does not name. With neither rate nor methods set the rate limit is off,
+// and the other fields must be unset.
+type ServerRateLimit struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Rate is how many calls per second each key may make on average, for
+	// the methods that methods does not name. Fractions are fine. Unset: no
+	// default quota, only the quotas of methods. Must not be negative, nor
+	// above 1e9.
+	Rate float64 `protobuf:"fixed64,1,opt,name=rate,proto3" json:"rate,omitempty"`
+	// Burst is how many calls a key may make at once after a quiet spell.
+	// Unset: one second's worth, rate rounded up, at least 1. Must not be
+	// negative, and must be unset when rate is.
+	Burst int32 `protobuf:"varint,2,opt,name=burst,proto3" json:"burst,omitempty"`
+	// PartitionBy says what a key is: PARTITION_NONE (unset) one quota for
+	// every call, PARTITION_METHOD one per method, PARTITION_HEADER one per
+	// value of header (calls without it share one), PARTITION_PEER one per
+	// peer IP address.
+	PartitionBy Partition `protobuf:"varint,3,opt,name=partition_by,json=partitionBy,proto3,enum=grpcresilience.config.v1.Partition" json:"partition_by,omitempty"`
+	// Header is the metadata key of PARTITION_HEADER, such as "x-caller".
+	// Required for it only.
+	Header string `protobuf:"bytes,4,opt,name=header,proto3" json:"header,omitempty"`
+	// MaxPartitions caps the keys each quota (the default one and each entry
+	// of methods) keeps a limiter for. A new key beyond it takes the place of
+	// an idle key, or, when every key is busy, shares one overflow limiter.
+	// Unset: 1024. Must not be negative.
+	MaxPartitions int32 `protobuf:"varint,5,opt,name=max_partitions,json=maxPartitions,proto3" json:"max_partitions,omitempty"`
+	// Methods gives one method ("/pkg.Service/Method") or every method of a
+	// service ("/pkg.Service/" or "pkg.Service") a quota of its own instead
+	// of rate and burst, per key of partition_by. A method's entry wins over
+	// its service's; an entry without rate exempts its methods from the
+	// default quota. A service may be named once.
+	Methods map[string]*RateQuota `protobuf:"bytes,6,rep,name=methods,proto3" json:"methods,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// NoPushback sends neither RetryInfo nor the pushback trailer with
+	// limited calls, only QuotaFailure, so that clients do not retry them.
+	NoPushback    bool `protobuf:"varint,7,opt,name=no_pushback,json=noPushback,proto3" json:"no_pushback,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServerRateLimit) Reset() {
+	*x = ServerRateLimit{}
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServerRateLimit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServerRateLimit) ProtoMessage() {}
+
+func (x *ServerRateLimit) ProtoReflect() protoreflect.Message {
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServerRateLimit.ProtoReflect.Descriptor instead.
+func (*ServerRateLimit) Descriptor() ([]byte, []int) {
+	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ServerRateLimit) GetRate() float64 {
+	if x != nil {
+		return x.Rate
+	}
+	return 0
+}
+
+func (x *ServerRateLimit) GetBurst() int32 {
+	if x != nil {
+		return x.Burst
+	}
+	return 0
+}
+
+func (x *ServerRateLimit) GetPartitionBy() Partition {
+	if x != nil {
+		return x.PartitionBy
+	}
+	return Partition_PARTITION_UNSPECIFIED
+}
+
+func (x *ServerRateLimit) GetHeader() string {
+	if x != nil {
+		return x.Header
+	}
+	return ""
+}
+
+func (x *ServerRateLimit) GetMaxPartitions() int32 {
+	if x != nil {
+		return x.MaxPartitions
+	}
+	return 0
+}
+
+func (x *ServerRateLimit) GetMethods() map[string]*RateQuota {
+	if x != nil {
+		return x.Methods
+	}
+	return nil
+}
+
+func (x *ServerRateLimit) GetNoPushback() bool {
+	if x != nil {
+		return x.NoPushback
+	}
+	return false
+}
+
+// RateQuota is the quota of the methods an entry of ServerRateLimit.methods
+// names. Unset (an empty object): no quota at all.
+type RateQuota struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Rate is how many calls per second each key may make on average.
+	// Unset: no limit. Must not be negative, nor above 1e9.
+	Rate float64 `protobuf:"fixed64,1,opt,name=rate,proto3" json:"rate,omitempty"`
+	// Burst is how many calls a key may make at once after a quiet spell.
+	// Unset: one second's worth, rate rounded up, at least 1. Must not be
+	// negative, and must be unset when rate is.
+	Burst         int32 `protobuf:"varint,2,opt,name=burst,proto3" json:"burst,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RateQuota) Reset() {
+	*x = RateQuota{}
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RateQuota) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RateQuota) ProtoMessage() {}
+
+func (x *RateQuota) ProtoReflect() protoreflect.Message {
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RateQuota.ProtoReflect.Descriptor instead.
+func (*RateQuota) Descriptor() ([]byte, []int) {
+	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *RateQuota) GetRate() float64 {
+	if x != nil {
+		return x.Rate
+	}
+	return 0
+}
+
+func (x *RateQuota) GetBurst() int32 {
+	if x != nil {
+		return x.Burst
+	}
+	return 0
+}
+
 // AdaptiveLimit is an adaptive limit and its parameters. Parameters the
 // kind does not use must be unset; unset ones take their defaults.
 type AdaptiveLimit struct {
@@ -1992,7 +2287,7 @@ type AdaptiveLimit struct {
 
 func (x *AdaptiveLimit) Reset() {
 	*x = AdaptiveLimit{}
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[15]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2004,7 +2299,7 @@ func (x *AdaptiveLimit) String() string {
 func (*AdaptiveLimit) ProtoMessage() {}
 
 func (x *AdaptiveLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[15]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2017,7 +2312,7 @@ func (x *AdaptiveLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdaptiveLimit.ProtoReflect.Descriptor instead.
 func (*AdaptiveLimit) Descriptor() ([]byte, []int) {
-	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{15}
+	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *AdaptiveLimit) GetKind() AdaptiveKind {
@@ -2113,7 +2408,7 @@ type Chaos struct {
 
 func (x *Chaos) Reset() {
 	*x = Chaos{}
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[16]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2125,7 +2420,7 @@ func (x *Chaos) String() string {
 func (*Chaos) ProtoMessage() {}
 
 func (x *Chaos) ProtoReflect() protoreflect.Message {
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[16]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2138,7 +2433,7 @@ func (x *Chaos) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Chaos.ProtoReflect.Descriptor instead.
 func (*Chaos) Descriptor() ([]byte, []int) {
-	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{16}
+	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Chaos) GetSeed() uint64 {
@@ -2190,7 +2485,7 @@ type Fault struct {
 
 func (x *Fault) Reset() {
 	*x = Fault{}
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[17]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2202,7 +2497,7 @@ func (x *Fault) String() string {
 func (*Fault) ProtoMessage() {}
 
 func (x *Fault) ProtoReflect() protoreflect.Message {
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[17]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2215,7 +2510,7 @@ func (x *Fault) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fault.ProtoReflect.Descriptor instead.
 func (*Fault) Descriptor() ([]byte, []int) {
-	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{17}
+	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Fault) GetErrorRate() float64 {
@@ -2292,7 +2587,7 @@ const file_grpcresilience_config_v1_config_proto_rawDesc = "" +
 	"\x06server\x18\x03 \x01(\v2&.grpcresilience.config.v1.ServerConfigR\x06server\"8\n" +
 	"\x04Name\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x16\n" +
-	"\x06method\x18\x02 \x01(\tR\x06method\"\xc9\x03\n" +
+	"\x06method\x18\x02 \x01(\tR\x06method\"\x93\x04\n" +
 	"\fMethodPolicy\x122\n" +
 	"\x04name\x18\x01 \x03(\v2\x1e.grpcresilience.config.v1.NameR\x04name\x12;\n" +
 	"\x05retry\x18\x02 \x01(\v2%.grpcresilience.config.v1.RetryPolicyR\x05retry\x12A\n" +
@@ -2300,7 +2595,14 @@ const file_grpcresilience_config_v1_config_proto_rawDesc = "" +
 	"\abreaker\x18\x04 \x01(\v2'.grpcresilience.config.v1.BreakerPolicyR\abreaker\x12D\n" +
 	"\bbulkhead\x18\x05 \x01(\v2(.grpcresilience.config.v1.BulkheadPolicyR\bbulkhead\x123\n" +
 	"\atimeout\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12G\n" +
-	"\vidempotency\x18\a \x01(\x0e2%.grpcresilience.config.v1.IdempotencyR\vidempotency\"\xd5\x03\n" +
+	"\vidempotency\x18\a \x01(\x0e2%.grpcresilience.config.v1.IdempotencyR\vidempotency\x12H\n" +
+	"\n" +
+	"rate_limit\x18\b \x01(\v2).grpcresilience.config.v1.RateLimitPolicyR\trateLimit\"\x86\x01\n" +
+	"\x0fRateLimitPolicy\x12\x12\n" +
+	"\x04rate\x18\x01 \x01(\x01R\x04rate\x12\x14\n" +
+	"\x05burst\x18\x02 \x01(\x05R\x05burst\x12\x12\n" +
+	"\x04wait\x18\x03 \x01(\bR\x04wait\x125\n" +
+	"\x05scope\x18\x04 \x01(\x0e2\x1f.grpcresilience.config.v1.ScopeR\x05scope\"\xd5\x03\n" +
 	"\vRetryPolicy\x12&\n" +
 	"\fmax_attempts\x18\x01 \x01(\x05H\x00R\vmaxAttempts\x88\x01\x01\x12;\n" +
 	"\abackoff\x18\x02 \x01(\v2!.grpcresilience.config.v1.BackoffR\abackoff\x12<\n" +
@@ -2377,12 +2679,14 @@ const file_grpcresilience_config_v1_config_proto_rawDesc = "" +
 	"\x05limit\x18\x01 \x01(\x05R\x05limit\x12\x14\n" +
 	"\x05queue\x18\x02 \x01(\x05R\x05queue\x124\n" +
 	"\bmax_wait\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\amaxWait\x125\n" +
-	"\x05scope\x18\x04 \x01(\x0e2\x1f.grpcresilience.config.v1.ScopeR\x05scope\"\xe9\x01\n" +
+	"\x05scope\x18\x04 \x01(\x0e2\x1f.grpcresilience.config.v1.ScopeR\x05scope\"\xb3\x02\n" +
 	"\fServerConfig\x12\x16\n" +
 	"\x06exempt\x18\x01 \x03(\tR\x06exempt\x12D\n" +
 	"\bdeadline\x18\x02 \x01(\v2(.grpcresilience.config.v1.ServerDeadlineR\bdeadline\x12D\n" +
 	"\bbulkhead\x18\x03 \x01(\v2(.grpcresilience.config.v1.ServerBulkheadR\bbulkhead\x125\n" +
-	"\x05chaos\x18\x04 \x01(\v2\x1f.grpcresilience.config.v1.ChaosR\x05chaos\"\x85\x01\n" +
+	"\x05chaos\x18\x04 \x01(\v2\x1f.grpcresilience.config.v1.ChaosR\x05chaos\x12H\n" +
+	"\n" +
+	"rate_limit\x18\x05 \x01(\v2).grpcresilience.config.v1.ServerRateLimitR\trateLimit\"\x85\x01\n" +
 	"\x0eServerDeadline\x12>\n" +
 	"\rmin_remaining\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\fminRemaining\x123\n" +
 	"\adefault\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\adefault\"\xa1\x03\n" +
@@ -2396,7 +2700,22 @@ const file_grpcresilience_config_v1_config_proto_rawDesc = "" +
 	"\x0epushback_delay\x18\a \x01(\v2\x19.google.protobuf.DurationR\rpushbackDelay\x12\x1f\n" +
 	"\vno_pushback\x18\b \x01(\bR\n" +
 	"noPushback\x12C\n" +
-	"\badaptive\x18\t \x01(\v2'.grpcresilience.config.v1.AdaptiveLimitR\badaptive\"\xb5\x03\n" +
+	"\badaptive\x18\t \x01(\v2'.grpcresilience.config.v1.AdaptiveLimitR\badaptive\"\x96\x03\n" +
+	"\x0fServerRateLimit\x12\x12\n" +
+	"\x04rate\x18\x01 \x01(\x01R\x04rate\x12\x14\n" +
+	"\x05burst\x18\x02 \x01(\x05R\x05burst\x12F\n" +
+	"\fpartition_by\x18\x03 \x01(\x0e2#.grpcresilience.config.v1.PartitionR\vpartitionBy\x12\x16\n" +
+	"\x06header\x18\x04 \x01(\tR\x06header\x12%\n" +
+	"\x0emax_partitions\x18\x05 \x01(\x05R\rmaxPartitions\x12P\n" +
+	"\amethods\x18\x06 \x03(\v26.grpcresilience.config.v1.ServerRateLimit.MethodsEntryR\amethods\x12\x1f\n" +
+	"\vno_pushback\x18\a \x01(\bR\n" +
+	"noPushback\x1a_\n" +
+	"\fMethodsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x129\n" +
+	"\x05value\x18\x02 \x01(\v2#.grpcresilience.config.v1.RateQuotaR\x05value:\x028\x01\"5\n" +
+	"\tRateQuota\x12\x12\n" +
+	"\x04rate\x18\x01 \x01(\x01R\x04rate\x12\x14\n" +
+	"\x05burst\x18\x02 \x01(\x05R\x05burst\"\xb5\x03\n" +
 	"\rAdaptiveLimit\x12:\n" +
 	"\x04kind\x18\x01 \x01(\x0e2&.grpcresilience.config.v1.AdaptiveKindR\x04kind\x12\x1b\n" +
 	"\tmin_limit\x18\x02 \x01(\x05R\bminLimit\x12\x1b\n" +
@@ -2479,12 +2798,13 @@ const file_grpcresilience_config_v1_config_proto_rawDesc = "" +
 	"\x1bBREAKER_OUTCOME_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17BREAKER_OUTCOME_SUCCESS\x10\x01\x12\x1b\n" +
 	"\x17BREAKER_OUTCOME_FAILURE\x10\x02\x12\x1b\n" +
-	"\x17BREAKER_OUTCOME_IGNORED\x10\x03*f\n" +
+	"\x17BREAKER_OUTCOME_IGNORED\x10\x03*z\n" +
 	"\tPartition\x12\x19\n" +
 	"\x15PARTITION_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0ePARTITION_NONE\x10\x01\x12\x14\n" +
 	"\x10PARTITION_METHOD\x10\x02\x12\x14\n" +
-	"\x10PARTITION_HEADER\x10\x03*a\n" +
+	"\x10PARTITION_HEADER\x10\x03\x12\x12\n" +
+	"\x0ePARTITION_PEER\x10\x04*a\n" +
 	"\fAdaptiveKind\x12\x1d\n" +
 	"\x19ADAPTIVE_KIND_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12ADAPTIVE_KIND_AIMD\x10\x01\x12\x1a\n" +
@@ -2504,7 +2824,7 @@ func file_grpcresilience_config_v1_config_proto_rawDescGZIP() []byte {
 }
 
 var file_grpcresilience_config_v1_config_proto_enumTypes = make([]protoimpl.EnumInfo, 10)
-var file_grpcresilience_config_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_grpcresilience_config_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_grpcresilience_config_v1_config_proto_goTypes = []any{
 	(Idempotency)(0),            // 0: grpcresilience.config.v1.Idempotency
 	(Scope)(0),                  // 1: grpcresilience.config.v1.Scope
@@ -2519,85 +2839,95 @@ var file_grpcresilience_config_v1_config_proto_goTypes = []any{
 	(*Config)(nil),              // 10: grpcresilience.config.v1.Config
 	(*Name)(nil),                // 11: grpcresilience.config.v1.Name
 	(*MethodPolicy)(nil),        // 12: grpcresilience.config.v1.MethodPolicy
-	(*RetryPolicy)(nil),         // 13: grpcresilience.config.v1.RetryPolicy
-	(*RetryCodeRule)(nil),       // 14: grpcresilience.config.v1.RetryCodeRule
-	(*Backoff)(nil),             // 15: grpcresilience.config.v1.Backoff
-	(*Budget)(nil),              // 16: grpcresilience.config.v1.Budget
-	(*HedgingPolicy)(nil),       // 17: grpcresilience.config.v1.HedgingPolicy
-	(*BreakerCodeRule)(nil),     // 18: grpcresilience.config.v1.BreakerCodeRule
-	(*BreakerPolicy)(nil),       // 19: grpcresilience.config.v1.BreakerPolicy
-	(*OpenBackoff)(nil),         // 20: grpcresilience.config.v1.OpenBackoff
-	(*BulkheadPolicy)(nil),      // 21: grpcresilience.config.v1.BulkheadPolicy
-	(*ServerConfig)(nil),        // 22: grpcresilience.config.v1.ServerConfig
-	(*ServerDeadline)(nil),      // 23: grpcresilience.config.v1.ServerDeadline
-	(*ServerBulkhead)(nil),      // 24: grpcresilience.config.v1.ServerBulkhead
-	(*AdaptiveLimit)(nil),       // 25: grpcresilience.config.v1.AdaptiveLimit
-	(*Chaos)(nil),               // 26: grpcresilience.config.v1.Chaos
-	(*Fault)(nil),               // 27: grpcresilience.config.v1.Fault
-	nil,                         // 28: grpcresilience.config.v1.Chaos.MethodsEntry
-	(*durationpb.Duration)(nil), // 29: google.protobuf.Duration
+	(*RateLimitPolicy)(nil),     // 13: grpcresilience.config.v1.RateLimitPolicy
+	(*RetryPolicy)(nil),         // 14: grpcresilience.config.v1.RetryPolicy
+	(*RetryCodeRule)(nil),       // 15: grpcresilience.config.v1.RetryCodeRule
+	(*Backoff)(nil),             // 16: grpcresilience.config.v1.Backoff
+	(*Budget)(nil),              // 17: grpcresilience.config.v1.Budget
+	(*HedgingPolicy)(nil),       // 18: grpcresilience.config.v1.HedgingPolicy
+	(*BreakerCodeRule)(nil),     // 19: grpcresilience.config.v1.BreakerCodeRule
+	(*BreakerPolicy)(nil),       // 20: grpcresilience.config.v1.BreakerPolicy
+	(*OpenBackoff)(nil),         // 21: grpcresilience.config.v1.OpenBackoff
+	(*BulkheadPolicy)(nil),      // 22: grpcresilience.config.v1.BulkheadPolicy
+	(*ServerConfig)(nil),        // 23: grpcresilience.config.v1.ServerConfig
+	(*ServerDeadline)(nil),      // 24: grpcresilience.config.v1.ServerDeadline
+	(*ServerBulkhead)(nil),      // 25: grpcresilience.config.v1.ServerBulkhead
+	(*ServerRateLimit)(nil),     // 26: grpcresilience.config.v1.ServerRateLimit
+	(*RateQuota)(nil),           // 27: grpcresilience.config.v1.RateQuota
+	(*AdaptiveLimit)(nil),       // 28: grpcresilience.config.v1.AdaptiveLimit
+	(*Chaos)(nil),               // 29: grpcresilience.config.v1.Chaos
+	(*Fault)(nil),               // 30: grpcresilience.config.v1.Fault
+	nil,                         // 31: grpcresilience.config.v1.ServerRateLimit.MethodsEntry
+	nil,                         // 32: grpcresilience.config.v1.Chaos.MethodsEntry
+	(*durationpb.Duration)(nil), // 33: google.protobuf.Duration
 }
 var file_grpcresilience_config_v1_config_proto_depIdxs = []int32{
 	12, // 0: grpcresilience.config.v1.Config.method_policies:type_name -> grpcresilience.config.v1.MethodPolicy
-	16, // 1: grpcresilience.config.v1.Config.target_budget:type_name -> grpcresilience.config.v1.Budget
-	22, // 2: grpcresilience.config.v1.Config.server:type_name -> grpcresilience.config.v1.ServerConfig
+	17, // 1: grpcresilience.config.v1.Config.target_budget:type_name -> grpcresilience.config.v1.Budget
+	23, // 2: grpcresilience.config.v1.Config.server:type_name -> grpcresilience.config.v1.ServerConfig
 	11, // 3: grpcresilience.config.v1.MethodPolicy.name:type_name -> grpcresilience.config.v1.Name
-	13, // 4: grpcresilience.config.v1.MethodPolicy.retry:type_name -> grpcresilience.config.v1.RetryPolicy
-	17, // 5: grpcresilience.config.v1.MethodPolicy.hedging:type_name -> grpcresilience.config.v1.HedgingPolicy
-	19, // 6: grpcresilience.config.v1.MethodPolicy.breaker:type_name -> grpcresilience.config.v1.BreakerPolicy
-	21, // 7: grpcresilience.config.v1.MethodPolicy.bulkhead:type_name -> grpcresilience.config.v1.BulkheadPolicy
-	29, // 8: grpcresilience.config.v1.MethodPolicy.timeout:type_name -> google.protobuf.Duration
+	14, // 4: grpcresilience.config.v1.MethodPolicy.retry:type_name -> grpcresilience.config.v1.RetryPolicy
+	18, // 5: grpcresilience.config.v1.MethodPolicy.hedging:type_name -> grpcresilience.config.v1.HedgingPolicy
+	20, // 6: grpcresilience.config.v1.MethodPolicy.breaker:type_name -> grpcresilience.config.v1.BreakerPolicy
+	22, // 7: grpcresilience.config.v1.MethodPolicy.bulkhead:type_name -> grpcresilience.config.v1.BulkheadPolicy
+	33, // 8: grpcresilience.config.v1.MethodPolicy.timeout:type_name -> google.protobuf.Duration
 	0,  // 9: grpcresilience.config.v1.MethodPolicy.idempotency:type_name -> grpcresilience.config.v1.Idempotency
-	15, // 10: grpcresilience.config.v1.RetryPolicy.backoff:type_name -> grpcresilience.config.v1.Backoff
-	4,  // 11: grpcresilience.config.v1.RetryPolicy.jitter:type_name -> grpcresilience.config.v1.JitterKind
-	29, // 12: grpcresilience.config.v1.RetryPolicy.attempt_timeout:type_name -> google.protobuf.Duration
-	16, // 13: grpcresilience.config.v1.RetryPolicy.budget:type_name -> grpcresilience.config.v1.Budget
-	14, // 14: grpcresilience.config.v1.RetryPolicy.code_rules:type_name -> grpcresilience.config.v1.RetryCodeRule
-	2,  // 15: grpcresilience.config.v1.RetryCodeRule.rule:type_name -> grpcresilience.config.v1.RetryRule
-	3,  // 16: grpcresilience.config.v1.Backoff.kind:type_name -> grpcresilience.config.v1.BackoffKind
-	29, // 17: grpcresilience.config.v1.Backoff.delay:type_name -> google.protobuf.Duration
-	29, // 18: grpcresilience.config.v1.Backoff.initial:type_name -> google.protobuf.Duration
-	29, // 19: grpcresilience.config.v1.Backoff.step:type_name -> google.protobuf.Duration
-	29, // 20: grpcresilience.config.v1.Backoff.max:type_name -> google.protobuf.Duration
-	5,  // 21: grpcresilience.config.v1.Budget.kind:type_name -> grpcresilience.config.v1.BudgetKind
-	29, // 22: grpcresilience.config.v1.Budget.ttl:type_name -> google.protobuf.Duration
-	29, // 23: grpcresilience.config.v1.HedgingPolicy.delay:type_name -> google.protobuf.Duration
-	16, // 24: grpcresilience.config.v1.HedgingPolicy.budget:type_name -> grpcresilience.config.v1.Budget
-	7,  // 25: grpcresilience.config.v1.BreakerCodeRule.outcome:type_name -> grpcresilience.config.v1.BreakerOutcome
-	29, // 26: grpcresilience.config.v1.BreakerPolicy.open_duration:type_name -> google.protobuf.Duration
-	20, // 27: grpcresilience.config.v1.BreakerPolicy.open_backoff:type_name -> grpcresilience.config.v1.OpenBackoff
-	6,  // 28: grpcresilience.config.v1.BreakerPolicy.window_type:type_name -> grpcresilience.config.v1.WindowType
-	29, // 29: grpcresilience.config.v1.BreakerPolicy.window_period:type_name -> google.protobuf.Duration
-	29, // 30: grpcresilience.config.v1.BreakerPolicy.slow_call_duration:type_name -> google.protobuf.Duration
-	1,  // 31: grpcresilience.config.v1.BreakerPolicy.scope:type_name -> grpcresilience.config.v1.Scope
-	18, // 32: grpcresilience.config.v1.BreakerPolicy.code_outcomes:type_name -> grpcresilience.config.v1.BreakerCodeRule
-	29, // 33: grpcresilience.config.v1.OpenBackoff.max:type_name -> google.protobuf.Duration
-	29, // 34: grpcresilience.config.v1.BulkheadPolicy.max_wait:type_name -> google.protobuf.Duration
-	1,  // 35: grpcresilience.config.v1.BulkheadPolicy.scope:type_name -> grpcresilience.config.v1.Scope
-	23, // 36: grpcresilience.config.v1.ServerConfig.deadline:type_name -> grpcresilience.config.v1.ServerDeadline
-	24, // 37: grpcresilience.config.v1.ServerConfig.bulkhead:type_name -> grpcresilience.config.v1.ServerBulkhead
-	26, // 38: grpcresilience.config.v1.ServerConfig.chaos:type_name -> grpcresilience.config.v1.Chaos
-	29, // 39: grpcresilience.config.v1.ServerDeadline.min_remaining:type_name -> google.protobuf.Duration
-	29, // 40: grpcresilience.config.v1.ServerDeadline.default:type_name -> google.protobuf.Duration
-	8,  // 41: grpcresilience.config.v1.ServerBulkhead.partition_by:type_name -> grpcresilience.config.v1.Partition
-	29, // 42: grpcresilience.config.v1.ServerBulkhead.max_wait:type_name -> google.protobuf.Duration
-	29, // 43: grpcresilience.config.v1.ServerBulkhead.pushback_delay:type_name -> google.protobuf.Duration
-	25, // 44: grpcresilience.config.v1.ServerBulkhead.adaptive:type_name -> grpcresilience.config.v1.AdaptiveLimit
-	9,  // 45: grpcresilience.config.v1.AdaptiveLimit.kind:type_name -> grpcresilience.config.v1.AdaptiveKind
-	29, // 46: grpcresilience.config.v1.AdaptiveLimit.timeout:type_name -> google.protobuf.Duration
-	29, // 47: grpcresilience.config.v1.AdaptiveLimit.window:type_name -> google.protobuf.Duration
-	27, // 48: grpcresilience.config.v1.Chaos.all:type_name -> grpcresilience.config.v1.Fault
-	28, // 49: grpcresilience.config.v1.Chaos.methods:type_name -> grpcresilience.config.v1.Chaos.MethodsEntry
-	29, // 50: grpcresilience.config.v1.Fault.pushback:type_name -> google.protobuf.Duration
-	29, // 51: grpcresilience.config.v1.Fault.latency:type_name -> google.protobuf.Duration
-	29, // 52: grpcresilience.config.v1.Fault.latency_max:type_name -> google.protobuf.Duration
-	29, // 53: grpcresilience.config.v1.Fault.tail_latency:type_name -> google.protobuf.Duration
-	27, // 54: grpcresilience.config.v1.Chaos.MethodsEntry.value:type_name -> grpcresilience.config.v1.Fault
-	55, // [55:55] is the sub-list for method output_type
-	55, // [55:55] is the sub-list for method input_type
-	55, // [55:55] is the sub-list for extension type_name
-	55, // [55:55] is the sub-list for extension extendee
-	0,  // [0:55] is the sub-list for field type_name
+	13, // 10: grpcresilience.config.v1.MethodPolicy.rate_limit:type_name -> grpcresilience.config.v1.RateLimitPolicy
+	1,  // 11: grpcresilience.config.v1.RateLimitPolicy.scope:type_name -> grpcresilience.config.v1.Scope
+	16, // 12: grpcresilience.config.v1.RetryPolicy.backoff:type_name -> grpcresilience.config.v1.Backoff
+	4,  // 13: grpcresilience.config.v1.RetryPolicy.jitter:type_name -> grpcresilience.config.v1.JitterKind
+	33, // 14: grpcresilience.config.v1.RetryPolicy.attempt_timeout:type_name -> google.protobuf.Duration
+	17, // 15: grpcresilience.config.v1.RetryPolicy.budget:type_name -> grpcresilience.config.v1.Budget
+	15, // 16: grpcresilience.config.v1.RetryPolicy.code_rules:type_name -> grpcresilience.config.v1.RetryCodeRule
+	2,  // 17: grpcresilience.config.v1.RetryCodeRule.rule:type_name -> grpcresilience.config.v1.RetryRule
+	3,  // 18: grpcresilience.config.v1.Backoff.kind:type_name -> grpcresilience.config.v1.BackoffKind
+	33, // 19: grpcresilience.config.v1.Backoff.delay:type_name -> google.protobuf.Duration
+	33, // 20: grpcresilience.config.v1.Backoff.initial:type_name -> google.protobuf.Duration
+	33, // 21: grpcresilience.config.v1.Backoff.step:type_name -> google.protobuf.Duration
+	33, // 22: grpcresilience.config.v1.Backoff.max:type_name -> google.protobuf.Duration
+	5,  // 23: grpcresilience.config.v1.Budget.kind:type_name -> grpcresilience.config.v1.BudgetKind
+	33, // 24: grpcresilience.config.v1.Budget.ttl:type_name -> google.protobuf.Duration
+	33, // 25: grpcresilience.config.v1.HedgingPolicy.delay:type_name -> google.protobuf.Duration
+	17, // 26: grpcresilience.config.v1.HedgingPolicy.budget:type_name -> grpcresilience.config.v1.Budget
+	7,  // 27: grpcresilience.config.v1.BreakerCodeRule.outcome:type_name -> grpcresilience.config.v1.BreakerOutcome
+	33, // 28: grpcresilience.config.v1.BreakerPolicy.open_duration:type_name -> google.protobuf.Duration
+	21, // 29: grpcresilience.config.v1.BreakerPolicy.open_backoff:type_name -> grpcresilience.config.v1.OpenBackoff
+	6,  // 30: grpcresilience.config.v1.BreakerPolicy.window_type:type_name -> grpcresilience.config.v1.WindowType
+	33, // 31: grpcresilience.config.v1.BreakerPolicy.window_period:type_name -> google.protobuf.Duration
+	33, // 32: grpcresilience.config.v1.BreakerPolicy.slow_call_duration:type_name -> google.protobuf.Duration
+	1,  // 33: grpcresilience.config.v1.BreakerPolicy.scope:type_name -> grpcresilience.config.v1.Scope
+	19, // 34: grpcresilience.config.v1.BreakerPolicy.code_outcomes:type_name -> grpcresilience.config.v1.BreakerCodeRule
+	33, // 35: grpcresilience.config.v1.OpenBackoff.max:type_name -> google.protobuf.Duration
+	33, // 36: grpcresilience.config.v1.BulkheadPolicy.max_wait:type_name -> google.protobuf.Duration
+	1,  // 37: grpcresilience.config.v1.BulkheadPolicy.scope:type_name -> grpcresilience.config.v1.Scope
+	24, // 38: grpcresilience.config.v1.ServerConfig.deadline:type_name -> grpcresilience.config.v1.ServerDeadline
+	25, // 39: grpcresilience.config.v1.ServerConfig.bulkhead:type_name -> grpcresilience.config.v1.ServerBulkhead
+	29, // 40: grpcresilience.config.v1.ServerConfig.chaos:type_name -> grpcresilience.config.v1.Chaos
+	26, // 41: grpcresilience.config.v1.ServerConfig.rate_limit:type_name -> grpcresilience.config.v1.ServerRateLimit
+	33, // 42: grpcresilience.config.v1.ServerDeadline.min_remaining:type_name -> google.protobuf.Duration
+	33, // 43: grpcresilience.config.v1.ServerDeadline.default:type_name -> google.protobuf.Duration
+	8,  // 44: grpcresilience.config.v1.ServerBulkhead.partition_by:type_name -> grpcresilience.config.v1.Partition
+	33, // 45: grpcresilience.config.v1.ServerBulkhead.max_wait:type_name -> google.protobuf.Duration
+	33, // 46: grpcresilience.config.v1.ServerBulkhead.pushback_delay:type_name -> google.protobuf.Duration
+	28, // 47: grpcresilience.config.v1.ServerBulkhead.adaptive:type_name -> grpcresilience.config.v1.AdaptiveLimit
+	8,  // 48: grpcresilience.config.v1.ServerRateLimit.partition_by:type_name -> grpcresilience.config.v1.Partition
+	31, // 49: grpcresilience.config.v1.ServerRateLimit.methods:type_name -> grpcresilience.config.v1.ServerRateLimit.MethodsEntry
+	9,  // 50: grpcresilience.config.v1.AdaptiveLimit.kind:type_name -> grpcresilience.config.v1.AdaptiveKind
+	33, // 51: grpcresilience.config.v1.AdaptiveLimit.timeout:type_name -> google.protobuf.Duration
+	33, // 52: grpcresilience.config.v1.AdaptiveLimit.window:type_name -> google.protobuf.Duration
+	30, // 53: grpcresilience.config.v1.Chaos.all:type_name -> grpcresilience.config.v1.Fault
+	32, // 54: grpcresilience.config.v1.Chaos.methods:type_name -> grpcresilience.config.v1.Chaos.MethodsEntry
+	33, // 55: grpcresilience.config.v1.Fault.pushback:type_name -> google.protobuf.Duration
+	33, // 56: grpcresilience.config.v1.Fault.latency:type_name -> google.protobuf.Duration
+	33, // 57: grpcresilience.config.v1.Fault.latency_max:type_name -> google.protobuf.Duration
+	33, // 58: grpcresilience.config.v1.Fault.tail_latency:type_name -> google.protobuf.Duration
+	27, // 59: grpcresilience.config.v1.ServerRateLimit.MethodsEntry.value:type_name -> grpcresilience.config.v1.RateQuota
+	30, // 60: grpcresilience.config.v1.Chaos.MethodsEntry.value:type_name -> grpcresilience.config.v1.Fault
+	61, // [61:61] is the sub-list for method output_type
+	61, // [61:61] is the sub-list for method input_type
+	61, // [61:61] is the sub-list for extension type_name
+	61, // [61:61] is the sub-list for extension extendee
+	0,  // [0:61] is the sub-list for field type_name
 }
 
 func init() { file_grpcresilience_config_v1_config_proto_init() }
@@ -2605,17 +2935,17 @@ func file_grpcresilience_config_v1_config_proto_init() {
 	if File_grpcresilience_config_v1_config_proto != nil {
 		return
 	}
-	file_grpcresilience_config_v1_config_proto_msgTypes[3].OneofWrappers = []any{}
-	file_grpcresilience_config_v1_config_proto_msgTypes[5].OneofWrappers = []any{}
-	file_grpcresilience_config_v1_config_proto_msgTypes[7].OneofWrappers = []any{}
-	file_grpcresilience_config_v1_config_proto_msgTypes[10].OneofWrappers = []any{}
+	file_grpcresilience_config_v1_config_proto_msgTypes[4].OneofWrappers = []any{}
+	file_grpcresilience_config_v1_config_proto_msgTypes[6].OneofWrappers = []any{}
+	file_grpcresilience_config_v1_config_proto_msgTypes[8].OneofWrappers = []any{}
+	file_grpcresilience_config_v1_config_proto_msgTypes[11].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_grpcresilience_config_v1_config_proto_rawDesc), len(file_grpcresilience_config_v1_config_proto_rawDesc)),
 			NumEnums:      10,
-			NumMessages:   19,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
