@@ -24,8 +24,10 @@ import (
 //     or fn returns an error after it fired (typically ctx.Err() of the
 //     context it was given); it matches context.DeadlineExceeded with
 //     [errors.Is];
-//   - otherwise fn's own error, unchanged; a nil from fn is always returned
-//     as nil, since fn finished its work.
+//   - otherwise fn's own error, unchanged; a nil from fn is returned as
+//     nil, since fn finished its work, even when the parent was cancelled
+//     meanwhile, unless WithTimeout had already returned the parent's
+//     error (fn cancelling the parent and returning nil races with that).
 //
 // A d of zero or less times out at once without running fn. A panic in fn is
 // raised again in the caller's goroutine while the caller still waits for

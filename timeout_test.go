@@ -141,15 +141,19 @@ func TestWithTimeoutNonPositiveTimesOutAtOnce(t *testing.T) {
 	}
 }
 
-func TestWithTimeoutFnSuccessAfterParentCancelIsKept(t *testing.T) {
+// TestWithTimeoutParentCancelledByFn checks that when fn cancels the parent
+// and returns nil, WithTimeout keeps fn's nil if it arrives first and
+// reports the parent's context.Canceled if the caller saw the cancellation
+// first (the two race), never a timeout nor anything else.
+func TestWithTimeoutParentCancelledByFn(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		err := resilience.WithTimeout(ctx, time.Minute, func(context.Context) error {
 			cancel()
 			return nil
 		})
-		if err != nil {
-			t.Errorf("got %v, want nil: fn finished its work", err)
+		if err != nil && err != context.Canceled {
+			t.Errorf("got %v, want nil (fn finished its work) or context.Canceled (the caller saw the cancellation first)", err)
 		}
 	})
 }

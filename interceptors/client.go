@@ -106,15 +106,24 @@ type compiled struct {
 // hedging applies to idempotent methods only, and a timed-out attempt of
 // another method is not retried.
 func NewClient(cfg Config) (*Client, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("interceptors: invalid configuration: %w", err)
+	}
+	return build(cfg), nil
+}
+
+// Validate reports every problem of c, as [NewClient] describes, each a
+// *resilience.FieldError, joined with errors.Join; nil when c is valid.
+func (c Config) Validate() error {
 	var errs []error
 	check := func(where string, p Policy) {
 		for _, fe := range resilience.FieldErrors(p.Validate()) {
 			errs = append(errs, fe.Prefix(where))
 		}
 	}
-	check("Default", cfg.Default)
-	for _, m := range slices.Sorted(maps.Keys(cfg.Methods)) {
-		p := cfg.Methods[m]
+	check("Default", c.Default)
+	for _, m := range slices.Sorted(maps.Keys(c.Methods)) {
+		p := c.Methods[m]
 		where := "Methods[" + m + "]"
 		if _, _, ok := classify.SplitMethod(m); !ok {
 			errs = append(errs, &resilience.FieldError{Field: "Methods", Value: m, Reason: `not of the form "/package.Service/Method"`})
@@ -123,8 +132,8 @@ func NewClient(cfg Config) (*Client, error) {
 		}
 		check(where, p)
 	}
-	for _, s := range slices.Sorted(maps.Keys(cfg.Services)) {
-		p := cfg.Services[s]
+	for _, s := range slices.Sorted(maps.Keys(c.Services)) {
+		p := c.Services[s]
 		where := "Services[" + s + "]"
 		if s == "" || strings.Contains(s, "/") {
 			errs = append(errs, &resilience.FieldError{Field: "Services", Value: s, Reason: `not of the form "package.Service"`})
@@ -133,13 +142,10 @@ func NewClient(cfg Config) (*Client, error) {
 		}
 		check(where, p)
 	}
-	if cfg.MaxKeys < 0 {
-		errs = append(errs, &resilience.FieldError{Field: "MaxKeys", Value: cfg.MaxKeys, Reason: "must not be negative"})
+	if c.MaxKeys < 0 {
+		errs = append(errs, &resilience.FieldError{Field: "MaxKeys", Value: c.MaxKeys, Reason: "must not be negative"})
 	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("interceptors: invalid configuration: %w", err)
-	}
-	return build(cfg), nil
+	return errors.Join(errs...)
 }
 
 // repeatsWithoutIdempotency returns the errors of a policy that would

@@ -242,8 +242,8 @@ func TestConfigValidationTable(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := interceptors.NewClient(tc.cfg)
 			if tc.want == nil {
-				if err != nil || c == nil {
-					t.Fatalf("NewClient: %v", err)
+				if err != nil || c == nil || tc.cfg.Validate() != nil {
+					t.Fatalf("NewClient: %v; Validate: %v", err, tc.cfg.Validate())
 				}
 				return
 			}
@@ -251,6 +251,7 @@ func TestConfigValidationTable(t *testing.T) {
 				t.Fatalf("NewClient accepted the configuration (client %v)", c)
 			}
 			checkFields(t, err, tc.want)
+			checkFields(t, tc.cfg.Validate(), tc.want) // the same problems, without building
 		})
 	}
 }

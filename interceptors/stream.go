@@ -128,15 +128,18 @@ func (ms *methodState) stream(ctx context.Context, desc *grpc.StreamDesc, cc *gr
 		}
 	}
 
+	// Nobody else knows s yet: the first attempt opens without s.mu as
+	// every attempt does (see open), and is installed under it.
+	a, slot, err := s.open(AttemptInfo{Attempt: 1}, true, nil)
+	var n notes
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	a, err := s.openLocked(AttemptInfo{Attempt: 1})
-	s.cur = a
+	s.installLocked(a, slot, true)
 	if err == nil {
 		s.live.Store(a)
-	} else if retried, ferr := s.retryLocked(a, err); !retried {
-		s.finishLocked(ferr)
-		return nil, s.finalErr
+	} else if retried, ferr := s.retryLocked(a, err, &n); !retried {
+		s.finishLocked(ferr, &n)
+		s.unlockAndDeliver(&n)
+		return nil, s.finalErr // set once, by this goroutine
 	}
 	// Once the stream exists, the caller may walk away by cancelling its
 	// context instead of reading to the end, as gRPC allows: the
@@ -144,6 +147,7 @@ func (ms *methodState) stream(ctx context.Context, desc *grpc.StreamDesc, cc *gr
 	// then released when the context ends. AfterFunc starts no goroutine
 	// before that, and none at all for a context that cannot end.
 	s.stopWatch = context.AfterFunc(ctx, s.onDone)
+	s.unlockAndDeliver(&n)
 	return s, nil
 }
 
@@ -162,16 +166,26 @@ func (ms *methodState) stream(ctx context.Context, desc *grpc.StreamDesc, cc *gr
 // another receives (RecvMsg, Header). mu guards every field below it. An
 // operation runs on its attempt without mu, so that a sender blocked on
 // flow control never stops the receiver, and the other way round. What
-// runs under mu: the decisions, opening an attempt and replaying into it,
-// and reading the status of an attempt that is over while no operation
-// runs on it (its stream is over, so that returns at once). A new attempt
-// becomes current only once its replay is done, and an operation that
-// finds its attempt replaced runs again on the new one: no message is
-// lost, sent twice on one attempt, or reordered. Between two attempts the
-// old one stays current, marked over, and operations wait for the new one;
-// so nothing commits the stream while the retry engine's wait runs, and
-// the attempt the engine (and its budget) allowed is always made unless
-// the stream's context ends.
+// runs under mu: the decisions, and reading the status of an attempt that
+// is over while no operation runs on it (its stream is over, so that
+// returns at once). Nothing that may block or call back into the library
+// runs under mu: the observer's hooks, the retry engine (its hooks, its
+// wait), the breaker's permit and outcome (its hooks), the bulkhead slot
+// and the rate limit (their waits), the streamer (wait-for-ready) and the
+// replay (flow control). The hooks an update under mu implies are noted
+// in a notes value on the goroutine's stack and delivered once it
+// releases mu (see unlockAndDeliver), in the order the update made them.
+//
+// Between two attempts the old one stays current, marked over, and
+// operations wait for the new one. The goroutine that found the attempt
+// over alone moves the stream on (see retryLocked): without mu, it reports
+// the attempt's outcome, asks the retry engine, waits, and opens the next
+// attempt with its replay; then it takes mu again and makes that attempt
+// current. So nothing commits the stream meanwhile, the attempt the
+// engine (and its budget) allowed is always made unless the stream's
+// context ends, and the replay runs, in order, on an attempt nobody else
+// uses. An operation that finds its attempt replaced runs again on the new
+// one: no message is lost, sent twice on one attempt, or reordered.
 type clientStream struct {
 	ms         *methodState
 	desc       *grpc.StreamDesc
@@ -200,9 +214,17 @@ type clientStream struct {
 	cancelUser context.CancelFunc // nil until Context; then called when the stream ends
 	ctxEnded   bool               // the stream ended: a context made now starts cancelled
 
-	mu          sync.Mutex
-	rc          retry.Call
-	rcOpen      bool // rc is still to be told the stream's outcome
+	mu     sync.Mutex
+	rc     retry.Call
+	rcOpen bool // rc is still to be told the stream's outcome
+	// rcBusy: the goroutine between attempts uses rc without mu, so
+	// finishLocked leaves telling rc the stream's outcome to it.
+	rcBusy bool
+	// unsettled counts the goroutines that deliver notes without mu, or
+	// move the stream between attempts: RecvMsg reports the stream's end
+	// only once it is zero, so that the end's outcomes (breaker, bulkhead,
+	// budget, OnCallEnd) are recorded when the application learns it.
+	unsettled   int32
 	cur         *streamAttempt
 	attempts    int             // attempts that reached the streamer
 	slot        bulkhead.Permit // held from the first admitted attempt to the end
@@ -210,10 +232,11 @@ type clientStream struct {
 	replayBytes int             // proto.Size of the messages in replay
 	sentLast    bool            // CloseSend called, or the one message of a non-client-streaming call sent
 	committed   bool
-	firstReply  time.Time // when the first message or header arrived
 	finished    bool
+	firstReply  time.Time     // when the first message or header arrived
 	finalErr    error         // what RecvMsg returns once finished: io.EOF on success
-	changed     chan struct{} // closed when cur, committed, finished or an attempt's state change; nil until waited on
+	callErr     error         // the stream's outcome as the observer sees it (nil: success); set when finished
+	changed     chan struct{} // closed when cur, committed, finished, unsettled or an attempt's state change; nil until waited on
 }
 
 var _ grpc.ClientStream = (*clientStream)(nil)
@@ -285,9 +308,13 @@ var (
 // committed to it. After commit, op's error is returned as it is. An
 // operation that finds the attempt replaced by another goroutine's retry
 // runs again on the new attempt; one that finds the stream between
-// attempts waits for the next one.
+// attempts waits for the next one. What the loop notes under s.mu (an
+// attempt's outcome, the stream's end) is delivered, without s.mu, before
+// it goes round again: every return and wait below runs with n empty.
 func (s *clientStream) withRetry(op func(a *streamAttempt) (opResult, error), onSuccess func()) error {
+	var n notes
 	for {
+		s.flushLocked(&n)
 		if s.finished {
 			s.mu.Unlock()
 			return errFinished
@@ -349,11 +376,11 @@ func (s *clientStream) withRetry(op func(a *streamAttempt) (opResult, error), on
 		// a is over and err is its status (io.EOF: OK); a.stash holds the
 		// messages it sent that the application has not seen.
 		if err == io.EOF {
-			s.settleLocked(a, io.EOF, io.EOF)
+			s.settleLocked(a, io.EOF, io.EOF, &n)
 			continue
 		}
-		if retried, ferr := s.retryLocked(a, err); !retried {
-			s.settleLocked(a, err, ferr)
+		if retried, ferr := s.retryLocked(a, err, &n); !retried {
+			s.settleLocked(a, err, ferr, &n)
 		}
 	}
 }
@@ -361,14 +388,14 @@ func (s *clientStream) withRetry(op func(a *streamAttempt) (opResult, error), on
 // settleLocked ends the stream with ferr after attempt a, the last one,
 // ended with err; unless a has messages the application has yet to see:
 // then the stream is committed to a, and RecvMsg returns them before err.
-// s.mu is held.
-func (s *clientStream) settleLocked(a *streamAttempt, err, ferr error) {
+// s.mu is held; n collects what is to be delivered.
+func (s *clientStream) settleLocked(a *streamAttempt, err, ferr error, n *notes) {
 	if len(a.stash) > 0 && s.cur == a && !s.finished && s.ctx.Err() == nil {
 		a.final = err
 		s.commitLocked()
 		return
 	}
-	s.finishLocked(ferr)
+	s.finishLocked(ferr, n)
 }
 
 // drainLocked reads what attempt a, which is over and on which no
@@ -391,26 +418,36 @@ func (s *clientStream) drainLocked(a *streamAttempt) error {
 	}
 }
 
-// openLocked starts an attempt as info says: breaker and, until the stream
-// holds a slot, bulkhead (see admit), the attempt's context, the streamer,
-// then the replay of the operations recorded so far. It returns the
-// attempt and nil, or the attempt (possibly one that never started) and
-// the error it failed with. s.mu is held.
-func (s *clientStream) openLocked(info AttemptInfo) (*streamAttempt, error) {
+// open starts an attempt as info says: breaker and, when takeSlot (the
+// stream holds no bulkhead slot yet), bulkhead (see admit), the attempt's
+// context and OnAttemptStart, the streamer, then the replay of ops, the
+// operations recorded so far. It returns the attempt, the slot it took,
+// and nil or the error it failed with; the attempt may be one that never
+// started (a.cancel nil).
+//
+// open runs without s.mu, since admit may wait (rate limit, bulkhead) and
+// report rejections, the streamer may wait (wait-for-ready), and the
+// replay's SendMsg may wait for flow control: that is, on the goroutine
+// between attempts, with the old attempt current (see clientStream), or
+// in stream before anybody else knows s. The new attempt is not current
+// yet, so nobody else uses its stream, and ops cannot change meanwhile:
+// only an operation that succeeds on the current attempt, or the commit
+// this goroutine would make, changes s.replay. A replay blocked on flow
+// control ends when the server reads, the attempt ends, or the stream's
+// context ends; the application's operations wait for the new attempt
+// meanwhile, as they would wait for its messages.
+func (s *clientStream) open(info AttemptInfo, takeSlot bool, ops []replayOp) (*streamAttempt, bulkhead.Permit, error) {
 	a := &streamAttempt{info: info}
 	ms, obs := s.ms, s.ms.obs
 	var bh *bulkhead.Bulkhead
-	if s.slot == (bulkhead.Permit{}) {
+	if takeSlot {
 		bh = ms.bulkheadFor()
 	}
 	adm, err := ms.admit(s.ctx, &a.info, bh)
 	if err != nil {
-		return a, err
+		return a, bulkhead.Permit{}, err
 	}
 	a.permit = adm.permit
-	if bh != nil {
-		s.slot = adm.slot
-	}
 
 	actx := s.ctx
 	if info.Attempt > 1 {
@@ -423,16 +460,13 @@ func (s *clientStream) openLocked(info AttemptInfo) (*streamAttempt, error) {
 	a.obsCtx = actx
 	actx, a.cancel = context.WithCancel(actx)
 	a.start = time.Now()
-	s.attempts++
 
 	cs, err := s.streamer(actx, s.desc, s.cc, s.method, s.opts...)
 	if err != nil {
-		return a, finalError(err)
+		return a, adm.slot, finalError(err)
 	}
 	a.cs = cs
-	// A new attempt is not current yet, so nobody else uses its stream:
-	// the replay comes first, in order.
-	for _, op := range s.replay {
+	for _, op := range ops {
 		var err error
 		if op.msg == nil {
 			err = cs.CloseSend()
@@ -445,10 +479,22 @@ func (s *clientStream) openLocked(info AttemptInfo) (*streamAttempt, error) {
 			break
 		}
 		if err != nil {
-			return a, err
+			return a, adm.slot, err
 		}
 	}
-	return a, nil
+	return a, adm.slot, nil
+}
+
+// installLocked makes a, just opened with slot (see open), the current
+// attempt. s.mu is held.
+func (s *clientStream) installLocked(a *streamAttempt, slot bulkhead.Permit, tookSlot bool) {
+	if a.cancel != nil {
+		s.attempts++
+	}
+	if tookSlot {
+		s.slot = slot
+	}
+	s.cur = a
 }
 
 // streamResult is how an attempt of a stream failed, as the retry engine
@@ -484,10 +530,10 @@ func (s *clientStream) classifyLocked(a *streamAttempt, err error) streamResult 
 }
 
 // endAttemptLocked records the outcome of attempt a, which ended with err
-// (nil for success): the breaker's outcome, the observer's OnAttemptEnd,
-// and the cancellation of its context. An attempt's outcome is recorded
-// once. s.mu is held.
-func (s *clientStream) endAttemptLocked(a *streamAttempt, err error, pb classify.Pushback) {
+// (nil for success): it marks a over, cancels its context, and notes in n
+// the breaker's outcome and the observer's OnAttemptEnd. An attempt's
+// outcome is recorded once. s.mu is held.
+func (s *clientStream) endAttemptLocked(a *streamAttempt, err error, pb classify.Pushback, n *notes) {
 	if a.over {
 		return
 	}
@@ -507,12 +553,9 @@ func (s *clientStream) endAttemptLocked(a *streamAttempt, err error, pb classify
 	if end.Before(a.start) {
 		end = time.Now()
 	}
-	a.permit.DoneDuration(outcome, end.Sub(a.start))
 	a.cancel()
-	if obs := s.ms.obs; obs != nil {
-		a.info.Pushback = pb
-		obs.attemptEnd(a.obsCtx, a.info, err)
-	}
+	a.info.Pushback = pb
+	n.endAttempt(attemptEnd{a: a, err: err, outcome: outcome, took: end.Sub(a.start)})
 }
 
 // callerCancelled reports whether the caller cancelled the stream's
@@ -522,14 +565,20 @@ func (s *clientStream) callerCancelled() bool {
 }
 
 // retryLocked handles the failure err of attempt a, the current one,
-// before the stream is committed: it classifies it, asks the retry engine,
-// waits (without s.mu) and opens new attempts until one starts. It reports
+// before the stream is committed: it classifies it, ends it, asks the
+// retry engine, waits and opens new attempts until one starts. It reports
 // true when a new, replayed attempt is current, or false and the error the
-// stream ends with. s.mu is held.
-func (s *clientStream) retryLocked(a *streamAttempt, err error) (bool, error) {
+// stream ends with. s.mu is held on entry and on return, but released for
+// everything that may block or call back: the delivery of a's outcome,
+// the engine's decision (its hooks) and wait, and open. Meanwhile a stays
+// current, over, and every operation waits (see clientStream); rcBusy
+// keeps finishLocked off rc, and unsettled has RecvMsg wait for this
+// goroutine before it reports the stream's end. n collects what is left
+// to deliver when it returns false.
+func (s *clientStream) retryLocked(a *streamAttempt, err error, n *notes) (bool, error) {
 	for {
 		r := s.classifyLocked(a, err)
-		s.endAttemptLocked(a, r.err, r.pushback)
+		s.endAttemptLocked(a, r.err, r.pushback, n)
 		if !s.rcOpen {
 			// A single attempt: its error is final.
 			return false, finalError(err)
@@ -540,38 +589,63 @@ func (s *clientStream) retryLocked(a *streamAttempt, err error) (bool, error) {
 		if !r.retryable && !(r.pushback.Present && !r.pushback.Retry) {
 			engineErr = retry.Permanent(engineErr)
 		}
+		if !n.counted {
+			n.counted = true
+			s.unsettled++
+		}
+		s.rcBusy = true
+		s.mu.Unlock()
+		s.deliver(n)
+		// Once the engine (and its budget) allows a retry, the attempt is
+		// made unless the stream's context ends first: nothing else moves
+		// the stream meanwhile.
 		d := s.rc.Next(s.ctx, engineErr)
-		if !d.Retry {
+		var werr error
+		if d.Retry {
+			werr = s.rc.Wait(s.ctx, d.Delay)
+		}
+		s.mu.Lock()
+		s.rcBusy = false
+		switch {
+		case !d.Retry:
 			s.rcOpen = false
 			if pe, ok := d.Err.(*retry.PermanentError); ok {
 				return false, finalError(pe.Err)
 			}
 			return false, finalError(d.Err)
-		}
-		// a is over and stays current until the next attempt is: every
-		// operation waits meanwhile, so nothing commits the stream and
-		// the attempt the engine allowed is made unless the context ends
-		// during the wait, as the retry budget expects.
-		s.mu.Unlock()
-		werr := s.rc.Wait(s.ctx, d.Delay)
-		s.mu.Lock()
-		switch {
 		case s.finished:
-			// The context ended during the wait and onDone finished
-			// the stream.
+			// The context ended meanwhile and onDone finished the
+			// stream, leaving rc to this goroutine.
+			s.tellLocked(n)
 			return false, s.finalErr
 		case werr != nil:
 			s.rcOpen = false
 			return false, finalError(werr)
 		}
-		next := s.rc.Attempt()
-		a, err = s.openLocked(AttemptInfo{Attempt: next.Num, Delay: d.Delay, PushbackHonoured: r.pushback.Present})
-		s.cur = a
-		if err == nil {
-			s.live.Store(a)
+		info := AttemptInfo{Attempt: s.rc.Attempt().Num, Delay: d.Delay, PushbackHonoured: r.pushback.Present}
+		takeSlot, ops := s.slot == (bulkhead.Permit{}), s.replay
+		s.mu.Unlock()
+		next, slot, err2 := s.open(info, takeSlot, ops)
+		s.mu.Lock()
+		if s.finished {
+			// The stream ended while next opened (its context ended):
+			// next ends as the stream's last attempt did.
+			if next.cancel != nil {
+				s.attempts++
+			}
+			s.endAttemptLocked(next, s.callErr, classify.Pushback{}, n)
+			n.release(slot, s.slotOutcome(s.callErr))
+			s.tellLocked(n)
+			return false, s.finalErr
+		}
+		s.installLocked(next, slot, takeSlot)
+		if err2 == nil {
+			s.live.Store(next)
 			s.broadcastLocked()
+			s.settledLocked(n)
 			return true, nil
 		}
+		a, err = next, err2
 	}
 }
 
@@ -621,10 +695,10 @@ func (s *clientStream) recordLocked(m any) {
 
 // finishLocked ends the stream with err, what RecvMsg returns from now on
 // (io.EOF or nil for success): it records the current attempt's outcome,
-// releases the bulkhead slot, tells the budget and the observer, and
-// cancels the contexts the stream made, its own (see Context) included.
-// Only the first call counts. s.mu is held.
-func (s *clientStream) finishLocked(err error) {
+// cancels the contexts the stream made, its own (see Context) included,
+// and notes in n the release of the bulkhead slot, the budget's outcome
+// and OnCallEnd. Only the first call counts. s.mu is held.
+func (s *clientStream) finishLocked(err error, n *notes) {
 	if s.finished {
 		return
 	}
@@ -643,25 +717,13 @@ func (s *clientStream) finishLocked(err error) {
 		}
 		callErr = err
 	}
-	s.finalErr = err
+	s.finalErr, s.callErr = err, callErr
 	if a := s.cur; a != nil {
-		s.endAttemptLocked(a, callErr, classify.Pushback{})
+		s.endAttemptLocked(a, callErr, classify.Pushback{}, n)
 	}
-	switch code := status.Code(callErr); {
-	case s.callerCancelled() || code == codes.Canceled:
-		s.slot.ReleaseWith(bulkhead.OutcomeIgnored)
-	case code == codes.DeadlineExceeded:
-		s.slot.ReleaseWith(bulkhead.OutcomeDropped)
-	default:
-		s.slot.Release()
-	}
-	if s.rcOpen {
-		s.rcOpen = false
-		if callErr == nil {
-			s.rc.Next(s.ctx, nil)
-		} else {
-			s.rc.Next(s.ctx, retry.Permanent(callErr))
-		}
+	n.release(s.slot, s.slotOutcome(callErr))
+	if !s.rcBusy {
+		s.tellLocked(n)
 	}
 	if s.stopWatch != nil {
 		s.stopWatch()
@@ -675,28 +737,179 @@ func (s *clientStream) finishLocked(err error) {
 		s.cancelUser()
 	}
 	s.ctxMu.Unlock()
-	if obs := s.ms.obs; obs != nil {
+	if s.ms.obs != nil {
 		s.info.Attempts = s.attempts
-		obs.callEnd(s.callCtx, s.info, callErr)
+		n.callEnd = true
 	}
 	s.broadcastLocked()
 }
 
+// slotOutcome is how the stream's bulkhead slot is released when the
+// stream ends with callErr.
+func (s *clientStream) slotOutcome(callErr error) bulkhead.Outcome {
+	switch code := status.Code(callErr); {
+	case s.callerCancelled() || code == codes.Canceled:
+		return bulkhead.OutcomeIgnored
+	case code == codes.DeadlineExceeded:
+		return bulkhead.OutcomeDropped
+	}
+	return bulkhead.OutcomeSuccess
+}
+
+// tellLocked notes in n that rc is to be told the stream's outcome, once
+// the stream is finished, unless it was told already. s.mu is held.
+func (s *clientStream) tellLocked(n *notes) {
+	if !s.rcOpen {
+		return
+	}
+	s.rcOpen = false
+	n.tell = true
+}
+
 // finish is finishLocked for a caller without s.mu; it returns what
-// RecvMsg returns from now on.
+// RecvMsg returns from now on, once what the stream's end implies has been
+// delivered, by this goroutine or another.
 func (s *clientStream) finish(err error) error {
+	var n notes
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.finishLocked(err)
-	return s.finalErr
+	s.finishLocked(err, &n)
+	s.flushLocked(&n)
+	for s.unsettled > 0 {
+		s.waitLocked()
+	}
+	err = s.finalErr
+	s.mu.Unlock()
+	return err
 }
 
 // onDone finishes the stream when its context ends before the application
 // read it to the end.
 func (s *clientStream) onDone() {
+	var n notes
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.finishLocked(finalError(s.ctx.Err()))
+	s.finishLocked(finalError(s.ctx.Err()), &n)
+	s.unlockAndDeliver(&n)
+}
+
+// notes is what a goroutine has to deliver once it releases s.mu, in this
+// order: the outcome of the attempts that ended (breaker, OnAttemptEnd),
+// the release of the bulkhead slot, the retry engine's last word, and
+// OnCallEnd. It lives on the goroutine's stack: the success path delivers
+// without allocating.
+type notes struct {
+	ends    [1]attemptEnd
+	more    []attemptEnd // beyond ends; each update so far ends one attempt at most
+	nEnds   int
+	slot    bulkhead.Permit
+	slotOut bulkhead.Outcome
+	tell    bool // tell rc the stream's outcome, s.callErr
+	callEnd bool // call OnCallEnd with s.info and s.callErr
+	// counted: the goroutine is counted in s.unsettled, until it has
+	// delivered these notes.
+	counted bool
+}
+
+// attemptEnd is the outcome of attempt a, which ended with err: outcome
+// for its breaker permit, after took; err and a.info for OnAttemptEnd.
+type attemptEnd struct {
+	a       *streamAttempt
+	err     error
+	outcome breaker.Outcome
+	took    time.Duration
+}
+
+func (n *notes) endAttempt(e attemptEnd) {
+	if n.nEnds < len(n.ends) {
+		n.ends[n.nEnds] = e
+		n.nEnds++
+		return
+	}
+	n.more = append(n.more, e)
+}
+
+// release notes the release of slot with o; a zero slot is a no-op.
+func (n *notes) release(slot bulkhead.Permit, o bulkhead.Outcome) {
+	if slot != (bulkhead.Permit{}) {
+		n.slot, n.slotOut = slot, o
+	}
+}
+
+// pending reports whether n has something to deliver.
+func (n *notes) pending() bool {
+	return n.nEnds > 0 || n.slot != (bulkhead.Permit{}) || n.tell || n.callEnd
+}
+
+// held reports whether n has something to deliver or to settle.
+func (n *notes) held() bool { return n.counted || n.pending() }
+
+// unlockAndDeliver releases s.mu and delivers n (see flushLocked). s.mu is
+// held on entry and released on return.
+func (s *clientStream) unlockAndDeliver(n *notes) {
+	s.flushLocked(n)
+	s.mu.Unlock()
+}
+
+// flushLocked delivers n, if it holds anything, without s.mu: it releases
+// s.mu meanwhile, counted in s.unsettled, and takes it again. It leaves n
+// empty. s.mu is held on entry and on return.
+func (s *clientStream) flushLocked(n *notes) {
+	if !n.held() {
+		return
+	}
+	if !n.counted {
+		n.counted = true
+		s.unsettled++
+	}
+	s.mu.Unlock()
+	s.deliver(n)
+	s.mu.Lock()
+	s.settledLocked(n)
+}
+
+// settledLocked ends the count of n's goroutine in s.unsettled, if it was
+// counted. s.mu is held.
+func (s *clientStream) settledLocked(n *notes) {
+	if !n.counted {
+		return
+	}
+	n.counted = false
+	if s.unsettled--; s.unsettled == 0 {
+		s.broadcastLocked()
+	}
+}
+
+// deliver delivers n without s.mu and empties it but for its count. What
+// it reads of s was set under s.mu before and no longer changes: a.info
+// and a.obsCtx of an attempt that is over, s.info and s.callErr of a
+// finished stream, and s.rc, which nobody else uses once the stream is
+// finished or while rcBusy.
+func (s *clientStream) deliver(n *notes) {
+	for i := range n.nEnds {
+		s.deliverEnd(&n.ends[i])
+	}
+	for i := range n.more {
+		s.deliverEnd(&n.more[i])
+	}
+	n.slot.ReleaseWith(n.slotOut)
+	if n.tell {
+		if s.callErr == nil {
+			s.rc.Next(s.ctx, nil)
+		} else {
+			s.rc.Next(s.ctx, retry.Permanent(s.callErr))
+		}
+	}
+	if n.callEnd {
+		s.ms.obs.callEnd(s.callCtx, s.info, s.callErr)
+	}
+	*n = notes{counted: n.counted}
+}
+
+// deliverEnd tells the breaker and the observer how an attempt ended.
+func (s *clientStream) deliverEnd(e *attemptEnd) {
+	e.a.permit.DoneDuration(e.outcome, e.took)
+	if obs := s.ms.obs; obs != nil {
+		obs.attemptEnd(e.a.obsCtx, e.a.info, e.err)
+	}
 }
 
 // broadcastLocked wakes every goroutine waiting for a change. s.mu is held.
@@ -722,19 +935,25 @@ func (s *clientStream) waitLocked() {
 // replay once it is sent (committing the stream when the buffer would
 // exceed its limit); when the attempt turns out to be over, it reads the
 // attempt's status and retries as RecvMsg does, or leaves that to the
-// goroutine receiving, and sends m on the next attempt. It returns io.EOF
-// once the stream is over, as gRPC does, and RecvMsg then returns the
-// stream's status; an error of gRPC's own (a message it cannot encode)
-// ends the stream.
+// goroutine receiving, and sends m on the next attempt. Once the stream is
+// over it returns io.EOF, as gRPC does, and RecvMsg then returns the
+// stream's status; but nil for the one message of a non-client-streaming
+// call, as gRPC does too, since the generated code returns SendMsg's error
+// as the call's and would hand the application a bare io.EOF. An error of
+// gRPC's own (a message it cannot encode) ends the stream.
 func (s *clientStream) SendMsg(m any) error {
 	s.mu.Lock()
 	switch {
-	case s.finished:
+	case s.finished && s.desc.ClientStreams:
 		s.mu.Unlock()
 		return io.EOF
 	case s.sentLast:
 		s.mu.Unlock()
 		return status.Error(codes.Internal, "SendMsg called after CloseSend")
+	case s.finished:
+		s.sentLast = true
+		s.mu.Unlock()
+		return nil // RecvMsg returns the status
 	}
 	if !s.desc.ClientStreams {
 		s.sentLast = true // gRPC sends the one message with END_STREAM
@@ -761,6 +980,9 @@ func (s *clientStream) SendMsg(m any) error {
 	case nil:
 		return nil
 	case io.EOF, errFinished:
+		if !s.desc.ClientStreams {
+			return nil // as above: RecvMsg returns the status
+		}
 		return io.EOF
 	}
 	s.finish(err)
@@ -771,7 +993,11 @@ func (s *clientStream) SendMsg(m any) error {
 // a failed attempt is retried as the policy says, with the operations
 // recorded so far replayed, and the application does not see it; the first
 // message received commits the stream. After that, its error is the
-// attempt's status as it is; io.EOF ends a successful stream.
+// attempt's status as it is; io.EOF ends a successful stream. It returns
+// the stream's end once what the end implies has been recorded, on
+// whichever goroutine ended it: the breaker's outcome, the bulkhead slot,
+// the budget and OnCallEnd; so a hook of the stream's own end must not
+// call its RecvMsg.
 func (s *clientStream) RecvMsg(m any) error {
 	s.mu.Lock()
 	err := s.withRetry(func(a *streamAttempt) (opResult, error) {

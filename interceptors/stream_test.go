@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -1075,4 +1076,348 @@ func TestStreamRetryWaitHoldsSends(t *testing.T) {
 			t.Errorf("server saw %d attempts, want 2", got)
 		}
 	})
+}
+
+// callbackObserver is an Observer whose every hook calls back into the
+// stream in use (Trailer, Context) and into the client (Breaker), as a
+// hook may: the pipeline runs none of them under a lock of its own.
+type callbackObserver struct {
+	c      *interceptors.Client
+	target string
+	method string
+	stream atomic.Pointer[grpc.ClientStream]
+	ended  chan error
+	events chan interceptors.Event
+}
+
+func (o *callbackObserver) callBack() {
+	if p := o.stream.Load(); p != nil {
+		_ = (*p).Trailer()
+		_ = (*p).Context().Err()
+	}
+	if o.c != nil {
+		if b := o.c.Breaker(o.target, o.method); b != nil {
+			_ = b.State()
+		}
+	}
+}
+
+func (o *callbackObserver) observer() interceptors.Observer {
+	return interceptors.Observer{
+		OnCallStart: func(ctx context.Context, _ interceptors.CallInfo) context.Context {
+			o.callBack()
+			return ctx
+		},
+		OnCallEnd: func(_ context.Context, _ interceptors.CallInfo, err error) {
+			o.callBack()
+			o.ended <- err
+		},
+		OnAttemptStart: func(ctx context.Context, _ interceptors.AttemptInfo) context.Context {
+			o.callBack()
+			return ctx
+		},
+		OnAttemptEnd: func(context.Context, interceptors.AttemptInfo, error) { o.callBack() },
+		OnEvent: func(_ context.Context, e interceptors.Event) {
+			o.callBack()
+			select {
+			case o.events <- e:
+			default:
+			}
+		},
+	}
+}
+
+// TestStreamHooksCallBack: the observer's hooks run without the stream's
+// lock, so a hook may call back into the stream and the client while the
+// stream retries, is rejected by the rate limit, ends, or is cancelled;
+// and a retry that waits for a rate-limit permit does not hold the
+// stream's other methods meanwhile.
+func TestStreamHooksCallBack(t *testing.T) {
+	const deadlock = 10 * time.Second
+	method := testingv1.TestService_BidiStream_FullMethodName
+	setup := func(t *testing.T, p interceptors.Policy) (*callbackObserver, *streamEnv) {
+		o := &callbackObserver{method: method, ended: make(chan error, 1), events: make(chan interceptors.Event, 16)}
+		o.c = newClient(t, interceptors.Config{Default: p, Observer: o.observer()})
+		e := newStreamEnv(t, nil, o.c.StreamClientInterceptor())
+		o.target = e.srv.Target()
+		return o, e
+	}
+	// run runs fn on a goroutine and fails the test when it does not
+	// return in time: a hook that deadlocks would hang it.
+	run := func(t *testing.T, what string, fn func() error) error {
+		t.Helper()
+		done := make(chan error, 1)
+		go func() { done <- fn() }()
+		return waitFor(t, done, deadlock, what)
+	}
+	open := func(t *testing.T, o *callbackObserver, e *streamEnv, ctx context.Context) testingv1.TestService_BidiStreamClient {
+		t.Helper()
+		st, err := e.client.BidiStream(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cs grpc.ClientStream = st
+		o.stream.Store(&cs)
+		return st
+	}
+
+	t.Run("retry", func(t *testing.T) {
+		o, e := setup(t, interceptors.Policy{Retry: fastRetry(3), Breaker: &interceptors.BreakerPolicy{FailureThreshold: 100}})
+		ctx := ctxTimeout(t, time.Minute)
+		st := open(t, o, e, ctx)
+		var replies []*testingv1.Reply
+		err := run(t, "the retried stream", func() error {
+			b := &testingv1.Behavior{CallId: "cb", FailAttempts: 1, FailAfterMessages: 0}
+			for i := range 3 {
+				if err := st.Send(&testingv1.BidiStreamRequest{Behavior: b, Payload: []byte(payload(i))}); err != nil {
+					return err
+				}
+			}
+			if err := st.CloseSend(); err != nil {
+				return err
+			}
+			var err error
+			replies, err = recvAll(st.Recv)
+			return err
+		})
+		if err != nil {
+			t.Fatalf("stream failed: %v", err)
+		}
+		checkBidiEchoes(t, replies, 3, 2)
+		if err := waitFor(t, o.ended, deadlock, "CallEnd"); err != nil {
+			t.Errorf("CallEnd error %v, want nil", err)
+		}
+	})
+
+	t.Run("rejected", func(t *testing.T) {
+		// The first attempt takes the one permit; the retry is refused.
+		o, e := setup(t, interceptors.Policy{Retry: fastRetry(3), RateLimit: &interceptors.RateLimitPolicy{Rate: 0.001, Burst: 1}})
+		ctx := ctxTimeout(t, time.Minute)
+		st := open(t, o, e, ctx)
+		err := run(t, "the rate-limited stream", func() error {
+			b := &testingv1.Behavior{CallId: "rl", FailAttempts: 1, FailAfterMessages: 0}
+			if err := st.Send(&testingv1.BidiStreamRequest{Behavior: b, Payload: []byte(payload(0))}); err != nil {
+				return err
+			}
+			_, err := recvAll(st.Recv)
+			return err
+		})
+		if status.Code(err) != codes.ResourceExhausted || !errors.Is(err, resilience.ErrRateLimited) {
+			t.Errorf("err = %v, want RESOURCE_EXHAUSTED matching ErrRateLimited", err)
+		}
+		waitFor(t, o.ended, deadlock, "CallEnd")
+	})
+
+	t.Run("cancelled", func(t *testing.T) {
+		o, e := setup(t, interceptors.Policy{Retry: fastRetry(3), Breaker: &interceptors.BreakerPolicy{}})
+		ctx := ctxTimeout(t, time.Minute)
+		cctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		st := open(t, o, e, cctx)
+		if err := st.Send(&testingv1.BidiStreamRequest{Behavior: testservice.Sleeping("cbc", time.Minute, 0)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.svc.WaitAttempts(ctx, "cbc", 1); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		// The stream ends on the context's goroutine, whose OnCallEnd
+		// calls back into the stream.
+		if err := waitFor(t, o.ended, deadlock, "CallEnd"); status.Code(err) != codes.Canceled {
+			t.Errorf("CallEnd error %v, want CANCELLED", err)
+		}
+		err := run(t, "Recv after cancel", func() error {
+			_, err := st.Recv()
+			return err
+		})
+		if status.Code(err) != codes.Canceled {
+			t.Errorf("Recv after cancel: %v, want CANCELLED", err)
+		}
+	})
+
+	t.Run("cancelled-while-opening", func(t *testing.T) {
+		// OnAttemptStart of the retry cancels the stream and waits for
+		// its end, which the context's goroutine reports meanwhile: the
+		// retry's attempt then ends once, ignored by the breaker, before
+		// Recv reports the end.
+		var (
+			mu           sync.Mutex
+			starts, ends int
+			late         bool
+		)
+		ended := make(chan struct{})
+		ctx := ctxTimeout(t, time.Minute)
+		cctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		c := newClient(t, interceptors.Config{
+			Default: interceptors.Policy{Retry: fastRetry(3), Breaker: &interceptors.BreakerPolicy{FailureThreshold: 100}},
+			Observer: interceptors.Observer{
+				OnAttemptStart: func(ctx context.Context, info interceptors.AttemptInfo) context.Context {
+					mu.Lock()
+					starts++
+					mu.Unlock()
+					if info.Attempt == 2 {
+						cancel()
+						select {
+						case <-ended:
+						case <-time.After(deadlock):
+							mu.Lock()
+							late = true
+							mu.Unlock()
+						}
+					}
+					return ctx
+				},
+				OnAttemptEnd: func(context.Context, interceptors.AttemptInfo, error) {
+					mu.Lock()
+					ends++
+					mu.Unlock()
+				},
+				OnCallEnd: func(context.Context, interceptors.CallInfo, error) { close(ended) },
+			},
+		})
+		e := newStreamEnv(t, nil, c.StreamClientInterceptor())
+		st, err := e.client.ServerStream(cctx, &testingv1.ServerStreamRequest{Behavior: &testingv1.Behavior{CallId: "cwo", FailAttempts: -1}})
+		if err == nil {
+			err = run(t, "the cancelled stream", func() error {
+				_, err := recvAll(st.Recv)
+				return err
+			})
+		}
+		if status.Code(err) != codes.Canceled {
+			t.Errorf("err = %v, want CANCELLED", err)
+		}
+		mu.Lock()
+		if late {
+			t.Error("the stream did not end while OnAttemptStart ran")
+		}
+		if starts != 2 || ends != 2 {
+			t.Errorf("%d attempts started, %d ended; want 2 and 2", starts, ends)
+		}
+		mu.Unlock()
+		m := c.Breaker(e.srv.Target(), testingv1.TestService_ServerStream_FullMethodName).Metrics()
+		if m.Failures != 1 || m.Ignored != 1 {
+			t.Errorf("breaker: %d failures, %d ignored; want 1 and 1", m.Failures, m.Ignored)
+		}
+	})
+
+	t.Run("rate-wait", func(t *testing.T) {
+		// The retry waits about 2s for its permit; Trailer and CloseSend,
+		// which take the stream's lock, return meanwhile.
+		o, e := setup(t, interceptors.Policy{Retry: fastRetry(3), RateLimit: &interceptors.RateLimitPolicy{Rate: 0.5, Burst: 1, Wait: true}})
+		ctx := ctxTimeout(t, time.Minute)
+		st := open(t, o, e, ctx)
+		b := &testingv1.Behavior{CallId: "rw", FailAttempts: 1, FailAfterMessages: 0}
+		if err := st.Send(&testingv1.BidiStreamRequest{Behavior: b, Payload: []byte(payload(0))}); err != nil {
+			t.Fatal(err)
+		}
+		type result struct {
+			replies []*testingv1.Reply
+			err     error
+		}
+		done := make(chan result, 1)
+		go func() {
+			replies, err := recvAll(st.Recv)
+			done <- result{replies, err}
+		}()
+		for waitFor(t, o.events, deadlock, "the retry").Kind != interceptors.EventRetry {
+		}
+		start := time.Now()
+		if err := run(t, "Trailer during the wait for a permit", func() error {
+			_ = st.Trailer()
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("Trailer took %v while the retry waited for a permit", d)
+		}
+		if err := st.CloseSend(); err != nil {
+			t.Fatal(err)
+		}
+		res := waitFor(t, done, deadlock, "the end of the stream")
+		if res.err != nil {
+			t.Fatalf("stream failed: %v", res.err)
+		}
+		checkBidiEchoes(t, res.replies, 1, 2)
+		waitFor(t, o.ended, deadlock, "CallEnd")
+	})
+}
+
+// sendHookStream calls after once its SendMsg has sent, before it returns.
+type sendHookStream struct {
+	grpc.ClientStream
+	after func()
+}
+
+func (s *sendHookStream) SendMsg(m any) error {
+	err := s.ClientStream.SendMsg(m)
+	s.after()
+	return err
+}
+
+// TestStreamCancelledDuringServerStreamSend: a server stream whose caller
+// cancels it before or while its one request is sent ends with CANCELLED
+// from Recv, as with gRPC alone: the generated code returns SendMsg's error
+// as the call's, so SendMsg must not return io.EOF there, which the
+// application would take for a call that ended well (gRPC returns nil).
+func TestStreamCancelledDuringServerStreamSend(t *testing.T) {
+	const deadlock = 10 * time.Second
+	for _, when := range []string{"before-send", "during-send"} {
+		t.Run(when, func(t *testing.T) {
+			ctx := ctxTimeout(t, time.Minute)
+			cctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			ended := make(chan error, 1)
+			c := newClient(t, interceptors.Config{
+				Default:  interceptors.Policy{Retry: fastRetry(3), Breaker: &interceptors.BreakerPolicy{FailureThreshold: 100}},
+				Observer: interceptors.Observer{OnCallEnd: func(_ context.Context, _ interceptors.CallInfo, err error) { ended <- err }},
+			})
+			// cancelAndWait cancels the caller's context and waits until
+			// the stream has ended on the context's goroutine.
+			cancelAndWait := func() {
+				cancel()
+				if err := waitFor(t, ended, deadlock, "CallEnd"); status.Code(err) != codes.Canceled {
+					t.Errorf("CallEnd error %v, want CANCELLED", err)
+				}
+			}
+			var outer, inner grpc.StreamClientInterceptor
+			outer = func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+				cs, err := streamer(ctx, desc, cc, method, opts...)
+				if err == nil && when == "before-send" {
+					// Between NewStream and the generated code's SendMsg.
+					cancelAndWait()
+				}
+				return cs, err
+			}
+			inner = func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+				cs, err := streamer(ctx, desc, cc, method, opts...)
+				if err != nil || when != "during-send" {
+					return cs, err
+				}
+				// The attempt's SendMsg has sent; the stream ends before the
+				// pipeline's SendMsg looks at it again.
+				return &sendHookStream{ClientStream: cs, after: cancelAndWait}, nil
+			}
+			e := newStreamEnv(t, nil, outer, c.StreamClientInterceptor(), inner)
+			st, err := e.client.ServerStream(cctx, &testingv1.ServerStreamRequest{Behavior: testservice.Sleeping("cds-"+when, time.Minute, 0)})
+			if err != nil {
+				if errors.Is(err, io.EOF) {
+					t.Fatalf("ServerStream: %v: the call looks successful but it was cancelled", err)
+				}
+				if status.Code(err) != codes.Canceled {
+					t.Fatalf("ServerStream: %v, want nil or CANCELLED", err)
+				}
+				return
+			}
+			done := make(chan error, 1)
+			go func() {
+				_, err := recvAll(st.Recv)
+				done <- err
+			}()
+			if err := waitFor(t, done, deadlock, "Recv"); status.Code(err) != codes.Canceled {
+				t.Errorf("Recv: %v, want CANCELLED", err)
+			}
+		})
+	}
 }

@@ -134,24 +134,7 @@ func (c BulkheadConfig) Validate() error {
 	if c.Limit < 0 {
 		p.add("Limit", c.Limit, "must not be negative (0 disables the bulkhead)")
 	}
-	if c.PartitionBy > PartitionByPeer {
-		p.add("PartitionBy", c.PartitionBy, "must be one of none, method, header, func, peer")
-	}
-	switch {
-	case c.PartitionBy == PartitionByHeader && c.Header == "":
-		p.add("Header", c.Header, "must be set for PartitionByHeader")
-	case c.PartitionBy != PartitionByHeader && c.Header != "":
-		p.add("Header", c.Header, "set but PartitionBy is "+c.PartitionBy.String())
-	}
-	switch {
-	case c.PartitionBy == PartitionByFunc && c.KeyFunc == nil:
-		p.add("KeyFunc", nil, "must be set for PartitionByFunc")
-	case c.PartitionBy != PartitionByFunc && c.KeyFunc != nil:
-		p.add("KeyFunc", "set", "set but PartitionBy is "+c.PartitionBy.String())
-	}
-	if c.MaxPartitions < 0 {
-		p.add("MaxPartitions", c.MaxPartitions, "must not be negative (0 means DefaultMaxPartitions)")
-	}
+	p.partitioning(c.PartitionBy, c.Header, c.KeyFunc, c.MaxPartitions)
 	if c.Queue < 0 {
 		p.add("Queue", c.Queue, "must not be negative")
 	}
@@ -332,22 +315,7 @@ const MaxHeaderKeyLength = 256
 
 // key returns the partition key of a call.
 func (b *Bulkhead) key(ctx context.Context, fullMethod string) string {
-	switch b.cfg.PartitionBy {
-	case PartitionByMethod:
-		return fullMethod
-	case PartitionByHeader:
-		// A key longer than MaxHeaderKeyLength would let a caller make the
-		// server keep that many bytes per partition: it shares the
-		// overflow partition instead.
-		if v := metadata.ValueFromIncomingContext(ctx, b.cfg.Header); len(v) > 0 && len(v[0]) <= MaxHeaderKeyLength {
-			return v[0]
-		}
-	case PartitionByFunc:
-		return b.cfg.KeyFunc(ctx, fullMethod)
-	case PartitionByPeer:
-		return peerKey(ctx)
-	}
-	return ""
+	return partitionKey(ctx, fullMethod, b.cfg.PartitionBy, b.cfg.Header, b.cfg.KeyFunc)
 }
 
 // acquire admits the call or sheds it. On admission it returns the permit

@@ -89,8 +89,9 @@ type RateLimitConfig struct {
 	// Header is the request metadata key whose value is the key of
 	// PartitionByHeader, such as "x-api-key". Required for
 	// PartitionByHeader and must be empty otherwise. Metadata keys are
-	// case-insensitive; it is matched in lower case. Values longer than
-	// [ratelimit.MaxKeyLen] bytes share the overflow quota.
+	// case-insensitive; it is matched in lower case. Calls without the
+	// header, and calls whose value is longer than MaxHeaderKeyLength
+	// bytes, share one quota.
 	Header string
 	// KeyFunc returns the key of a call for PartitionByFunc. It must be
 	// safe for concurrent use and fast; it runs on every call that has a
@@ -133,24 +134,7 @@ func (c RateLimitConfig) Validate() error {
 	for _, fe := range resilience.FieldErrors(RateQuota{Rate: c.Rate, Burst: c.Burst}.validate()) {
 		p = append(p, fe)
 	}
-	if c.PartitionBy > PartitionByPeer {
-		p.add("PartitionBy", c.PartitionBy, "must be one of none, method, header, func, peer")
-	}
-	switch {
-	case c.PartitionBy == PartitionByHeader && c.Header == "":
-		p.add("Header", c.Header, "must be set for PartitionByHeader")
-	case c.PartitionBy != PartitionByHeader && c.Header != "":
-		p.add("Header", c.Header, "set but PartitionBy is "+c.PartitionBy.String())
-	}
-	switch {
-	case c.PartitionBy == PartitionByFunc && c.KeyFunc == nil:
-		p.add("KeyFunc", nil, "must be set for PartitionByFunc")
-	case c.PartitionBy != PartitionByFunc && c.KeyFunc != nil:
-		p.add("KeyFunc", "set", "set but PartitionBy is "+c.PartitionBy.String())
-	}
-	if c.MaxPartitions < 0 {
-		p.add("MaxPartitions", c.MaxPartitions, "must not be negative (0 means DefaultMaxPartitions)")
-	}
+	p.partitioning(c.PartitionBy, c.Header, c.KeyFunc, c.MaxPartitions)
 	seen := make(map[string]string, len(c.Methods))
 	for _, m := range slices.Sorted(maps.Keys(c.Methods)) {
 		field := "Methods[" + m + "]"
@@ -335,19 +319,7 @@ func (r *RateLimit) lookup(fullMethod string) *quota {
 
 // callerKey returns the caller's part of the key of a call.
 func (r *RateLimit) callerKey(ctx context.Context, fullMethod string) string {
-	switch r.cfg.PartitionBy {
-	case PartitionByMethod:
-		return fullMethod
-	case PartitionByHeader:
-		if v := metadata.ValueFromIncomingContext(ctx, r.cfg.Header); len(v) > 0 {
-			return v[0]
-		}
-	case PartitionByPeer:
-		return peerKey(ctx)
-	case PartitionByFunc:
-		return r.cfg.KeyFunc(ctx, fullMethod)
-	}
-	return ""
+	return partitionKey(ctx, fullMethod, r.cfg.PartitionBy, r.cfg.Header, r.cfg.KeyFunc)
 }
 
 // peerKey returns the IP address of the call's peer, without its port, or

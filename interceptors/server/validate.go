@@ -1,7 +1,10 @@
 package server
 
 import (
+	"context"
 	"errors"
+
+	"google.golang.org/grpc/metadata"
 
 	resilience "github.com/engineeringlabs/grpc-resilience"
 )
@@ -24,3 +27,46 @@ func (p *problems) nest(prefix string, err error) {
 
 // err joins the problems, or returns nil when there are none.
 func (p problems) err() error { return errors.Join(p...) }
+
+// partitioning records the problems of the settings that split calls into
+// partitions, which the bulkhead and the rate limit share.
+func (p *problems) partitioning(by Partition, header string, keyFunc func(context.Context, string) string, maxPartitions int) {
+	if by > PartitionByPeer {
+		p.add("PartitionBy", by, "must be one of none, method, header, func, peer")
+	}
+	switch {
+	case by == PartitionByHeader && header == "":
+		p.add("Header", header, "must be set for PartitionByHeader")
+	case by != PartitionByHeader && header != "":
+		p.add("Header", header, "set but PartitionBy is "+by.String())
+	}
+	switch {
+	case by == PartitionByFunc && keyFunc == nil:
+		p.add("KeyFunc", nil, "must be set for PartitionByFunc")
+	case by != PartitionByFunc && keyFunc != nil:
+		p.add("KeyFunc", "set", "set but PartitionBy is "+by.String())
+	}
+	if maxPartitions < 0 {
+		p.add("MaxPartitions", maxPartitions, "must not be negative (0 means DefaultMaxPartitions)")
+	}
+}
+
+// partitionKey returns the partition key of a call under by, "" for the
+// calls that share one partition: those without the header, and those
+// whose header value is longer than MaxHeaderKeyLength (which would let a
+// caller make the server keep that many bytes per key).
+func partitionKey(ctx context.Context, fullMethod string, by Partition, header string, keyFunc func(context.Context, string) string) string {
+	switch by {
+	case PartitionByMethod:
+		return fullMethod
+	case PartitionByHeader:
+		if v := metadata.ValueFromIncomingContext(ctx, header); len(v) > 0 && len(v[0]) <= MaxHeaderKeyLength {
+			return v[0]
+		}
+	case PartitionByFunc:
+		return keyFunc(ctx, fullMethod)
+	case PartitionByPeer:
+		return peerKey(ctx)
+	}
+	return ""
+}
