@@ -6,7 +6,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -172,25 +171,16 @@ type compiledFault struct {
 
 // schedule is a validated FaultConfig, immutable once built.
 type schedule struct {
-	cfg      FaultConfig
-	all      *compiledFault // nil when inactive
-	methods  map[string]*compiledFault
-	services map[string]*compiledFault
+	cfg    FaultConfig
+	faults byMethod[*compiledFault] // nil: no fault; a method's nil entry exempts it from All
 }
 
 func compile(cfg FaultConfig) *schedule {
 	s := &schedule{cfg: FaultConfig{All: cfg.All, Methods: maps.Clone(cfg.Methods)}}
-	s.all = compileFault(cfg.All)
+	s.faults.def = compileFault(cfg.All)
 	for key, f := range cfg.Methods {
 		m, _ := methodPattern(key) // Validate accepted it
-		target := &s.methods
-		if strings.HasSuffix(m, "/") {
-			target = &s.services
-		}
-		if *target == nil {
-			*target = map[string]*compiledFault{}
-		}
-		(*target)[m] = compileFault(f) // nil for a zero Fault: exempt from All
+		s.faults.set(m, compileFault(f))
 	}
 	return s
 }
@@ -212,15 +202,7 @@ func compileFault(f Fault) *compiledFault {
 }
 
 // lookup returns the fault for fullMethod, or nil. It allocates nothing.
-func (s *schedule) lookup(fullMethod string) *compiledFault {
-	if f, ok := s.methods[fullMethod]; ok {
-		return f
-	}
-	if f, ok := s.services[serviceOf(fullMethod)]; ok {
-		return f
-	}
-	return s.all
-}
+func (s *schedule) lookup(fullMethod string) *compiledFault { return s.faults.lookup(fullMethod) }
 
 // Chaos is the fault-injection stage of a [Server], for tests and drills:
 // it injects error codes, latency and stream aborts into calls, as its

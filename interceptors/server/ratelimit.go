@@ -190,13 +190,11 @@ type quota struct {
 // A RateLimit is safe for concurrent use. [Server.RateLimit] returns the
 // one of a Server; the zero value is not usable.
 type RateLimit struct {
-	cfg      RateLimitConfig
-	obs      Observer
-	on       bool
-	def      *quota            // nil without a default quota
-	methods  map[string]*quota // full method -> quota; nil value: exempt
-	services map[string]*quota // "/pkg.Service/" -> quota; nil value: exempt
-	all      []*quota
+	cfg    RateLimitConfig
+	obs    Observer
+	on     bool
+	quotas byMethod[*quota] // nil: no quota; a method's nil entry exempts it
+	all    []*quota
 	// callerClass is how the caller's part of a key is named in a
 	// subject: "" for PartitionNone and PartitionByMethod.
 	callerClass string
@@ -232,7 +230,7 @@ func newRateLimit(cfg RateLimitConfig, obs Observer) *RateLimit {
 		if cfg.PartitionBy != PartitionByMethod {
 			q.subject = class
 		}
-		r.def = q
+		r.quotas.def = q
 	}
 	for key, rq := range cfg.Methods {
 		m, _ := methodPattern(key) // Validate accepted it
@@ -247,14 +245,7 @@ func newRateLimit(cfg RateLimitConfig, obs Observer) *RateLimit {
 				q.subject = q.class
 			}
 		}
-		target := &r.methods
-		if service {
-			target = &r.services
-		}
-		if *target == nil {
-			*target = map[string]*quota{}
-		}
-		(*target)[m] = q
+		r.quotas.set(m, q)
 	}
 	return r
 }
@@ -307,15 +298,7 @@ func (r *RateLimit) Metrics() ratelimit.KeyedMetrics {
 
 // lookup returns the quota of fullMethod, or nil when it has none. It
 // allocates nothing.
-func (r *RateLimit) lookup(fullMethod string) *quota {
-	if q, ok := r.methods[fullMethod]; ok {
-		return q
-	}
-	if q, ok := r.services[serviceOf(fullMethod)]; ok {
-		return q
-	}
-	return r.def
-}
+func (r *RateLimit) lookup(fullMethod string) *quota { return r.quotas.lookup(fullMethod) }
 
 // callerKey returns the caller's part of the key of a call.
 func (r *RateLimit) callerKey(ctx context.Context, fullMethod string) string {
