@@ -5,7 +5,6 @@ import (
 	"maps"
 	"math"
 	"math/rand/v2"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -126,19 +125,7 @@ type FaultConfig struct {
 func (c FaultConfig) Validate() error {
 	var p problems
 	p.nest("All", c.All.validate())
-	seen := make(map[string]string, len(c.Methods))
-	for _, m := range slices.Sorted(maps.Keys(c.Methods)) {
-		field := "Methods[" + m + "]"
-		canon, ok := methodPattern(m)
-		if !ok {
-			p.add(field, m, patternReason)
-		} else if other, dup := seen[canon]; dup {
-			p.add(field, m, "names the same service as Methods["+other+"]")
-		} else {
-			seen[canon] = m
-		}
-		p.nest(field, c.Methods[m].validate())
-	}
+	checkMethods(&p, c.Methods, func(v Fault) error { return v.validate() })
 	return p.err()
 }
 

@@ -2,11 +2,9 @@ package server
 
 import (
 	"context"
-	"maps"
 	"math"
 	"net"
 	"net/netip"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -131,23 +129,9 @@ func (c RateLimitConfig) enabled() bool { return c.Rate != 0 || len(c.Methods) >
 // zero value is valid.
 func (c RateLimitConfig) Validate() error {
 	var p problems
-	for _, fe := range resilience.FieldErrors(RateQuota{Rate: c.Rate, Burst: c.Burst}.validate()) {
-		p = append(p, fe)
-	}
+	p.nest("", RateQuota{Rate: c.Rate, Burst: c.Burst}.validate())
 	p.partitioning(c.PartitionBy, c.Header, c.KeyFunc, c.MaxPartitions)
-	seen := make(map[string]string, len(c.Methods))
-	for _, m := range slices.Sorted(maps.Keys(c.Methods)) {
-		field := "Methods[" + m + "]"
-		canon, ok := methodPattern(m)
-		if !ok {
-			p.add(field, m, patternReason)
-		} else if other, dup := seen[canon]; dup {
-			p.add(field, m, "names the same service as Methods["+other+"]")
-		} else {
-			seen[canon] = m
-		}
-		p.nest(field, c.Methods[m].validate())
-	}
+	checkMethods(&p, c.Methods, func(v RateQuota) error { return v.validate() })
 	if !c.enabled() {
 		const disabled = "set but Rate is 0 and Methods is empty, which disables the rate limit"
 		if c.PartitionBy != PartitionNone && c.PartitionBy <= PartitionByPeer {

@@ -3,6 +3,8 @@ package server
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
 
 	"google.golang.org/grpc/metadata"
 
@@ -69,4 +71,24 @@ func partitionKey(ctx context.Context, fullMethod string, by Partition, header s
 		return peerKey(ctx)
 	}
 	return ""
+}
+
+// checkMethods records the problems of a map keyed by method patterns,
+// under "Methods[key]": keys methodPattern rejects, two keys that name the
+// same method or service, and each value's own problems, in the order of
+// the keys.
+func checkMethods[V any](p *problems, methods map[string]V, validate func(V) error) {
+	seen := make(map[string]string, len(methods))
+	for _, m := range slices.Sorted(maps.Keys(methods)) {
+		field := "Methods[" + m + "]"
+		canon, ok := methodPattern(m)
+		if !ok {
+			p.add(field, m, patternReason)
+		} else if other, dup := seen[canon]; dup {
+			p.add(field, m, "names the same service as Methods["+other+"]")
+		} else {
+			seen[canon] = m
+		}
+		p.nest(field, validate(methods[m]))
+	}
 }
