@@ -20,6 +20,8 @@ FUZZPKGS  = $(sort $(dir $(shell grep -rl --include='*_test.go' '^func Fuzz' . |
 test: unit bench-test examples fuzz-seeds
 
 unit: jaeger-bin
+	@command -v redis-server >/dev/null 2>&1 || echo "make test: redis-server not found, the fleet tests (redisfleet, integration/fleet) skip: apt-get install -y redis-server to run them"
+	@command -v chromium >/dev/null 2>&1 || echo "make test: chromium not found, the browser tests of the console skip: apt-get install -y chromium to run them"
 	JAEGER_BIN=$(CURDIR)/$(JAEGER_BIN) $(GO) test -race -count=1 -shuffle=on ./...
 
 fuzz-seeds:

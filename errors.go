@@ -17,6 +17,13 @@ var ErrCircuitOpen = errors.New("resilience: circuit open")
 // maximum wait time ran out.
 var ErrBulkheadFull = errors.New("resilience: bulkhead full")
 
+// ErrThrottled is returned, possibly wrapped, when a client-side adaptive
+// throttle (package throttle) rejects a call without sending it, because
+// the backend has lately refused too many of the calls it was sent. The
+// throttle lets more calls through as the backend accepts them again;
+// callers usually fail fast or serve cached data, and do not retry at once.
+var ErrThrottled = errors.New("resilience: throttled")
+
 // ErrRateLimited is matched, with [errors.Is], by every error a rate
 // limiter returns when it refuses a call: the error itself is a
 // *[RateLimitedError] that says how long until a permit.

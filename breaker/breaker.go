@@ -37,6 +37,9 @@ type Breaker struct {
 	// probeExpiry is the clock reading at which the oldest probe in flight
 	// loses its slot (math.MaxInt64: none); written under mu only.
 	probeExpiry atomic.Int64
+	// coords holds the attached coordinators; nil when there are none.
+	// Written under mu only, copied on write.
+	coords atomic.Pointer[[]*Coordinator]
 
 	s         settings
 	now       func() time.Duration // monotonic clock, injectable by tests
@@ -59,6 +62,10 @@ type Breaker struct {
 	events      []StateChange // undelivered state changes, oldest first from eventHead
 	eventHead   int
 	delivering  bool // a goroutine is delivering events
+
+	// release is what RegistryConfig.OnCreate returned, run once when a
+	// Registry drops the breaker; nil otherwise.
+	release atomic.Pointer[func()]
 }
 
 // Layout of Breaker.word.
@@ -212,6 +219,10 @@ func (b *Breaker) allowSlow(w uint64) (Permit, error) {
 			return b.reject(b.errForced)
 		case stateOf(w) == Open && b.now() < time.Duration(b.openUntil.Load()):
 			// Still open: the common rejection, lock-free.
+			return b.reject(b.errOpen)
+		case stateOf(w) == Open && modeOf(w) == Auto && !b.halfOpenAllowed():
+			// The open duration ran out but a coordinator keeps the
+			// breaker open.
 			return b.reject(b.errOpen)
 		case stateOf(w) == HalfOpen && b.probes.Load() >= int64(b.s.maxProbes) &&
 			b.now() < time.Duration(b.probeExpiry.Load()):
@@ -509,7 +520,7 @@ func (b *Breaker) setLocked(w uint64, s State, m Mode, r Reason, openFor time.Du
 	b.probeSuccesses = 0
 	b.word.Store(pack(s, m, gen))
 	b.transitions++
-	if notify && b.s.onStateChange != nil {
+	if notify && (b.s.onStateChange != nil || b.coords.Load() != nil) {
 		b.events = append(b.events, StateChange{Name: b.s.name, From: stateOf(w), To: s, Mode: m, Reason: r, OpenFor: openFor})
 	}
 }
@@ -523,7 +534,8 @@ func (b *Breaker) unlockAndDeliver() {
 	}
 }
 
-// deliver calls OnStateChange for every queued event, in order, without
+// deliver calls OnStateChange (the Config's, then each coordinator's) for
+// every queued event, in order, without
 // holding mu. One goroutine delivers at a time: a goroutine that queues an
 // event while another delivers leaves it to that one, which picks it up
 // before it stops. This keeps the order of transitions and lets a listener
@@ -548,7 +560,16 @@ func (b *Breaker) deliver() {
 		ev := b.events[b.eventHead]
 		b.eventHead++
 		b.mu.Unlock()
-		b.s.onStateChange(ev)
+		if b.s.onStateChange != nil {
+			b.s.onStateChange(ev)
+		}
+		if cs := b.coords.Load(); cs != nil {
+			for _, c := range *cs {
+				if c.OnStateChange != nil {
+					c.OnStateChange(ev)
+				}
+			}
+		}
 		b.mu.Lock()
 	}
 	b.events, b.eventHead = b.events[:0], 0
@@ -559,10 +580,10 @@ func (b *Breaker) deliver() {
 
 // State returns the current state. An open breaker whose open duration ran
 // out half-opens on the first call that looks, State included, so State
-// reports [HalfOpen] from then on.
+// reports [HalfOpen] from then on (unless a [Coordinator] keeps it open).
 func (b *Breaker) State() State {
 	w := b.word.Load()
-	if stateOf(w) == Open && modeOf(w) == Auto && b.now() >= time.Duration(b.openUntil.Load()) {
+	if stateOf(w) == Open && modeOf(w) == Auto && b.now() >= time.Duration(b.openUntil.Load()) && b.halfOpenAllowed() {
 		b.mu.Lock()
 		w = b.halfOpenLocked(b.word.Load())
 		b.unlockAndDeliver()
@@ -610,6 +631,71 @@ func (b *Breaker) Reset() {
 	b.opens = 0
 	b.setLocked(w, Closed, Auto, ReasonReset, 0, stateOf(w) != Closed || modeOf(w) != Auto)
 	b.unlockAndDeliver()
+}
+
+// Trip opens the breaker now, in [Auto] mode, as if its own threshold had
+// been reached: it stays open for the duration Config.OpenDurationFunc (or
+// Config.Timeout) gives, outcomes of calls permitted before are discarded,
+// and OnStateChange hears of it with [ReasonTripped]. It does nothing when
+// the breaker is already open or was forced open or closed by hand. Use it
+// when something outside the breaker knows the service is failing, for
+// example the other processes of a fleet.
+func (b *Breaker) Trip() {
+	b.mu.Lock()
+	if w := b.word.Load(); modeOf(w) == Auto && stateOf(w) != Open {
+		b.openLocked(w, ReasonTripped)
+	}
+	b.unlockAndDeliver()
+}
+
+// Coordinate attaches c to the breaker and returns a function that detaches
+// it again (calling it more than once does nothing). Several coordinators
+// may be attached at once: each hears every state change, and an open
+// breaker half-opens only when every AllowHalfOpen allows it. Attaching
+// does not change the breaker's state. It is safe for concurrent use.
+func (b *Breaker) Coordinate(c Coordinator) (detach func()) {
+	e := &c
+	b.mu.Lock()
+	var list []*Coordinator
+	if old := b.coords.Load(); old != nil {
+		list = slices.Clone(*old)
+	}
+	list = append(list, e)
+	b.coords.Store(&list)
+	b.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			b.mu.Lock()
+			defer b.mu.Unlock()
+			old := b.coords.Load()
+			if old == nil {
+				return
+			}
+			list := slices.DeleteFunc(slices.Clone(*old), func(x *Coordinator) bool { return x == e })
+			if len(list) == 0 {
+				b.coords.Store(nil)
+				return
+			}
+			b.coords.Store(&list)
+		})
+	}
+}
+
+// halfOpenAllowed reports whether every attached coordinator lets an
+// auto-open breaker whose open duration ran out half-open. It runs without
+// the lock.
+func (b *Breaker) halfOpenAllowed() bool {
+	cs := b.coords.Load()
+	if cs == nil {
+		return true
+	}
+	for _, c := range *cs {
+		if c.AllowHalfOpen != nil && !c.AllowHalfOpen() {
+			return false
+		}
+	}
+	return true
 }
 
 func (b *Breaker) openRemaining() time.Duration {
@@ -673,7 +759,19 @@ type Metrics struct {
 // they may be a few calls apart from each other. Like State, it half-opens a
 // breaker whose open duration ran out.
 func (b *Breaker) Metrics() Metrics {
-	m := Metrics{Name: b.s.name, State: b.State()}
+	b.State()
+	return b.snapshot()
+}
+
+// Peek returns the snapshot [Breaker.Metrics] returns, without its side
+// effect: an open breaker whose open duration ran out stays open (with
+// OpenRemaining 0) until a call or State looks. A coordinator that reads
+// the breaker on its own schedule uses Peek, so that its reading never
+// half-opens the breaker without a call. It is safe for concurrent use.
+func (b *Breaker) Peek() Metrics { return b.snapshot() }
+
+func (b *Breaker) snapshot() Metrics {
+	m := Metrics{Name: b.s.name}
 	b.mu.Lock()
 	w := b.word.Load()
 	m.State, m.Mode = stateOf(w), modeOf(w)

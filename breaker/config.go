@@ -208,6 +208,31 @@ type Config struct {
 	OnResult func(Result)
 }
 
+// Coordinator joins a breaker to decisions taken outside it, for example by
+// the other processes of a fleet that share the breaker's state (package
+// redisfleet). Attach one with [Breaker.Coordinate]. It is plain data: the
+// breaker copies it. Both fields may be nil.
+type Coordinator struct {
+	// OnStateChange, when not nil, is called after every change of state
+	// or mode, as Config.OnStateChange is (in order, one call at a time,
+	// never while the breaker holds a lock) and after it. It must be quick
+	// and must not wait: hand the change to another goroutine rather than
+	// doing network I/O in it.
+	OnStateChange func(StateChange)
+
+	// AllowHalfOpen, when not nil, gates the move from open to half-open:
+	// when the open duration of an auto-open breaker ran out, the breaker
+	// half-opens only if it returns true. False keeps the breaker open,
+	// rejecting calls (the rejections' [OpenError.Remaining] and
+	// Metrics.OpenRemaining are then 0), and the breaker asks again on a
+	// later call, [Breaker.State] or [Breaker.Metrics]. It is never called
+	// in the closed state, so it costs nothing on the hot path. It is
+	// called on the caller's goroutine, concurrently, without the
+	// breaker's lock: it must be safe for concurrent use, fast, and must
+	// not block.
+	AllowHalfOpen func() bool
+}
+
 // StateChange describes a transition of a breaker, for
 // Config.OnStateChange. It is plain data.
 type StateChange struct {

@@ -65,6 +65,13 @@
 // is discarded (generation counting). The breaker can be
 // forced open (isolated), forced closed (disabled) and reset by hand.
 //
+// [Breaker.Trip] opens a breaker from outside, as its own threshold would,
+// and [Breaker.Coordinate] attaches a [Coordinator] that hears every
+// transition and decides when an open breaker may half-open. Package
+// redisfleet uses both to share one breaker across the processes of a
+// fleet, and [RegistryConfig.OnCreate] to join each breaker a registry
+// creates.
+//
 // # Events and metrics
 //
 // Events are optional function fields of the Config, named On<Event>:

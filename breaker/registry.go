@@ -50,6 +50,18 @@ type RegistryConfig struct {
 	// the goroutine of that Get, holding no lock, for every such Get; it
 	// may be called concurrently and must be quick.
 	OnOverflow func(name string)
+
+	// OnCreate, when not nil, is called with each named breaker the
+	// registry creates, so that something can join it, such as a fleet
+	// that shares breaker state (package redisfleet). It runs on the
+	// goroutine of the Get that created the breaker, just after the
+	// registry published it and holding no lock, so it may call the
+	// registry; a concurrent Get of the same name may use the breaker a
+	// moment before OnCreate returns. The release it returns, when not
+	// nil, is called once when the registry drops the breaker: evicted
+	// (after OnEvict) or removed. The overflow breaker, which has no name
+	// of its own, is not offered.
+	OnCreate func(name string, b *Breaker) (release func())
 }
 
 // Validate reports every invalid field of c, each as a
@@ -113,8 +125,15 @@ func (r *Registry) init() {
 		}
 		seed := maphash.MakeSeed()
 		var onEvict func(string, *Breaker)
-		if f := r.cfg.OnEvict; f != nil {
-			onEvict = func(name string, _ *Breaker) { f(name) }
+		if f, created := r.cfg.OnEvict, r.cfg.OnCreate; f != nil || created != nil {
+			onEvict = func(name string, b *Breaker) {
+				if f != nil {
+					f(name)
+				}
+				if release := b.release.Load(); release != nil {
+					(*release)()
+				}
+			}
 		}
 		r.c = keycache.New(keycache.Config[string, *Breaker]{
 			Max:       max,
@@ -133,6 +152,20 @@ func (r *Registry) newBreaker(name string) *Breaker {
 		return newBreaker(cfg, r.now)
 	}
 	return New(cfg)
+}
+
+// created runs RegistryConfig.OnCreate for b, which the registry just
+// published under name, and keeps the release it returns.
+func (r *Registry) created(name string, b *Breaker) {
+	release := r.cfg.OnCreate(name, b)
+	if release == nil {
+		return
+	}
+	release = sync.OnceFunc(release)
+	b.release.Store(&release)
+	if cur, ok := r.c.Peek(name); !ok || cur != b {
+		release() // dropped before its release was kept
+	}
 }
 
 // Idle reports whether the breaker guards nothing at the moment: it is
@@ -155,7 +188,11 @@ func (r *Registry) Get(name string) *Breaker {
 	if b, ok := r.c.Get(name); ok {
 		return b
 	}
-	if b, ok := r.c.GetOrCreate(name, func() *Breaker { return r.newBreaker(name) }); ok {
+	var made *Breaker
+	if b, ok := r.c.GetOrCreate(name, func() *Breaker { made = r.newBreaker(name); return made }); ok {
+		if b == made && r.cfg.OnCreate != nil {
+			r.created(name, b)
+		}
 		return b
 	}
 	if f := r.cfg.OnOverflow; f != nil {
@@ -181,10 +218,17 @@ func (r *Registry) Lookup(name string) (*Breaker, bool) {
 // Remove drops the breaker called name from the registry, whatever its
 // state, making room for another, and reports whether it was there.
 // Whoever still holds the breaker may keep using it; a later Get creates a
-// new one. RegistryConfig.OnEvict is not called.
+// new one. RegistryConfig.OnEvict is not called; the release that
+// RegistryConfig.OnCreate returned is.
 func (r *Registry) Remove(name string) bool {
 	r.init()
-	return r.c.Delete(name)
+	b, ok := r.c.Delete(name)
+	if ok {
+		if release := b.release.Load(); release != nil {
+			(*release)()
+		}
+	}
+	return ok
 }
 
 // Len returns the number of named breakers in the registry, the overflow
@@ -192,6 +236,18 @@ func (r *Registry) Remove(name string) bool {
 func (r *Registry) Len() int {
 	r.init()
 	return r.c.Len()
+}
+
+// Range calls fn for each named breaker of the registry, the overflow
+// breaker excluded (see [Registry.Overflow]), in no particular order,
+// until fn returns false. It takes no lock and allocates nothing, calls
+// fn at most RegistryConfig.MaxKeys times and sees each name at most once;
+// breakers added or evicted meanwhile may or may not be seen. fn may call
+// the registry. It does not count as a use of the breakers. [Registry.All]
+// gives them sorted by name.
+func (r *Registry) Range(fn func(name string, b *Breaker) bool) {
+	r.init()
+	r.c.Range(fn)
 }
 
 // All returns the registry's named breakers in the order of their names,
@@ -205,7 +261,7 @@ func (r *Registry) All() iter.Seq2[string, *Breaker] {
 			b    *Breaker
 		}
 		var snap []kv
-		r.c.Range(func(k string, v *Breaker) bool {
+		r.Range(func(k string, v *Breaker) bool {
 			snap = append(snap, kv{k, v})
 			return true
 		})

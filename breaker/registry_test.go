@@ -291,3 +291,88 @@ func TestIdle(t *testing.T) {
 		t.Fatal("a forced-closed breaker is idle")
 	}
 }
+
+// Range visits every named breaker once, not the overflow breaker, stops
+// when fn returns false, and allocates nothing.
+func TestRegistryRange(t *testing.T) {
+	r, _, _ := newTestRegistry(Config{FailureThreshold: 1}, 3)
+	want := map[string]*Breaker{}
+	for _, name := range []string{"a", "b", "c"} {
+		want[name] = r.Get(name)
+	}
+	r.Get("d") // the registry is full of idle breakers: d evicts one
+	got := map[string]*Breaker{}
+	r.Range(func(name string, b *Breaker) bool {
+		if got[name] != nil {
+			t.Errorf("Range saw %q twice", name)
+		}
+		got[name] = b
+		return true
+	})
+	if len(got) != r.Len() || len(got) != 3 {
+		t.Fatalf("Range saw %d breakers, Len is %d", len(got), r.Len())
+	}
+	for name, b := range got {
+		if b == r.Overflow() {
+			t.Fatal("Range gave the overflow breaker")
+		}
+		if lb, ok := r.Lookup(name); !ok || lb != b {
+			t.Errorf("Range gave %q a breaker Lookup does not return", name)
+		}
+	}
+	n := 0
+	r.Range(func(string, *Breaker) bool { n++; return false })
+	if n != 1 {
+		t.Fatalf("Range went on after fn returned false: %d calls", n)
+	}
+	if a := testing.AllocsPerRun(100, func() { r.Range(func(string, *Breaker) bool { return true }) }); a != 0 {
+		t.Fatalf("Range: %v allocs, want 0", a)
+	}
+	var zero Registry
+	zero.Range(func(string, *Breaker) bool { t.Error("Range on an empty registry called fn"); return true })
+}
+
+// OnCreate hears of each named breaker the registry creates, not of the
+// overflow breaker, and the release it returned runs once when the
+// registry drops the breaker, by eviction or Remove, and never for a
+// breaker it keeps.
+func TestRegistryOnCreate(t *testing.T) {
+	var mu sync.Mutex
+	created := map[string]*Breaker{}
+	released := map[string]int{}
+	var r *Registry
+	r = NewRegistry(RegistryConfig{MaxKeys: 2, OnCreate: func(name string, b *Breaker) func() {
+		if got, ok := r.Lookup(name); !ok || got != b { // runs holding no lock of the registry's
+			t.Errorf("OnCreate(%s) before the registry published the breaker", name)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		created[name] = b
+		return func() { mu.Lock(); released[name]++; mu.Unlock() }
+	}})
+	a, b := r.Get("a"), r.Get("b")
+	r.Get("a") // an existing breaker is not created again
+	mu.Lock()
+	if len(created) != 2 || created["a"] != a || created["b"] != b {
+		t.Errorf("created %v, want a and b once each", created)
+	}
+	mu.Unlock()
+	// The registry is full: c takes the place of an idle breaker, whose
+	// release runs; Remove releases too, once.
+	r.Get("c")
+	if !r.Remove("c") || r.Remove("c") {
+		t.Fatal("Remove(c) must report true once")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	total := 0
+	for name, n := range released {
+		if n != 1 {
+			t.Errorf("%s released %d times, want once", name, n)
+		}
+		total += n
+	}
+	if total != 2 || released["c"] != 1 || released[overflowName] != 0 {
+		t.Errorf("released %v, want the evicted breaker and c, once each", released)
+	}
+}

@@ -117,6 +117,10 @@ const (
 	ReasonForcedClosed
 	// ReasonReset: [Breaker.Reset] was called.
 	ReasonReset
+	// ReasonTripped: [Breaker.Trip] was called: something outside the
+	// breaker, for example the other processes sharing its state, found
+	// the service failing.
+	ReasonTripped
 )
 
 var reasonNames = [...]string{
@@ -129,6 +133,7 @@ var reasonNames = [...]string{
 	ReasonForcedOpen:          "forced-open",
 	ReasonForcedClosed:        "forced-closed",
 	ReasonReset:               "reset",
+	ReasonTripped:             "tripped",
 }
 
 // String returns the reason in kebab case, for example

@@ -62,7 +62,8 @@ type Config struct {
 // clamp, each as a *[resilience.FieldError] whose Field is the field's name
 // ("Limit", "Queue", "MaxWait"), joined with [errors.Join]; nil when c is
 // valid. Zero fields are valid. The Strategy's own settings are checked by
-// [AIMDConfig.Validate] and [GradientConfig.Validate].
+// [AIMDConfig.Validate], [GradientConfig.Validate] and
+// [CPUConfig.Validate].
 func (c Config) Validate() error {
 	var p problems
 	p.check(c.Limit >= 0, "Limit", c.Limit, "must not be negative (0 admits nothing)")

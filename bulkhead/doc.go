@@ -38,10 +38,14 @@
 //
 // With a [Config].Strategy the limit follows the latency and outcome of
 // every execution. The package provides [AIMD] (additive increase,
-// multiplicative decrease on drops and timeouts) and [Gradient] (after
+// multiplicative decrease on drops and timeouts), [Gradient] (after
 // Netflix concurrency-limits' Gradient2: the limit follows the ratio of a
 // long-term to a short-term average latency, with headroom for a small
-// queue and smoothing).
+// queue and smoothing, and probes the no-load latency now and then so
+// that long overload does not raise it) and [CPU] (load shedding on CPU
+// usage with the BBR rule of go-zero and go-kratos/aegis: while the CPUs
+// the process may use are busier than a threshold, the limit is the best
+// throughput times the best latency of the last few seconds).
 //
 // # Events
 //

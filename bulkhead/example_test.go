@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	resilience "github.com/engineeringlabs/grpc-resilience"
@@ -138,4 +139,61 @@ func ExampleAIMDConfig_Validate() {
 	fmt.Println(err)
 	// Output:
 	// BackoffRatio: 1.5: must be in (0, 1)
+}
+
+// A server bulkhead that admits up to 200 calls at once while the CPU has
+// headroom and, once the CPUs the process may use are more than 80% busy,
+// only as many as the server has shown it completes without queueing.
+func ExampleNewCPU() {
+	bh := bulkhead.NewFromConfig(bulkhead.Config{
+		Limit:    200,
+		Strategy: bulkhead.NewCPU(bulkhead.CPUConfig{}),
+	})
+	fmt.Println(bh.Metrics().Limit)
+	// Output:
+	// 200
+}
+
+// Usage replaces the process's CPU sampler with another signal, here a
+// load figure in per mille that something else keeps up to date.
+func ExampleCPUConfig_usage() {
+	var perMille atomic.Int64
+	perMille.Store(350)
+	cpu := bulkhead.NewCPU(bulkhead.CPUConfig{
+		Threshold: 0.9,
+		CoolOff:   2 * time.Second,
+		Usage: func() (float64, bool) {
+			return float64(perMille.Load()) / 1000, true
+		},
+	})
+	bh := bulkhead.NewFromConfig(bulkhead.Config{Limit: 100, Strategy: cpu})
+	err := bh.Execute(context.Background(), func(ctx context.Context) error { return nil })
+	fmt.Println(err, bh.Metrics().Limit) // 35% busy: no CPU limit
+	// Output:
+	// <nil> 100
+}
+
+func ExampleCPUConfig_Validate() {
+	err := bulkhead.CPUConfig{Threshold: 80, CoolOff: -time.Second}.Validate()
+	for _, fe := range resilience.FieldErrors(err) {
+		fmt.Println(fe)
+	}
+	// Output:
+	// Threshold: 80: must be in (0, 1)
+	// CoolOff: -1s: must be at least 0
+}
+
+// Probes keep the Gradient strategy's reference latency fresh under long
+// overload; a service whose executions hold their slot for a long time
+// (streams) may probe less often, or not at all.
+func ExampleGradientConfig_probes() {
+	g := bulkhead.NewGradient(bulkhead.GradientConfig{
+		ProbeInterval: 5 * time.Minute,
+		ProbeLimit:    5,
+		ProbeSamples:  20,
+	})
+	bh := bulkhead.NewFromConfig(bulkhead.Config{Limit: 50, Strategy: g})
+	fmt.Println(bh.Metrics().Limit)
+	// Output:
+	// 50
 }

@@ -167,3 +167,75 @@ func FuzzPermitSequence(f *testing.F) {
 		}
 	})
 }
+
+// FuzzGradientProbe feeds a probing Gradient arbitrary probe settings and
+// samples: it must never panic, never return a limit outside its
+// normalised [MinLimit, MaxLimit], keep its averages finite and, between
+// probes, never have the next one more than two intervals ahead.
+func FuzzGradientProbe(f *testing.F) {
+	f.Add(0, 0, int64(0), 0.0, 0, 0, 20, seedSamples([3]int64{int64(time.Minute), 20, 0}, [3]int64{int64(time.Millisecond), 2, 0}))
+	f.Add(2, 9, int64(1), 0.99, 1, 1, 5, seedSamples([3]int64{1, 1, 0}, [3]int64{2, 1, 0}, [3]int64{3, 1, 2}))
+	f.Add(-1, -1, int64(-1), math.NaN(), -1, -1, -1, seedSamples([3]int64{math.MaxInt64, 127, 0}, [3]int64{math.MinInt64, -128, 6}))
+	f.Add(1, 1<<40, int64(math.MaxInt64), 1e-300, 1<<40, 1<<40, math.MaxInt, seedSamples([3]int64{1, 1, 4}))
+	f.Fuzz(func(t *testing.T, minL, maxL int, interval int64, jitter float64, probeLimit, probeSamples, initial int, data []byte) {
+		cfg := GradientConfig{MinLimit: minL, MaxLimit: maxL, WindowSamples: 1, Window: time.Nanosecond,
+			ProbeInterval: time.Duration(interval), ProbeJitter: jitter, ProbeLimit: probeLimit, ProbeSamples: probeSamples}
+		lo, hi := limits(minL, maxL)
+		g := NewGradient(cfg)
+		g.Init(initial)
+		for _, s := range samples(data, t0) {
+			if l := g.Update(s); l < lo || l > hi {
+				t.Fatalf("Update(%+v) = %d outside [%d, %d] for %+v", s, l, lo, hi, cfg)
+			}
+			if math.IsNaN(g.long) || math.IsInf(g.long, 0) || math.IsNaN(g.limit) {
+				t.Fatalf("state went non-finite: long %v, limit %v", g.long, g.limit)
+			}
+			if d := g.nextProbe.Sub(s.Now); !g.probing && !g.nextProbe.IsZero() && d > g.probeInterval && d-g.probeInterval > g.probeInterval && d < math.MaxInt64 {
+				t.Fatalf("next probe %v ahead, interval %v", d, g.probeInterval)
+			}
+		}
+	})
+}
+
+// FuzzCPU feeds the CPU strategy arbitrary configurations, CPU readings
+// and samples: it must never panic and never return a limit outside
+// [min(MinLimit, initial), initial] (initial below 1 counting as
+// DefaultMaxLimit).
+func FuzzCPU(f *testing.F) {
+	f.Add(0.0, int64(0), 0, int64(0), 0, 100, []byte{200, 10, 250}, seedSamples([3]int64{int64(time.Millisecond), 1, 0}, [3]int64{int64(time.Second), 1, 0}))
+	f.Add(0.5, int64(time.Second), 10, int64(time.Millisecond), 3, 10, []byte{255, 0, 255, 255}, seedSamples([3]int64{1, 1, 0}, [3]int64{int64(200 * time.Millisecond), 1, 1}))
+	f.Add(math.NaN(), int64(-1), -1, int64(-1), -1, -1, []byte{}, seedSamples([3]int64{math.MaxInt64, 127, 0}, [3]int64{math.MinInt64, -128, 2}))
+	f.Add(1e-300, int64(10), 11, int64(math.MaxInt64), 1<<40, math.MaxInt, []byte{128}, seedSamples([3]int64{0, 0, 4}))
+	f.Fuzz(func(t *testing.T, threshold float64, window int64, buckets int, coolOff int64, minL, initial int, cpu []byte, data []byte) {
+		i := 0
+		usage := func() (float64, bool) {
+			if len(cpu) == 0 {
+				return 0, false
+			}
+			b := cpu[i%len(cpu)]
+			i++
+			switch b {
+			case 0:
+				return math.NaN(), true
+			case 1:
+				return math.Inf(1), true
+			case 2:
+				return -1, true
+			}
+			return float64(b) / 200, b%3 != 0
+		}
+		cfg := CPUConfig{Threshold: threshold, Window: time.Duration(window), Buckets: buckets,
+			CoolOff: time.Duration(coolOff), MinLimit: minL, Usage: usage}
+		s := NewCPU(cfg)
+		hi := s.Init(initial)
+		if want := initial; (initial >= 1 && hi != want) || (initial < 1 && hi != DefaultMaxLimit) {
+			t.Fatalf("Init(%d) = %d", initial, hi)
+		}
+		lo := min(max(minL, 1), hi)
+		for _, sm := range samples(data, t0) {
+			if l := s.Update(sm); l < lo || l > hi {
+				t.Fatalf("Update(%+v) = %d outside [%d, %d] for %+v", sm, l, lo, hi, cfg)
+			}
+		}
+	})
+}

@@ -142,6 +142,17 @@ func (p *Partitioned) Get(key string) *Bulkhead {
 	return p.overflow
 }
 
+// Lookup returns key's bulkhead if key has a place under the cap (the
+// overflow partition for a key that New sent there), for metrics and
+// consoles: it never builds a partition, does not count as a use of it,
+// takes no lock and allocates nothing.
+func (p *Partitioned) Lookup(key string) (*Bulkhead, bool) {
+	if p.parts == nil {
+		return nil, false
+	}
+	return p.parts.Peek(key)
+}
+
 // Overflow returns the partition shared by the keys that found no place
 // under the cap. It is never evicted.
 func (p *Partitioned) Overflow() *Bulkhead { return p.overflow }
@@ -157,9 +168,11 @@ func (p *Partitioned) Len() int {
 
 // Range calls fn for each key with a place under the cap and its bulkhead,
 // in no particular order, until fn returns false; the overflow partition
-// is not included (see [Partitioned.Overflow]). It takes no lock, so fn may
-// call the Partitioned; keys added or evicted meanwhile may or may not be
-// seen.
+// is not included (see [Partitioned.Overflow]), though a key that New sent
+// to it is, with the overflow partition as its bulkhead. It takes no lock
+// and allocates nothing, so fn may call the Partitioned; it calls fn at
+// most MaxKeys times and sees each key at most once; keys added or evicted
+// meanwhile may or may not be seen.
 func (p *Partitioned) Range(fn func(key string, b *Bulkhead) bool) {
 	if p.parts != nil {
 		p.parts.Range(fn)

@@ -326,3 +326,40 @@ func ExamplePartitioned() {
 	// overflow umbrella
 	// true 2
 }
+
+// Lookup finds a key's partition without building one or marking it used;
+// Range sees each keyed partition once and stops when told.
+func TestPartitionedLookupAndRange(t *testing.T) {
+	p := bulkhead.NewPartitioned(bulkhead.PartitionedConfig{MaxKeys: 2, New: func(string) *bulkhead.Bulkhead { return bulkhead.New(1) }})
+	if _, ok := p.Lookup("a"); ok || p.Len() != 0 {
+		t.Fatal("Lookup found, or built, a partition nobody asked for")
+	}
+	a, b := p.Get("a"), p.Get("b")
+	if got, ok := p.Lookup("a"); !ok || got != a {
+		t.Fatal("Lookup(a) did not return a's partition")
+	}
+	seen := map[string]*bulkhead.Bulkhead{}
+	p.Range(func(key string, bh *bulkhead.Bulkhead) bool {
+		if seen[key] != nil {
+			t.Errorf("Range saw %q twice", key)
+		}
+		seen[key] = bh
+		return true
+	})
+	if len(seen) != 2 || seen["a"] != a || seen["b"] != b {
+		t.Fatalf("Range saw %v", seen)
+	}
+	n := 0
+	p.Range(func(string, *bulkhead.Bulkhead) bool { n++; return false })
+	if n != 1 {
+		t.Fatalf("Range went on after fn returned false: %d calls", n)
+	}
+	none := bulkhead.NewPartitioned(bulkhead.PartitionedConfig{MaxKeys: -1, New: func(string) *bulkhead.Bulkhead { return bulkhead.New(1) }})
+	if _, ok := none.Lookup("a"); ok {
+		t.Fatal("Lookup found a key in a Partitioned without keyed partitions")
+	}
+	none.Range(func(string, *bulkhead.Bulkhead) bool {
+		t.Error("Range without keyed partitions called fn")
+		return true
+	})
+}

@@ -10,8 +10,8 @@ import (
 )
 
 // Strategy computes a [Bulkhead]'s concurrency limit from what its
-// executions experience. [Config].Strategy installs one; [AIMD] and
-// [Gradient] are the ones this package provides.
+// executions experience. [Config].Strategy installs one; [AIMD],
+// [Gradient] and [CPU] are the ones this package provides.
 //
 // The bulkhead calls a Strategy with its own lock held, one call at a time,
 // so an implementation needs no locking but must be fast, must not block and

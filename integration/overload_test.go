@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -75,6 +76,21 @@ func (a *admitted) unary(ctx context.Context, req any, info *grpc.UnaryServerInf
 	return resp, err
 }
 
+// arrivals closes reached once the server has seen at calls of the test
+// service, admitted or shed: the sign that the load is on.
+type arrivals struct {
+	n       atomic.Int64
+	at      int64
+	reached chan struct{}
+}
+
+func (a *arrivals) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if strings.HasPrefix(info.FullMethod, testServicePrefix) && a.n.Add(1) == a.at {
+		close(a.reached)
+	}
+	return handler(ctx, req)
+}
+
 func (a *admitted) sorted() []time.Duration {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -101,7 +117,10 @@ type overloadRun struct {
 func runOverload(t *testing.T, ghz string, chain ...grpc.UnaryServerInterceptor) overloadRun {
 	t.Helper()
 	adm := &admitted{}
-	chain = append(chain, adm.unary, capacity(make(chan struct{}, limit)).unary)
+	// The load counts as started once a quarter of the calls arrived,
+	// whether the bulkhead admits them or sheds them.
+	arrived := &arrivals{at: calls / 4, reached: make(chan struct{})}
+	chain = append(append([]grpc.UnaryServerInterceptor{arrived.unary}, chain...), adm.unary, capacity(make(chan struct{}, limit)).unary)
 	srv := testservice.StartTB(t,
 		testservice.WithTCP(""),
 		testservice.WithServerOptions(grpc.ChainUnaryInterceptor(chain...)),
@@ -114,13 +133,14 @@ func runOverload(t *testing.T, ghz string, chain ...grpc.UnaryServerInterceptor)
 	// Health is checked from a client of its own while ghz is running.
 	var run overloadRun
 	healthDone := make(chan struct{})
-	started := srv.Service()
 	go func() {
 		defer close(healthDone)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if err := started.WaitAttempts(ctx, "", calls/4); err != nil {
-			run.healthDuring = fmt.Errorf("load did not start: %w", err)
+		select {
+		case <-arrived.reached:
+		case <-ctx.Done():
+			run.healthDuring = fmt.Errorf("load did not start: %w", ctx.Err())
 			return
 		}
 		conn, err := srv.Dial()

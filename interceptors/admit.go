@@ -10,6 +10,7 @@ import (
 	resilience "github.com/engineeringlabs/grpc-resilience"
 	"github.com/engineeringlabs/grpc-resilience/breaker"
 	"github.com/engineeringlabs/grpc-resilience/bulkhead"
+	"github.com/engineeringlabs/grpc-resilience/throttle"
 )
 
 // admission is what the circuit breaker and the bulkhead granted one
@@ -18,6 +19,9 @@ type admission struct {
 	// permit is the breaker's permit, to be told the attempt's outcome;
 	// zero without a breaker.
 	permit breaker.Permit
+	// tpermit is the throttle's permit, likewise; zero without a
+	// throttle.
+	tpermit throttle.Permit
 	// slot is the bulkhead slot the attempt took, to be released when the
 	// call is done with it; zero when admit took none.
 	slot bulkhead.Permit
@@ -27,7 +31,7 @@ type admission struct {
 // the server, in the pipeline's order: it refuses to start once ctx is done
 // (its deadline read from the clock too, since the timer that ends ctx may
 // run late on a loaded machine), then asks the method's circuit breaker,
-// then takes a permit of the rate limit (waiting for it when the policy
+// then its adaptive throttle, then takes a permit of the rate limit (waiting for it when the policy
 // says so), then takes a slot from bh, waiting as the bulkhead's queue
 // allows. bh is
 // ms.bulkheadFor() for a unary attempt and for the first attempt of a stream;
@@ -37,21 +41,22 @@ type admission struct {
 // latter only with an observer). On refusal it returns what it took back
 // (the breaker's permit, ignored: the server was not asked) and an error
 // that is always a *StatusError: UNAVAILABLE with the breaker's
-// *breaker.OpenError for an open circuit, RESOURCE_EXHAUSTED with a
+// *breaker.OpenError for an open circuit, UNAVAILABLE with
+// resilience.ErrThrottled for a throttled attempt, RESOURCE_EXHAUSTED with a
 // *resilience.RateLimitedError over the rate or resilience.ErrBulkheadFull
 // for a full bulkhead, CANCELLED or
 // DEADLINE_EXCEEDED for a context that ended. Rejections are reported to
-// the observer as EventBreakerRejected, EventRateLimited and
+// the observer as EventBreakerRejected, EventThrottled, EventRateLimited and
 // EventBulkheadRejected on ctx, on the caller's goroutine, with no lock
 // held.
-func (ms *methodState) admit(ctx context.Context, info *AttemptInfo, bh *bulkhead.Bulkhead) (admission, error) {
+// obs is the observers the call started with (nil: nobody listens).
+func (ms *methodState) admit(ctx context.Context, obs *Observer, info *AttemptInfo, bh *bulkhead.Bulkhead) (admission, error) {
 	if err := ctx.Err(); err != nil {
 		return admission{}, finalError(err)
 	}
 	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
 		return admission{}, finalError(context.DeadlineExceeded)
 	}
-	obs := ms.obs
 	var adm admission
 	if b := ms.guard(); b != nil {
 		p, err := b.Allow()
@@ -68,8 +73,24 @@ func (ms *methodState) admit(ctx context.Context, info *AttemptInfo, bh *bulkhea
 		adm.permit = p
 		info.Breaker, info.BreakerState = true, p.State()
 	}
-	if err := ms.takeRate(ctx, info); err != nil {
+	if t := ms.throttleFor(); t != nil {
+		p, err := t.Allow()
+		if err != nil {
+			adm.permit.Done(breaker.Ignored) // the server was not asked
+			if obs != nil {
+				var p float64
+				if re, ok := errors.AsType[*throttle.RejectedError](err); ok {
+					p = re.Probability
+				}
+				obs.event(ctx, Event{Kind: EventThrottled, Method: ms.method, Target: ms.target, Attempt: info.Attempt, Err: err, Probability: p})
+			}
+			return admission{}, newCodeError(codes.Unavailable, err)
+		}
+		adm.tpermit = p
+	}
+	if err := ms.takeRate(ctx, obs, info); err != nil {
 		adm.permit.Done(breaker.Ignored) // the server was not asked
+		adm.tpermit.Done(throttle.Ignored)
 		return admission{}, err
 	}
 	if bh != nil {
@@ -80,6 +101,7 @@ func (ms *methodState) admit(ctx context.Context, info *AttemptInfo, bh *bulkhea
 		slot, err := bh.Acquire(ctx)
 		if err != nil {
 			adm.permit.Done(breaker.Ignored) // the server was not asked
+			adm.tpermit.Done(throttle.Ignored)
 			if errors.Is(err, resilience.ErrBulkheadFull) {
 				if obs != nil {
 					obs.event(ctx, Event{Kind: EventBulkheadRejected, Method: ms.method, Target: ms.target, Attempt: info.Attempt, Err: err})
@@ -100,7 +122,7 @@ func (ms *methodState) admit(ctx context.Context, info *AttemptInfo, bh *bulkhea
 // returns nil, or a *StatusError: RESOURCE_EXHAUSTED with the limiter's
 // *resilience.RateLimitedError, or the context's error when the caller's
 // context ended while the attempt waited for its permit.
-func (ms *methodState) takeRate(ctx context.Context, info *AttemptInfo) error {
+func (ms *methodState) takeRate(ctx context.Context, obs *Observer, info *AttemptInfo) error {
 	l := ms.limiter
 	if l == nil {
 		return nil
@@ -115,7 +137,8 @@ func (ms *methodState) takeRate(ctx context.Context, info *AttemptInfo) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, resilience.ErrRateLimited):
-		if obs := ms.obs; obs != nil {
+		ms.limited.Add(1)
+		if obs != nil {
 			obs.event(ctx, Event{Kind: EventRateLimited, Method: ms.method, Target: ms.target, Attempt: info.Attempt, Err: err})
 		}
 		return newCodeError(codes.ResourceExhausted, err)

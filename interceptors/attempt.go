@@ -2,6 +2,7 @@ package interceptors
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"sync"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/engineeringlabs/grpc-resilience/breaker"
 	"github.com/engineeringlabs/grpc-resilience/bulkhead"
 	"github.com/engineeringlabs/grpc-resilience/interceptors/classify"
+	"github.com/engineeringlabs/grpc-resilience/throttle"
 )
 
 // PreviousAttemptsHeader is the request header that tells the server how
@@ -53,17 +55,17 @@ type capture struct {
 var capturePool = sync.Pool{New: func() any { return new(capture) }}
 
 // attempt runs one attempt through the inner patterns: circuit breaker,
-// rate limit, bulkhead, per-attempt timeout, then the invoker, with reply
+// throttle, rate limit, bulkhead, per-attempt timeout, then the invoker, with reply
 // as the message to decode into. capture asks for the server's header and
 // trailer, to read pushback. It never blocks beyond the rate limit's wait,
 // the bulkhead's queue and the invoker.
 func (ms *methodState) attempt(ctx context.Context, r *rpc, reply any, info AttemptInfo, timeout time.Duration, idempotent, capt bool) attemptResult {
-	adm, err := ms.admit(ctx, &info, ms.bulkheadFor())
+	obs := r.obs
+	adm, err := ms.admit(ctx, obs, &info, ms.bulkheadFor())
 	if err != nil {
 		return attemptResult{err: err, code: status.Code(err)}
 	}
-	permit, slot := adm.permit, adm.slot
-	obs := ms.obs
+	permit, tpermit, slot := adm.permit, adm.tpermit, adm.slot
 
 	actx := ctx
 	if info.Attempt > 1 {
@@ -100,6 +102,7 @@ func (ms *methodState) attempt(ctx context.Context, r *rpc, reply any, info Atte
 	res := attemptResult{invoked: true}
 	if err == nil {
 		permit.Done(breaker.Success)
+		tpermit.Done(throttle.Accepted)
 		slot.Release()
 		if obs != nil {
 			obs.attemptEnd(obsCtx, info, nil)
@@ -125,6 +128,7 @@ func (ms *methodState) attempt(ctx context.Context, r *rpc, reply any, info Atte
 	default:
 		permit.Done(breakerOutcome(ms.c.breakerTable.Breaker(res.code)))
 	}
+	tpermit.Done(ms.c.throttleOutcome(res.code, inner || errors.Is(ctx.Err(), context.Canceled)))
 	switch res.code {
 	case codes.DeadlineExceeded:
 		slot.ReleaseWith(bulkhead.OutcomeDropped)
@@ -164,6 +168,24 @@ func breakerOutcome(o classify.BreakerOutcome) breaker.Outcome {
 	default:
 		return breaker.Failure
 	}
+}
+
+// throttleOutcome says how an attempt that ended with code counts for
+// the throttle: not at all when no server answer is behind it (gone is
+// set: a rejection further in, or the caller gave up) or when the
+// throttle's table ignores the code, refused when the table counts it as
+// a failure, accepted otherwise.
+func (cp *compiled) throttleOutcome(code codes.Code, gone bool) throttle.Outcome {
+	if gone {
+		return throttle.Ignored
+	}
+	switch cp.throttleTable.Breaker(code) {
+	case classify.BreakerFailure:
+		return throttle.Rejected
+	case classify.BreakerIgnore:
+		return throttle.Ignored
+	}
+	return throttle.Accepted
 }
 
 // ownTimeout reports whether actx, made from ctx with a timeout whose

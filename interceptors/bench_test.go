@@ -25,6 +25,7 @@ func fullPolicy() interceptors.Policy {
 	return interceptors.Policy{
 		Retry:          fastRetry(3),
 		Breaker:        &interceptors.BreakerPolicy{},
+		Throttle:       &interceptors.ThrottlePolicy{},
 		Bulkhead:       &interceptors.BulkheadPolicy{Limit: 1 << 20},
 		DefaultTimeout: time.Minute,
 		Fallback:       &interceptors.FallbackPolicy{Func: func(_ context.Context, _ string, _, _ any, err error) error { return err }},
@@ -55,6 +56,8 @@ func pipelines(tb testing.TB) []struct {
 	timeout.Retry.AttemptTimeout = time.Minute
 	budget := fullPolicy()
 	budget.Retry.Budget = nil // the client's per-target RatioBudget
+	subscribed := newClient(tb, interceptors.Config{Default: fullPolicy(), Observer: nopObserver()})
+	tb.Cleanup(subscribed.Subscribe(nopObserver())) // two observers: the fan-out
 	hedge := fullPolicy()
 	hedge.Retry, hedge.Hedging = nil, &interceptors.HedgingPolicy{Delay: time.Hour, Budget: interceptors.NoBudget}
 	hedge.Idempotency = interceptors.AlwaysIdempotent
@@ -66,6 +69,7 @@ func pipelines(tb testing.TB) []struct {
 		{"pipeline", withDeadline, newPipeline(tb, fullPolicy()).UnaryClientInterceptor()},
 		{"pipeline+budget", withDeadline, newPipeline(tb, budget).UnaryClientInterceptor()},
 		{"pipeline+observer", withDeadline, newClient(tb, interceptors.Config{Default: fullPolicy(), Observer: nopObserver()}).UnaryClientInterceptor()},
+		{"pipeline+observer+subscriber", withDeadline, subscribed.UnaryClientInterceptor()},
 		{"pipeline+attempt-timeout", withDeadline, newPipeline(tb, timeout).UnaryClientInterceptor()},
 		{"pipeline+default-timeout", context.Background(), newPipeline(tb, fullPolicy()).UnaryClientInterceptor()},
 		{"hedging", withDeadline, newPipeline(tb, hedge).UnaryClientInterceptor()},
@@ -112,6 +116,8 @@ func TestSuccessPathAllocations(t *testing.T) {
 		"pipeline":          0,
 		"pipeline+budget":   0,
 		"pipeline+observer": 0,
+		// Config.Observer and one subscriber.
+		"pipeline+observer+subscriber": 0,
 		// context.WithTimeoutCause: the context, its timer and the timer's
 		// func, the cancel func.
 		"pipeline+attempt-timeout": 4,

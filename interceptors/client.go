@@ -8,6 +8,8 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -23,6 +25,7 @@ import (
 	"github.com/engineeringlabs/grpc-resilience/internal/keycache"
 	"github.com/engineeringlabs/grpc-resilience/ratelimit"
 	"github.com/engineeringlabs/grpc-resilience/retry"
+	"github.com/engineeringlabs/grpc-resilience/throttle"
 )
 
 // Sentinel causes of the pipeline's own timeouts, so that a deadline the
@@ -48,9 +51,15 @@ var (
 // A Client is safe for concurrent use; one Client may serve any number of
 // connections. Create it with [NewClient]; the zero Client is not usable.
 type Client struct {
-	obs       *Observer // nil: no hook set
+	// obs is what calls hear: Config.Observer followed by the
+	// subscribers, or nil when nobody listens; see Subscribe.
+	obs       atomic.Pointer[Observer]
+	cfgObs    *Observer // Config.Observer; nil: no hook set
+	subMu     sync.Mutex
+	subs      []*Observer // in subscription order; guarded by subMu
 	newBudget func(target string) retry.Budget
 	maxKeys   int
+	onBreaker func(name string, b *breaker.Breaker) (release func()) // Config.OnBreakerCreated
 	def       *compiled
 	methods   map[string]*compiled
 	services  map[string]*compiled
@@ -77,18 +86,23 @@ func hashStateKey(seed maphash.Seed) func(stateKey) uint64 {
 // compiled is a validated Policy with the state shared by every call it
 // governs.
 type compiled struct {
-	p            Policy
-	retryTable   classify.Table
-	breakerTable classify.Table
-	breakerCfg   breaker.Config
-	breakers     *breaker.Registry // shared scopes: per service or target; nil otherwise
-	overBreaker  *breaker.Breaker  // ScopeMethod: shared by the calls whose state overflowed
-	bulkheadCfg  bulkhead.Config
-	bulkheads    *bulkhead.Partitioned // shared scopes; nil otherwise
-	overBulkhead *bulkhead.Bulkhead    // ScopeMethod: shared by the calls whose state overflowed
-	limiters     *ratelimit.Keyed      // nil without RateLimit
-	nonFatal     [maxCode + 1]bool     // hedging
-	fallbackOn   [maxCode + 1]bool
+	name          string // "default", "method:/pkg.Svc/M" or "service:pkg.Svc"
+	p             Policy
+	retryTable    classify.Table
+	breakerTable  classify.Table
+	breakerCfg    breaker.Config
+	breakers      *breaker.Registry // shared scopes: per service or target; nil otherwise
+	overBreaker   *breaker.Breaker  // ScopeMethod: shared by the calls whose state overflowed
+	bulkheadCfg   bulkhead.Config
+	bulkheads     *bulkhead.Partitioned // shared scopes; nil otherwise
+	overBulkhead  *bulkhead.Bulkhead    // ScopeMethod: shared by the calls whose state overflowed
+	limiters      *ratelimit.Keyed      // nil without RateLimit
+	throttleTable classify.Table
+	throttleCfg   throttle.Config
+	throttles     *throttle.Registry // shared scopes; nil otherwise
+	overThrottle  *throttle.Throttle // ScopeMethod: shared by the calls whose state overflowed
+	nonFatal      [maxCode + 1]bool  // hedging
+	fallbackOn    [maxCode + 1]bool
 }
 
 // NewClient returns the pipeline cfg describes. It validates every policy
@@ -184,12 +198,14 @@ func anyIdempotent(service string) bool {
 // build makes the Client of a validated configuration.
 func build(cfg Config) *Client {
 	c := &Client{
-		obs:       cfg.Observer.observer(),
+		cfgObs:    cfg.Observer.observer(),
 		newBudget: cfg.TargetBudget,
 		maxKeys:   cfg.MaxKeys,
+		onBreaker: cfg.OnBreakerCreated,
 		methods:   make(map[string]*compiled, len(cfg.Methods)),
 		services:  make(map[string]*compiled, len(cfg.Services)),
 	}
+	c.obs.Store(c.cfgObs)
 	if c.maxKeys == 0 {
 		c.maxKeys = DefaultMaxKeys
 	}
@@ -200,8 +216,11 @@ func build(cfg Config) *Client {
 		Max:       c.maxKeys,
 		Hash:      hashStateKey(maphash.MakeSeed()),
 		Evictable: (*methodState).idle,
-		OnEvict: func(k stateKey, _ *methodState) {
+		OnEvict: func(k stateKey, ms *methodState) {
 			c.cacheEvent(EventEvicted, "state", k.target, k.method, scopeKey(ScopeMethod, k.target, k.method))
+			if release := ms.release.Load(); release != nil {
+				(*release)()
+			}
 		},
 	})
 	seed := maphash.MakeSeed()
@@ -210,12 +229,12 @@ func build(cfg Config) *Client {
 		Hash:    func(s string) uint64 { return maphash.String(seed, s) },
 		OnEvict: func(target string, _ retry.Budget) { c.cacheEvent(EventEvicted, "budget", target, "", target) },
 	})
-	c.def = c.compile(cfg.Default)
+	c.def = c.compile("default", cfg.Default)
 	for m, p := range cfg.Methods {
-		c.methods[m] = c.compile(p)
+		c.methods[m] = c.compile("method:"+m, p)
 	}
 	for s, p := range cfg.Services {
-		c.services[s] = c.compile(p)
+		c.services[s] = c.compile("service:"+s, p)
 	}
 	return c
 }
@@ -223,14 +242,15 @@ func build(cfg Config) *Client {
 // cacheEvent reports an eviction from, or an overflow of, one of the
 // client's bounded caches.
 func (c *Client) cacheEvent(kind EventKind, cache, target, method, key string) {
-	if c.obs != nil {
-		c.obs.event(context.Background(), Event{Kind: kind, Cache: cache, Target: target, Method: method, Key: key})
+	if obs := c.obs.Load(); obs != nil {
+		obs.event(context.Background(), Event{Kind: kind, Cache: cache, Target: target, Method: method, Key: key})
 	}
 }
 
-// compile builds the shared state of a validated policy.
-func (c *Client) compile(p Policy) *compiled {
-	cp := &compiled{p: p, retryTable: classify.Default(), breakerTable: classify.Default()}
+// compile builds the shared state of a validated policy, called name in
+// snapshots.
+func (c *Client) compile(name string, p Policy) *compiled {
+	cp := &compiled{name: name, p: p, retryTable: classify.Default(), breakerTable: classify.Default()}
 	if p.Retry != nil && p.Retry.Table != nil {
 		cp.retryTable = *p.Retry.Table
 	}
@@ -239,8 +259,8 @@ func (c *Client) compile(p Policy) *compiled {
 			cp.breakerTable = *b.Table
 		}
 		cp.breakerCfg = b.config()
-		if obs := c.obs; obs != nil {
-			cp.breakerCfg.OnStateChange = func(sc breaker.StateChange) {
+		cp.breakerCfg.OnStateChange = func(sc breaker.StateChange) {
+			if obs := c.obs.Load(); obs != nil {
 				obs.event(context.Background(), Event{Kind: EventBreakerStateChange, StateChange: sc})
 			}
 		}
@@ -249,12 +269,16 @@ func (c *Client) compile(p Policy) *compiled {
 			oc.Name = overflowName
 			cp.overBreaker = breaker.New(oc)
 		} else {
-			cp.breakers = breaker.NewRegistry(breaker.RegistryConfig{
+			rc := breaker.RegistryConfig{
 				Breaker:    cp.breakerCfg,
 				MaxKeys:    c.maxKeys,
 				OnEvict:    func(key string) { c.cacheEvent(EventEvicted, "breaker", "", "", key) },
 				OnOverflow: func(key string) { c.cacheEvent(EventOverflow, "breaker", "", "", key) },
-			})
+			}
+			if on := c.onBreaker; on != nil {
+				rc.OnCreate = func(key string, b *breaker.Breaker) func() { return on(name+" "+key, b) }
+			}
+			cp.breakers = breaker.NewRegistry(rc)
 		}
 	}
 	if b := p.Bulkhead; b != nil {
@@ -268,6 +292,23 @@ func (c *Client) compile(p Policy) *compiled {
 				New:        func(string) *bulkhead.Bulkhead { return bulkhead.NewFromConfig(bc) },
 				OnEvict:    func(key string) { c.cacheEvent(EventEvicted, "bulkhead", "", "", key) },
 				OnOverflow: func(key string) { c.cacheEvent(EventOverflow, "bulkhead", "", "", key) },
+			})
+		}
+	}
+	if t := p.Throttle; t != nil {
+		cp.throttleTable = cp.breakerTable // the policy's breaker's, or the default
+		if t.Table != nil {
+			cp.throttleTable = *t.Table
+		}
+		cp.throttleCfg = t.config()
+		if t.Scope == ScopeMethod {
+			cp.overThrottle = throttle.New(cp.throttleCfg)
+		} else {
+			cp.throttles = throttle.NewRegistry(throttle.RegistryConfig{
+				Throttle:   cp.throttleCfg,
+				MaxKeys:    c.maxKeys,
+				OnEvict:    func(key string) { c.cacheEvent(EventEvicted, "throttle", "", "", key) },
+				OnOverflow: func(key string) { c.cacheEvent(EventOverflow, "throttle", "", "", key) },
 			})
 		}
 	}
@@ -354,6 +395,15 @@ func (c *Client) state(target, method string) *methodState {
 	}
 	built := c.newState(target, method, false)
 	ms, ok := c.states.GetOrCreate(key, func() *methodState { return built })
+	if ok && ms == built && built.breaker != nil && c.onBreaker != nil {
+		if release := c.onBreaker(built.c.name+" "+scopeKey(ScopeMethod, target, method), built.breaker); release != nil {
+			release = sync.OnceFunc(release)
+			built.release.Store(&release)
+			if cur, still := c.states.Peek(key); !still || cur != built {
+				release() // evicted before its release was stored
+			}
+		}
+	}
 	if !ok {
 		// Every cached state guards calls in flight or a breaker that is
 		// not closed: serve this call with a state of its own, guarded by
@@ -369,8 +419,8 @@ func (c *Client) state(target, method string) *methodState {
 const overflowName = "(overflow)"
 
 // idle reports whether the state may be evicted: the breaker it owns is
-// closed in automatic mode and the bulkhead it owns holds and queues
-// nothing. A state that guards calls in flight or holds a breaker that is
+// closed in automatic mode, the bulkhead it owns holds and queues nothing
+// and the throttle it owns rejects nothing. A state that guards calls in flight or holds a breaker that is
 // not closed stays, so that evicting it cannot hand the method a fresh
 // breaker or bulkhead while the old one still protects the target.
 // Breakers and bulkheads shared by a service or target live in their own
@@ -383,6 +433,9 @@ func (ms *methodState) idle() bool {
 		if m := bh.Metrics(); m.InFlight > 0 || m.Waiting > 0 {
 			return false
 		}
+	}
+	if t := ms.throttle; t != nil && !t.Idle() {
+		return false
 	}
 	return true
 }
@@ -428,18 +481,24 @@ func scopeKey(scope Scope, target, method string) string {
 }
 
 // methodState is everything the pipeline needs for the calls of one method
-// to one target, built once. It is read-only after newState, so calls use it
-// concurrently without locks.
+// to one target, built once. It is read-only after newState but for its
+// counters, so calls use it concurrently without locks.
 type methodState struct {
-	c              *compiled
-	obs            *Observer // nil: no hook set
+	c *compiled
+	// obs is the client's: what calls hear, nil when nobody listens. A
+	// call loads it once and keeps what it found for its start and end.
+	obs     *atomic.Pointer[Observer]
+	limited atomic.Uint64 // attempts the rate limit refused
+	// release is what Config.OnBreakerCreated returned for the breaker
+	// the state owns; nil when none. Run once when the state is evicted.
+	release        atomic.Pointer[func()]
 	method, target string
 	idempotent     bool
 	pattern        Pattern
 	maxAttempts    int
 	attemptTimeout time.Duration
 	retry          *retry.Policy     // PatternRetry
-	budget         retry.Budget      // PatternHedging
+	budget         retry.Budget      // the budget retries or hedges draw on; nil: none
 	hist           *latencyHistogram // PatternHedging with a percentile
 	// breaker and bulkhead are the state's own (ScopeMethod, or the
 	// policy's overflow ones); for a scope shared by several methods they
@@ -452,6 +511,12 @@ type methodState struct {
 	breakerKey  string
 	bulkheads   *bulkhead.Partitioned
 	bulkheadKey string
+	// throttle is the state's own throttle (ScopeMethod, or the policy's
+	// overflow one); for a shared scope, throttles holds it under
+	// throttleKey.
+	throttle    *throttle.Throttle
+	throttles   *throttle.Registry
+	throttleKey string
 	limiter     *ratelimit.Keyed // nil: no rate limit
 	limiterKey  string           // the scope key of the limiter
 	// respType is the method's response type from protoregistry, nil
@@ -464,7 +529,7 @@ type methodState struct {
 func (c *Client) newState(target, method string, overflow bool) *methodState {
 	cp := c.policyFor(method)
 	p := &cp.p
-	ms := &methodState{c: cp, obs: c.obs, method: method, target: target, maxAttempts: 1, respType: responseType(method)}
+	ms := &methodState{c: cp, obs: &c.obs, method: method, target: target, maxAttempts: 1, respType: responseType(method)}
 	switch p.Idempotency {
 	case AlwaysIdempotent:
 		ms.idempotent = true
@@ -491,6 +556,14 @@ func (c *Client) newState(target, method string, overflow bool) *methodState {
 	case cp.overBulkhead != nil:
 		ms.bulkhead = bulkhead.NewFromConfig(cp.bulkheadCfg)
 	}
+	switch {
+	case cp.throttles != nil:
+		ms.throttles, ms.throttleKey = cp.throttles, scopeKey(p.Throttle.Scope, target, method)
+	case overflow:
+		ms.throttle = cp.overThrottle
+	case cp.overThrottle != nil:
+		ms.throttle = throttle.New(cp.throttleCfg)
+	}
 	if cp.limiters != nil {
 		ms.limiter, ms.limiterKey = cp.limiters, scopeKey(p.RateLimit.Scope, target, method)
 	}
@@ -509,9 +582,8 @@ func (c *Client) newState(target, method string, overflow bool) *methodState {
 			Jitter:      r.jitter(),
 			Budget:      c.resolveBudget(r.Budget, target),
 		}
-		if c.obs != nil {
-			ms.retryHooks(&rc)
-		}
+		ms.budget = rc.Budget
+		ms.retryHooks(&rc)
 		ms.retry = retry.NewFromConfig(rc)
 	case p.Hedging != nil:
 		h := p.Hedging
@@ -536,6 +608,14 @@ func (ms *methodState) guard() *breaker.Breaker {
 	return ms.breaker
 }
 
+// throttleFor returns the throttle of the state's calls, nil without one.
+func (ms *methodState) throttleFor() *throttle.Throttle {
+	if ms.throttles != nil {
+		return ms.throttles.Get(ms.throttleKey)
+	}
+	return ms.throttle
+}
+
 // bulkheadFor returns the bulkhead of the state's calls, nil without one.
 func (ms *methodState) bulkheadFor() *bulkhead.Bulkhead {
 	if ms.bulkheads != nil {
@@ -544,14 +624,22 @@ func (ms *methodState) bulkheadFor() *bulkhead.Bulkhead {
 	return ms.bulkhead
 }
 
-// retryHooks forwards the retry engine's events to the observer.
+// retryHooks forwards the retry engine's events to the observer, if
+// anybody listens when they happen.
 func (ms *methodState) retryHooks(rc *retry.Config) {
-	obs := ms.obs
 	ev := func(ctx context.Context, kind EventKind, attempt int, err error, delay time.Duration) {
-		obs.event(ctx, Event{Kind: kind, Method: ms.method, Target: ms.target, Attempt: attempt, Err: err, Delay: delay})
+		if obs := ms.obs.Load(); obs != nil {
+			obs.event(ctx, Event{Kind: kind, Method: ms.method, Target: ms.target, Attempt: attempt, Err: err, Delay: delay})
+		}
 	}
 	rc.OnRetry = func(ctx context.Context, attempt int, err error, delay time.Duration) {
-		ev(ctx, EventRetry, attempt, err, delay)
+		if obs := ms.obs.Load(); obs != nil {
+			pe, ok := errors.AsType[*pushbackError](err)
+			if ok {
+				_, ok = pe.RetryDelay()
+			}
+			obs.event(ctx, Event{Kind: EventRetry, Method: ms.method, Target: ms.target, Attempt: attempt, Err: err, Delay: delay, PushbackHonoured: ok})
+		}
 	}
 	rc.OnExhausted = func(ctx context.Context, attempts int, err error) {
 		ev(ctx, EventRetriesExhausted, attempts, err, 0)
@@ -571,6 +659,9 @@ type rpc struct {
 	cc         *grpc.ClientConn
 	invoker    grpc.UnaryInvoker
 	opts       []grpc.CallOption
+	// obs is the observers the call started with, which it keeps for its
+	// end and every attempt; nil when nobody listens.
+	obs *Observer
 }
 
 // call runs one logical call through the pipeline: default timeout,
@@ -593,7 +684,8 @@ func (ms *methodState) call(ctx context.Context, r *rpc) error {
 		timeout = ov.attemptTimeout
 	}
 
-	obs := ms.obs
+	obs := ms.obs.Load()
+	r.obs = obs
 	var info CallInfo
 	if obs != nil {
 		info = CallInfo{Method: ms.method, Target: ms.target, Pattern: pattern, MaxAttempts: maxAttempts, Idempotent: idempotent}

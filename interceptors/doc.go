@@ -1,8 +1,9 @@
 // Package interceptors is the gRPC side of grpc-resilience: it turns gRPC
 // status codes into outcomes for the retry, breaker and bulkhead engines and
-// applies retry, hedging, circuit breaking, bulkheads, timeouts and fallback
-// to unary client calls, and retry, circuit breaking, bulkheads and timeouts
-// to client streams.
+// applies retry, hedging, circuit breaking, adaptive throttling, rate
+// limits, bulkheads, timeouts and fallback to unary client calls, and
+// retry, circuit breaking, adaptive throttling, rate limits, bulkheads and
+// timeouts to client streams.
 //
 // # One pipeline
 //
@@ -41,22 +42,37 @@
 //	fallback          sees the final error, inside that deadline
 //	hedging or retry  alternatives per method, as in gRFC A6
 //	circuit breaker   one attempt = one permit; a rejection never reaches the network
+//	throttle          adaptive throttling: rejects attempts locally while the
+//	                  server refuses too many (ThrottlePolicy)
 //	rate limit        bounds the rate of attempts, failing fast or waiting within the deadline
 //	bulkhead          bounds the attempts in flight on the client
 //	attempt timeout   per attempt, inside the caller's deadline
 //	the call
 //
-// Retries and hedges therefore pass through the breaker, the rate limit and
-// the bulkhead one by one: an open circuit stops a retry loop at once (its
-// rejection is not retried), and a rate limit or bulkhead counts attempts,
-// not calls.
+// Retries and hedges therefore pass through the breaker, the throttle, the
+// rate limit and the bulkhead one by one: an open circuit or a throttled
+// attempt stops a retry loop at once (neither rejection is retried), and a
+// throttle, rate limit or bulkhead counts attempts, not calls.
+//
+// A policy may set a breaker, a throttle or both. The breaker comes first:
+// it decides on its own about a server that is plainly down, and an
+// attempt it rejects never reaches the throttle, so the throttle's window
+// holds only attempts that could have been sent. A throttled attempt gives
+// its breaker permit back unused (it never counts for the breaker), and an
+// attempt that the rate limit or the bulkhead refuses, or whose caller
+// gave up, counts for neither. Both read the breaker column of the
+// classification table, by default the same table (ThrottlePolicy.Table,
+// else BreakerPolicy.Table): a code counted as a failure is a refusal for
+// the throttle, a code the table ignores does not count, and any other
+// answer of the server is an accept.
 //
 // # gRPC semantics
 //
 // The classification table of package classify decides which codes are
-// retried and how they count for the breaker (the table, with its reasons,
-// is in that package's documentation); RetryPolicy.Table and
-// BreakerPolicy.Table replace it.
+// retried and how they count for the breaker and the throttle (the table,
+// with its reasons, is in that package's documentation);
+// RetryPolicy.Table, BreakerPolicy.Table and ThrottlePolicy.Table replace
+// it.
 //
 // Every attempt reads the server's grpc-retry-pushback-ms trailer and
 // google.rpc.RetryInfo: a non-negative delay replaces the backoff's, a
@@ -118,17 +134,17 @@
 // # Bounded state
 //
 // The client keeps state per target and method: the resolved policy with
-// its own breaker and bulkhead (ScopeMethod), and per-target budgets and
-// rate limiters; breakers and bulkheads shared by a service or target
-// (ScopeService, ScopeTarget) live in registries of their own, looked up
-// on every attempt. Each is a cache of at most Config.MaxKeys entries
+// its own breaker, throttle and bulkhead (ScopeMethod), and per-target
+// budgets and rate limiters; breakers, throttles and bulkheads shared by a
+// service or target (ScopeService, ScopeTarget) live in registries of their
+// own, looked up on every attempt. Each is a cache of at most Config.MaxKeys entries
 // ([DefaultMaxKeys]). When one is full, a new key evicts an entry that has
 // not been used for a while (second-chance order) and the Observer hears
-// EventEvicted; a breaker that is open, half-open or forced, and a
-// bulkhead with calls in flight or waiting, are protections in use and are
-// never evicted, nor is the state that owns them. When every entry is in
-// use, the new key shares the policy's overflow breaker or bulkhead
-// (EventOverflow): a flood of distinct method names or targets costs
+// EventEvicted; a breaker that is open, half-open or forced, a throttle
+// that is rejecting attempts, and a bulkhead with calls in flight or
+// waiting, are protections in use and are never evicted, nor is the state
+// that owns them. When every entry is in use, the new key shares the
+// policy's overflow breaker, throttle or bulkhead (EventOverflow): a flood of distinct method names or targets costs
 // bounded memory and never runs a call without the protection its policy
 // asks for.
 //
@@ -230,8 +246,13 @@
 //
 // An [Observer] (Config.Observer) hears of every call, attempt and event,
 // with the context of each so that spans can be put in it and trace context
-// injected per attempt; package telemetry provides one. Without one, the
-// hooks cost a nil check.
+// injected per attempt; package telemetry provides one. [Client.Subscribe]
+// adds more observers to a running client, such as a console, and removes
+// them. Without any, the hooks cost an atomic load and a nil check.
+//
+// [Client.Snapshot] returns the state of every method's breaker, bulkhead,
+// rate limit and retry budget, and the policy in force, as plain data,
+// without slowing calls down.
 //
 // # Cost
 //

@@ -21,6 +21,8 @@ import (
 //
 // The interceptors return it for:
 //   - an open circuit: UNAVAILABLE, cause the breaker's *breaker.OpenError;
+//   - an attempt the client's adaptive throttle rejected: UNAVAILABLE,
+//     cause resilience.ErrThrottled;
 //   - a full bulkhead: RESOURCE_EXHAUSTED, cause resilience.ErrBulkheadFull;
 //   - an attempt over the client's rate limit: RESOURCE_EXHAUSTED, cause a
 //     *resilience.RateLimitedError (matching resilience.ErrRateLimited);
@@ -121,9 +123,10 @@ func finalError(err error) error {
 	return newCodeError(codes.Unknown, err)
 }
 
-// isRejection reports whether err is a rejection by a breaker, rate limit
-// or bulkhead, possibly one further in, which never reached the server.
+// isRejection reports whether err is a rejection by a breaker, throttle,
+// rate limit or bulkhead, possibly one further in, which never reached the
+// server.
 func isRejection(err error) bool {
 	return errors.Is(err, resilience.ErrCircuitOpen) || errors.Is(err, resilience.ErrBulkheadFull) ||
-		errors.Is(err, resilience.ErrRateLimited)
+		errors.Is(err, resilience.ErrRateLimited) || errors.Is(err, resilience.ErrThrottled)
 }

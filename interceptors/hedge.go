@@ -33,7 +33,7 @@ type hedgeResult struct {
 // message of its own; a winner other than attempt 1 is copied into the
 // caller's reply once every attempt has returned.
 func (ms *methodState) hedgeCall(ctx context.Context, r *rpc, maxAttempts int, timeout time.Duration, attempts *int) error {
-	obs := ms.obs
+	obs := r.obs
 	hr := new(rpc) // the attempts' goroutines share this copy, not the caller's
 	*hr = *r
 	hctx, cancel := context.WithCancel(ctx)

@@ -3,6 +3,8 @@ package interceptors
 import (
 	"context"
 	"fmt"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/engineeringlabs/grpc-resilience/breaker"
@@ -16,7 +18,8 @@ import (
 // fallbacks, breaker transitions, cache evictions). Every field is
 // optional: a nil hook is skipped at the cost of a nil check, and the zero
 // Observer, the default, observes nothing. [telemetry.Telemetry.ClientObserver]
-// fills every hook with spans, metrics and logs.
+// fills every hook with spans, metrics and logs. [Client.Subscribe] adds
+// observers to a running Client.
 //
 // The hooks run synchronously on the call's goroutine, except that the
 // attempts of a hedged call run concurrently on goroutines of their own, and
@@ -30,8 +33,9 @@ import (
 // propagator injects the attempt span's trace context into the attempt's
 // headers). They must return their argument, or a context derived from it.
 //
-// Attempts that a breaker or bulkhead rejects never reach the invoker: they
-// get no OnAttemptStart, only an EventBreakerRejected or
+// Attempts that a breaker, throttle, rate limit or bulkhead rejects never
+// reach the invoker: they get no OnAttemptStart, only an
+// EventBreakerRejected, EventThrottled, EventRateLimited or
 // EventBulkheadRejected on the call's context.
 //
 // [telemetry.Telemetry.ClientObserver]: https://pkg.go.dev/github.com/engineeringlabs/grpc-resilience/interceptors/telemetry#Telemetry.ClientObserver
@@ -218,13 +222,17 @@ const (
 	// the entry. Its context is context.Background().
 	EventEvicted
 	// EventOverflow: a bounded cache was full of busy entries, so the new
-	// Key shares the cache's overflow breaker or bulkhead. Its context is
+	// Key shares the cache's overflow breaker, throttle or bulkhead. Its context is
 	// context.Background().
 	EventOverflow
+	// EventThrottled: the client's adaptive throttle rejected Attempt
+	// without sending it; Err is the rejection (resilience.ErrThrottled)
+	// and Probability the rejection probability it drew against.
+	EventThrottled
 )
 
 var eventNames = [...]string{"", "retry", "retries-exhausted", "deadline", "budget-denied", "breaker-rejected",
-	"bulkhead-rejected", "hedge", "fallback", "breaker-state-change", "rate-limited", "evicted", "overflow"}
+	"bulkhead-rejected", "hedge", "fallback", "breaker-state-change", "rate-limited", "evicted", "overflow", "throttled"}
 
 // String returns the kind's name in kebab case, for example
 // "breaker-rejected".
@@ -246,20 +254,136 @@ type Event struct {
 	Attempt int
 	// Delay is a wait, for EventRetry, EventDeadline and EventHedge.
 	Delay time.Duration
+	// PushbackHonoured reports, for EventRetry, that Delay is what the
+	// server asked for (gRPC's pushback or a RetryInfo), not the backoff's.
+	PushbackHonoured bool
 	// Err is the error concerned.
 	Err error
 	// BreakerState is the breaker's state, for EventBreakerRejected.
 	BreakerState breaker.State
+	// Probability is the throttle's rejection probability, for
+	// EventThrottled.
+	Probability float64
 	// StateChange is the transition, for EventBreakerStateChange.
 	StateChange breaker.StateChange
 	// Cache names the bounded cache of EventEvicted and EventOverflow:
 	// "state" (a method on a target, with the breaker and bulkhead it
-	// owns under ScopeMethod), "breaker" or "bulkhead" (shared by a
-	// service or target), "ratelimit" or "budget" (a target's retry
-	// budget).
+	// owns under ScopeMethod), "breaker", "throttle" or "bulkhead"
+	// (shared by a service or target), "ratelimit" or "budget" (a
+	// target's retry budget).
 	Cache string
 	// Key is the cache key concerned, for EventEvicted and EventOverflow:
 	// the scope key (target and method, service or target alone; target
 	// and method for the "state" cache), or the target of a budget.
 	Key string
+}
+
+// Subscribe adds o to the hooks the client's calls run, after
+// Config.Observer and the observers subscribed before it, until cancel is
+// called; cancel is idempotent and safe for concurrent use. Several
+// observers may be subscribed at once, for example a console and a test's
+// recorder, without changing the client's configuration. An Observer with
+// no hook changes nothing.
+//
+// A call keeps the observers subscribed when it starts, for its start and
+// end hooks, those of each attempt and the events of its attempts'
+// admission (breaker, throttle, rate-limit and bulkhead rejections) and
+// fallback. The events that the retry engine, the breakers and the caches
+// report (retries, budget denials, transitions, evictions) go to the
+// observers subscribed when they happen. So a subscriber may see such
+// events of calls it saw not start, and after cancel returns, calls
+// already started may still run its hooks.
+//
+// The hooks are chained in order: each OnCallStart and OnAttemptStart gets
+// the context the previous observer's returned, and the end hooks and
+// OnEvent get the context the last one returned, from which every
+// observer's own values can be read. An observer that keeps state in the
+// context should use a key of its own: a value stored under the same key
+// by a later observer shadows it (two telemetry observers, for instance,
+// would each find the later one's span).
+//
+// Hooks still never run while the client holds a lock. With nobody
+// subscribed and no Config.Observer, a call pays one atomic load to find
+// that nobody listens.
+func (c *Client) Subscribe(o Observer) (cancel func()) {
+	p := o.observer()
+	if p == nil {
+		return func() {}
+	}
+	c.subMu.Lock()
+	c.subs = append(c.subs[:len(c.subs):len(c.subs)], p)
+	c.obs.Store(fanOut(c.cfgObs, c.subs))
+	c.subMu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			c.subMu.Lock()
+			defer c.subMu.Unlock()
+			kept := make([]*Observer, 0, len(c.subs))
+			for _, s := range c.subs {
+				if s != p {
+					kept = append(kept, s)
+				}
+			}
+			c.subs = kept
+			c.obs.Store(fanOut(c.cfgObs, kept))
+		})
+	}
+}
+
+// fanOut returns one Observer that runs first's hooks and then those of
+// rest, in order, or nil when there is none; first may be nil. Each hook
+// is set only when some observer has it.
+func fanOut(first *Observer, rest []*Observer) *Observer {
+	all := make([]*Observer, 0, 1+len(rest))
+	if first != nil {
+		all = append(all, first)
+	}
+	all = append(all, rest...)
+	switch len(all) {
+	case 0:
+		return nil
+	case 1:
+		return all[0]
+	}
+	var f Observer
+	has := func(hook func(*Observer) bool) bool { return slices.ContainsFunc(all, hook) }
+	if has(func(o *Observer) bool { return o.OnCallStart != nil }) {
+		f.OnCallStart = func(ctx context.Context, info CallInfo) context.Context {
+			for _, o := range all {
+				ctx = o.callStart(ctx, info)
+			}
+			return ctx
+		}
+	}
+	if has(func(o *Observer) bool { return o.OnCallEnd != nil }) {
+		f.OnCallEnd = func(ctx context.Context, info CallInfo, err error) {
+			for _, o := range all {
+				o.callEnd(ctx, info, err)
+			}
+		}
+	}
+	if has(func(o *Observer) bool { return o.OnAttemptStart != nil }) {
+		f.OnAttemptStart = func(ctx context.Context, info AttemptInfo) context.Context {
+			for _, o := range all {
+				ctx = o.attemptStart(ctx, info)
+			}
+			return ctx
+		}
+	}
+	if has(func(o *Observer) bool { return o.OnAttemptEnd != nil }) {
+		f.OnAttemptEnd = func(ctx context.Context, info AttemptInfo, err error) {
+			for _, o := range all {
+				o.attemptEnd(ctx, info, err)
+			}
+		}
+	}
+	if has(func(o *Observer) bool { return o.OnEvent != nil }) {
+		f.OnEvent = func(ctx context.Context, e Event) {
+			for _, o := range all {
+				o.event(ctx, e)
+			}
+		}
+	}
+	return &f
 }

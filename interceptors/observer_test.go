@@ -150,6 +150,9 @@ func TestObserverRetry(t *testing.T) {
 	for _, ev := range rec.events {
 		if ev.Kind == interceptors.EventRetry {
 			retries++
+			if !ev.PushbackHonoured || ev.Delay != 10*time.Millisecond {
+				t.Errorf("retry event %+v, want the server's 10ms pushback honoured", ev)
+			}
 		}
 	}
 	if retries != 2 {

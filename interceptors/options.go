@@ -5,6 +5,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/engineeringlabs/grpc-resilience/breaker"
 	"github.com/engineeringlabs/grpc-resilience/retry"
 )
 
@@ -46,6 +47,22 @@ type Config struct {
 	// invalid. See "Bounded state" in the package documentation for what
 	// happens beyond it.
 	MaxKeys int
+	// OnBreakerCreated, when not nil, is called with each breaker the
+	// client creates for a policy's BreakerPolicy, so that something can
+	// join it, such as a fleet that shares breaker state between processes
+	// (redisfleet.Breakers.Join). name is the same in every process with
+	// the same Config and targets: the policy's name ("default",
+	// "method:/pkg.Service/Method" or "service:pkg.Service"), a space,
+	// and the breaker's scope key (the target and method, the target and
+	// service, or the target, as Event.Key spells them). The release it
+	// returns, when not nil, is called once when the client drops the
+	// breaker from its bounded state. The overflow breakers that calls
+	// share when that state is full are not offered. It runs on the
+	// goroutine of the call that created the breaker, just after the
+	// client cached it and holding no lock, so a concurrent call may use
+	// the breaker a moment before it returns; it must be safe for
+	// concurrent use and quick.
+	OnBreakerCreated func(name string, b *breaker.Breaker) (release func())
 }
 
 // DefaultTargetBudget returns a new budget of the kind each target gets

@@ -14,6 +14,7 @@ import (
 	"github.com/engineeringlabs/grpc-resilience/interceptors/classify"
 	"github.com/engineeringlabs/grpc-resilience/ratelimit"
 	"github.com/engineeringlabs/grpc-resilience/retry"
+	"github.com/engineeringlabs/grpc-resilience/throttle"
 )
 
 // Policy says which resilience patterns apply to the calls of a method, a
@@ -24,8 +25,9 @@ import (
 // the pipeline then calls the invoker once, unchanged. A nil sub-policy
 // disables its pattern. The patterns run in this order, outermost first:
 //
-//	DefaultTimeout, Fallback, Hedging or Retry, Breaker, Bulkhead,
-//	per-attempt timeout (Retry.AttemptTimeout), the call.
+//	DefaultTimeout, Fallback, Hedging or Retry, Breaker, Throttle,
+//	RateLimit, Bulkhead, per-attempt timeout (Retry.AttemptTimeout), the
+//	call.
 //
 // Retry and Hedging are alternatives, as in gRFC A6: setting both is a
 // validation error. A per-method or per-service Policy replaces the
@@ -39,6 +41,10 @@ type Policy struct {
 	// Breaker puts a circuit breaker around every attempt. Nil: no
 	// breaker.
 	Breaker *BreakerPolicy
+	// Throttle rejects attempts on the client, before they are sent,
+	// while the server refuses too many of them (adaptive throttling).
+	// Nil: no throttle. It may be set with or without a Breaker.
+	Throttle *ThrottlePolicy
 	// Bulkhead bounds the attempts in flight on the client. Nil: no
 	// bulkhead.
 	Bulkhead *BulkheadPolicy
@@ -379,6 +385,60 @@ func (b *BreakerPolicy) config() breaker.Config {
 // the engine's validation errors.
 var breakerFields = map[string]string{"Timeout": "OpenDuration"}
 
+// ThrottlePolicy configures client-side adaptive throttling
+// ([throttle.Throttle]), after "Handling Overload" in Google's SRE book:
+// over a sliding window the client counts the attempts it makes and those
+// the server accepts, and rejects each new attempt itself with probability
+// max(0, (requests - K×accepts) / (requests + 1)), so that an overloaded
+// server spends less of its capacity refusing work. The zero
+// ThrottlePolicy is valid: K 2, a 10s window in 40 buckets, at least 20
+// attempts in the window before any rejection, one attempt a second let
+// through whatever the odds, one throttle per method and target, the
+// breaker's classification table (or the default one). Package throttle says
+// why these defaults.
+//
+// A throttled attempt fails at once with UNAVAILABLE matching
+// resilience.ErrThrottled. Like a breaker's rejection it is not retried
+// and does not count for the breaker; it counts as a request for the
+// throttle, as the algorithm requires. An attempt the breaker rejects
+// never reaches the throttle; one that the rate limit or the bulkhead
+// further in refuses, or whose caller gave up, does not count at all.
+type ThrottlePolicy struct {
+	// K is how many times the attempts the server accepted the throttle
+	// lets through before it starts rejecting. Zero means 2. Values below
+	// 1 or above throttle.MaxK are invalid.
+	K float64
+	// Window is the history the counts cover, split into Buckets
+	// buckets. Zero means 10s and 40 buckets. Negative values are
+	// invalid, and so is a window that leaves a bucket less than 1ms.
+	Window  time.Duration
+	Buckets int
+	// MinRequests is the number of attempts the window must hold before
+	// the throttle rejects any. Zero means 20. Negative values are
+	// invalid.
+	MinRequests int
+	// Scope says which calls share a throttle: ScopeMethod (the default)
+	// one per method and target, ScopeService or ScopeTarget, as for
+	// breakers.
+	Scope Scope
+	// PassInterval is how often the throttle lets an attempt through
+	// whatever the odds, so that a recovered server is noticed even when
+	// the rejection probability is close to 1. Zero means 1s. Negative
+	// values are invalid.
+	PassInterval time.Duration
+	// Table decides how the server's answers count, by its breaker
+	// column: a code it counts as a failure is a refusal, a code it
+	// ignores does not count, any other code is an accept. Nil means the
+	// policy's BreakerPolicy.Table when it has one, so that the breaker
+	// and the throttle judge the server alike, or else classify.Default().
+	Table *classify.Table
+}
+
+// config returns the throttle engine's configuration for t.
+func (t *ThrottlePolicy) config() throttle.Config {
+	return throttle.Config{K: t.K, Window: t.Window, Buckets: t.Buckets, MinRequests: t.MinRequests, PassInterval: t.PassInterval}
+}
+
 // BulkheadPolicy configures the client-side bulkheads that bound the
 // attempts in flight. A rejected attempt fails with RESOURCE_EXHAUSTED
 // matching resilience.ErrBulkheadFull; it is not retried and does not count
@@ -583,6 +643,14 @@ func (p Policy) Validate() error {
 		}
 		if b.Scope > ScopeTarget {
 			bad("Breaker.Scope", b.Scope, "unknown scope")
+		}
+	}
+	if t := p.Throttle; t != nil {
+		for _, fe := range resilience.FieldErrors(t.config().Validate()) {
+			errs = append(errs, fe.Prefix("Throttle"))
+		}
+		if t.Scope > ScopeTarget {
+			bad("Throttle.Scope", t.Scope, "unknown scope")
 		}
 	}
 	if b := p.Bulkhead; b != nil {

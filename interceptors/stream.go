@@ -22,6 +22,7 @@ import (
 	"github.com/engineeringlabs/grpc-resilience/bulkhead"
 	"github.com/engineeringlabs/grpc-resilience/interceptors/classify"
 	"github.com/engineeringlabs/grpc-resilience/retry"
+	"github.com/engineeringlabs/grpc-resilience/throttle"
 )
 
 // defaultStreamBufferLimit is the replay buffer of a stream when
@@ -96,13 +97,13 @@ func (ms *methodState) stream(ctx context.Context, desc *grpc.StreamDesc, cc *gr
 	}
 	_, hasDeadline := ctx.Deadline()
 	defaultTimeout := p.DefaultTimeout > 0 && !hasDeadline
-	obs := ms.obs
-	if pattern == PatternSingle && obs == nil && ms.breaker == nil && ms.breakers == nil && ms.bulkhead == nil && ms.bulkheads == nil && !defaultTimeout {
+	obs := ms.obs.Load()
+	if pattern == PatternSingle && obs == nil && !defaultTimeout && !ms.guarded() {
 		return streamer(ctx, desc, cc, method, opts...)
 	}
 
 	s := &clientStream{
-		ms: ms, desc: desc, cc: cc, method: method, streamer: streamer, opts: opts,
+		ms: ms, obs: obs, desc: desc, cc: cc, method: method, streamer: streamer, opts: opts,
 		callerCtx: ctx, idempotent: idempotent,
 		committed: pattern == PatternSingle, // nothing to replay for
 	}
@@ -188,6 +189,7 @@ func (ms *methodState) stream(ctx context.Context, desc *grpc.StreamDesc, cc *gr
 // one: no message is lost, sent twice on one attempt, or reordered.
 type clientStream struct {
 	ms         *methodState
+	obs        *Observer // what the stream's call hears; nil: nobody
 	desc       *grpc.StreamDesc
 	cc         *grpc.ClientConn
 	method     string
@@ -259,13 +261,14 @@ type streamAttempt struct {
 	// (see drainLocked) and the stream is committed to it: the messages
 	// it had sent, which the application has not seen, then the error
 	// RecvMsg returns after them (io.EOF on success).
-	stash  []any
-	final  error
-	permit breaker.Permit
-	cancel context.CancelFunc // nil when it never started
-	obsCtx context.Context
-	info   AttemptInfo
-	start  time.Time
+	stash   []any
+	final   error
+	permit  breaker.Permit
+	tpermit throttle.Permit
+	cancel  context.CancelFunc // nil when it never started
+	obsCtx  context.Context
+	info    AttemptInfo
+	start   time.Time
 }
 
 // opResult is what an operation on an attempt found out, which decides
@@ -438,16 +441,16 @@ func (s *clientStream) drainLocked(a *streamAttempt) error {
 // meanwhile, as they would wait for its messages.
 func (s *clientStream) open(info AttemptInfo, takeSlot bool, ops []replayOp) (*streamAttempt, bulkhead.Permit, error) {
 	a := &streamAttempt{info: info}
-	ms, obs := s.ms, s.ms.obs
+	ms, obs := s.ms, s.obs
 	var bh *bulkhead.Bulkhead
 	if takeSlot {
 		bh = ms.bulkheadFor()
 	}
-	adm, err := ms.admit(s.ctx, &a.info, bh)
+	adm, err := ms.admit(s.ctx, obs, &a.info, bh)
 	if err != nil {
 		return a, bulkhead.Permit{}, err
 	}
-	a.permit = adm.permit
+	a.permit, a.tpermit = adm.permit, adm.tpermit
 
 	actx := s.ctx
 	if info.Attempt > 1 {
@@ -544,7 +547,8 @@ func (s *clientStream) endAttemptLocked(a *streamAttempt, err error, pb classify
 	}
 	code := status.Code(err)
 	outcome := breakerOutcome(s.ms.c.breakerTable.Breaker(code))
-	if isRejection(err) || s.callerCancelled() {
+	gone := isRejection(err) || s.callerCancelled()
+	if gone {
 		outcome = breaker.Ignored
 	}
 	// A stream's duration, for slow-call detection, is the time to its
@@ -555,7 +559,7 @@ func (s *clientStream) endAttemptLocked(a *streamAttempt, err error, pb classify
 	}
 	a.cancel()
 	a.info.Pushback = pb
-	n.endAttempt(attemptEnd{a: a, err: err, outcome: outcome, took: end.Sub(a.start)})
+	n.endAttempt(attemptEnd{a: a, err: err, outcome: outcome, toutcome: s.ms.c.throttleOutcome(code, gone), took: end.Sub(a.start)})
 }
 
 // callerCancelled reports whether the caller cancelled the stream's
@@ -737,7 +741,7 @@ func (s *clientStream) finishLocked(err error, n *notes) {
 		s.cancelUser()
 	}
 	s.ctxMu.Unlock()
-	if s.ms.obs != nil {
+	if s.obs != nil {
 		s.info.Attempts = s.attempts
 		n.callEnd = true
 	}
@@ -812,10 +816,11 @@ type notes struct {
 // attemptEnd is the outcome of attempt a, which ended with err: outcome
 // for its breaker permit, after took; err and a.info for OnAttemptEnd.
 type attemptEnd struct {
-	a       *streamAttempt
-	err     error
-	outcome breaker.Outcome
-	took    time.Duration
+	a        *streamAttempt
+	err      error
+	outcome  breaker.Outcome
+	toutcome throttle.Outcome
+	took     time.Duration
 }
 
 func (n *notes) endAttempt(e attemptEnd) {
@@ -899,15 +904,24 @@ func (s *clientStream) deliver(n *notes) {
 		}
 	}
 	if n.callEnd {
-		s.ms.obs.callEnd(s.callCtx, s.info, s.callErr)
+		s.obs.callEnd(s.callCtx, s.info, s.callErr)
 	}
 	*n = notes{counted: n.counted}
 }
 
-// deliverEnd tells the breaker and the observer how an attempt ended.
+// guarded reports whether some pattern of the state admits attempts:
+// a breaker, a throttle, a rate limit or a bulkhead.
+func (ms *methodState) guarded() bool {
+	return ms.breaker != nil || ms.breakers != nil || ms.throttle != nil || ms.throttles != nil ||
+		ms.limiter != nil || ms.bulkhead != nil || ms.bulkheads != nil
+}
+
+// deliverEnd tells the breaker, the throttle and the observer how an
+// attempt ended.
 func (s *clientStream) deliverEnd(e *attemptEnd) {
 	e.a.permit.DoneDuration(e.outcome, e.took)
-	if obs := s.ms.obs; obs != nil {
+	e.a.tpermit.Done(e.toutcome)
+	if obs := s.obs; obs != nil {
 		obs.attemptEnd(e.a.obsCtx, e.a.info, e.err)
 	}
 }

@@ -2,6 +2,7 @@ package ratelimit
 
 import (
 	"context"
+	"math"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -239,6 +240,42 @@ func (k *Keyed) WaitN(ctx context.Context, key string, n int) error {
 // Len returns the number of keys with a limiter of their own; it never
 // exceeds MaxKeys.
 func (k *Keyed) Len() int { return k.cache.Len() }
+
+// Tokens returns the permits key has left now, as [Limiter.Tokens] does
+// for one limiter: Burst for a key without a limiter of its own (never
+// seen, evicted, or sent to the overflow limiter), +Inf without a limit.
+// It does not create the key's limiter nor count as a use of it, takes no
+// lock and allocates nothing.
+func (k *Keyed) Tokens(key string) float64 {
+	if k.p.unlimited {
+		return math.Inf(1)
+	}
+	now := k.clk.now()
+	if s, ok := k.cache.Peek(key); ok {
+		if tat := s.tat.Load(); tat != deadTAT {
+			return k.p.tokens(tat, now)
+		}
+	}
+	return float64(k.p.burst)
+}
+
+// Range calls fn for each key with a limiter of its own and the permits
+// it has left now (Burst when its limiter is full; see [Limiter.Tokens]),
+// in no particular order, until fn returns false. The keys sent to the
+// overflow limiter are not included. It takes no lock and allocates
+// nothing, calls fn at most MaxKeys times and sees each key at most once;
+// keys added or evicted meanwhile may or may not be seen. fn may call the
+// Keyed. It does not count as a use of the keys.
+func (k *Keyed) Range(fn func(key string, tokens float64) bool) {
+	now := k.clk.now()
+	k.cache.Range(func(key string, s *keyState) bool {
+		tat := s.tat.Load()
+		if tat == deadTAT { // evicted while we looked
+			return true
+		}
+		return fn(key, k.p.tokens(tat, now))
+	})
+}
 
 // KeyedMetrics is a snapshot of a [Keyed]'s counters. It is plain data.
 type KeyedMetrics struct {

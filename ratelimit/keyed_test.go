@@ -3,6 +3,7 @@ package ratelimit
 import (
 	"context"
 	"fmt"
+	"math"
 	"runtime"
 	"strings"
 	"sync"
@@ -260,5 +261,62 @@ func TestKeyedEvictedStateIsDead(t *testing.T) {
 	k.p.giveBack(&stale.tat, 0, 1, 0, 1<<40) // giving back on it does nothing
 	if stale.tat.Load() != deadTAT {
 		t.Fatal("the dead mark was overwritten")
+	}
+}
+
+// Range reports each key's permits left, as its limiter would, skips the
+// overflow limiter, and stops when fn returns false.
+func TestKeyedRange(t *testing.T) {
+	k, c := newFakeKeyed(KeyedConfig{Rate: 10, Burst: 4, MaxKeys: 2})
+	k.Allow("a")
+	k.Allow("a")
+	k.Allow("b")
+	k.Allow("c") // no room: a and b are busy, so c uses the overflow limiter
+	got := map[string]float64{}
+	k.Range(func(key string, tokens float64) bool {
+		if _, dup := got[key]; dup {
+			t.Errorf("Range saw %q twice", key)
+		}
+		got[key] = tokens
+		return true
+	})
+	if len(got) != 2 || got["a"] != 2 || got["b"] != 3 {
+		t.Fatalf("Range saw %v, want a:2 b:3", got)
+	}
+	c.advance(time.Second)
+	k.Range(func(key string, tokens float64) bool {
+		if tokens != 4 {
+			t.Errorf("after a quiet second %s has %v tokens, want the burst 4", key, tokens)
+		}
+		return true
+	})
+	n := 0
+	k.Range(func(string, float64) bool { n++; return false })
+	if n != 1 {
+		t.Fatalf("Range went on after fn returned false: %d calls", n)
+	}
+	if a := testing.AllocsPerRun(100, func() { k.Range(func(string, float64) bool { return true }) }); a != 0 {
+		t.Fatalf("Range: %v allocs, want 0", a)
+	}
+}
+
+// Tokens reads one key's permits without creating its limiter.
+func TestKeyedTokens(t *testing.T) {
+	k, c := newFakeKeyed(KeyedConfig{Rate: 10, Burst: 4})
+	if got := k.Tokens("a"); got != 4 || k.Len() != 0 {
+		t.Fatalf("Tokens of an unseen key = %v with %d keys; want the burst 4 and no key made", got, k.Len())
+	}
+	k.Allow("a")
+	k.Allow("a")
+	k.Allow("a")
+	if got := k.Tokens("a"); got != 1 {
+		t.Fatalf("Tokens after 3 of 4 = %v, want 1", got)
+	}
+	c.advance(50 * time.Millisecond)
+	if got := k.Tokens("a"); got != 1.5 {
+		t.Fatalf("Tokens 50ms later at 10/s = %v, want 1.5", got)
+	}
+	if got := NewKeyed(KeyedConfig{}).Tokens("a"); !math.IsInf(got, 1) {
+		t.Fatalf("Tokens without a limit = %v, want +Inf", got)
 	}
 }

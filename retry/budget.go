@@ -186,7 +186,8 @@ func (b *RatioBudget) AllowRetry() bool {
 }
 
 // Available returns how many retries the budget would grant now if nobody
-// else drew on it, for metrics and tests. It is 0 for the zero RatioBudget.
+// else drew on it, for metrics, consoles and tests. It is 0 for the zero
+// RatioBudget. [TokenBucket.Available] means the same.
 func (b *RatioBudget) Available() int {
 	if b.width == 0 {
 		return 0
@@ -315,6 +316,20 @@ func (b *TokenBucket) add(delta int64) {
 // nothing: the failure that asks for the retry already took its token.
 func (b *TokenBucket) AllowRetry() bool {
 	return 2*b.tokens.Load() > b.max
+}
+
+// Available returns how many retries the bucket would grant now if
+// nobody else drew on it, as [RatioBudget.Available] does: the number of
+// retryable failures, each taking its token, after which more than
+// maxTokens/2 tokens would still remain. It is 0 for the zero TokenBucket.
+func (b *TokenBucket) Available() int {
+	// The k-th retry is granted when 2*(tokens - k*1000) > max, that is
+	// for k < (2*tokens - max) / 2000.
+	over := 2*b.tokens.Load() - b.max
+	if over <= 0 {
+		return 0
+	}
+	return int((over - 1) / (2 * milliTokens))
 }
 
 // Tokens returns the current number of tokens, for metrics and tests.

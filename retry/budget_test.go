@@ -391,3 +391,34 @@ func TestOutcomeString(t *testing.T) {
 		}
 	}
 }
+
+// Available says how many retries each budget grants before it denies.
+func TestBudgetAvailable(t *testing.T) {
+	tb := NewTokenBucket(10, 0.1)
+	if got := tb.Available(); got != 4 {
+		t.Fatalf("a full bucket of 10 tokens: Available = %d, want 4", got)
+	}
+	granted := 0
+	for tb.Record(1, RetryableFailure); tb.AllowRetry(); tb.Record(1, RetryableFailure) {
+		granted++
+	}
+	if granted != 4 || tb.Available() != 0 {
+		t.Fatalf("granted %d retries, then Available = %d; want 4 and 0", granted, tb.Available())
+	}
+	var zeroTB TokenBucket
+	var zeroRB RatioBudget
+	if zeroTB.Available() != 0 || zeroRB.Available() != 0 {
+		t.Fatal("a zero budget reports retries available")
+	}
+	clk := &manualNow{t: time.Unix(0, 0)}
+	rb := newRatioBudget(10*time.Second, 1, 0.5, clk.now)
+	if got := rb.Available(); got != 10 {
+		t.Fatalf("the floor of 1/s over 10s: Available = %d, want 10", got)
+	}
+	for range 4 {
+		rb.Record(1, Success)
+	}
+	if got := rb.Available(); got != 12 {
+		t.Fatalf("after 4 calls at ratio 0.5: Available = %d, want 12", got)
+	}
+}

@@ -252,6 +252,24 @@ func FuzzTokenBucket(f *testing.F) {
 			if b.AllowRetry() != (2*tk > capacity) {
 				t.Fatalf("AllowRetry = %v with %v of %v tokens", b.AllowRetry(), tk, capacity)
 			}
+			if got, want := b.Available(), grantsUntilDenied(b); got != want {
+				t.Fatalf("Available = %d with %v of %v tokens; failing until denied grants %d", got, tk, capacity, want)
+			}
 		}
 	})
+}
+
+// grantsUntilDenied counts the retries a copy of b grants to a run of
+// retryable failures, each asking for a retry, until one is denied.
+func grantsUntilDenied(b *TokenBucket) int {
+	c := &TokenBucket{max: b.max, ratio: b.ratio}
+	c.tokens.Store(b.tokens.Load())
+	n := 0
+	for ; n <= maxTokens; n++ {
+		c.Record(n+1, RetryableFailure)
+		if !c.AllowRetry() {
+			break
+		}
+	}
+	return n
 }

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # demo-jaeger.sh: start the pinned Jaeger on loopback (tools/jaeger/config.yaml,
-# in-memory storage), run the demo exporting its traces to it, print the URLs
-# of the Jaeger UI and of a retried call's trace, and keep Jaeger running
-# until Ctrl-C, or for DEMO_JAEGER_FOR (a duration for `sleep`, such as 10m)
-# when set. Called by `make demo-jaeger`, which builds Jaeger first.
+# in-memory storage), run the demo exporting its traces to it, print a
+# retried call's trace as a tree read back from Jaeger's query API and the
+# URL of that trace in the query API, and keep Jaeger running until
+# Ctrl-C, or for DEMO_JAEGER_FOR (a duration for `sleep`, such as 10m) when
+# set. Called by `make demo-jaeger`, which builds Jaeger first.
 #
-# Environment: JAEGER_BIN (default .cache/jaeger), GO (default go),
-# JAEGER_OTLP_GRPC (default 127.0.0.1:4317), JAEGER_QUERY_HTTP (default
-# 127.0.0.1:16686), JAEGER_QUERY_GRPC, JAEGER_HEALTH (see the config),
-# DEMO_ARGS (more flags for the demo). The demo's chart goes to .cache/demo.svg.
+# Environment: JAEGER_BIN (default .cache/jaeger; any Jaeger v2 binary
+# works), GO (default go), JAEGER_OTLP_GRPC (default 127.0.0.1:4317),
+# JAEGER_QUERY_HTTP (default 127.0.0.1:16686), JAEGER_QUERY_GRPC,
+# JAEGER_HEALTH (see the config), DEMO_SVG (the demo's chart, default
+# .cache/demo.svg; its folder is created), DEMO_ARGS (more flags for the
+# demo, such as -keep to keep the demo and its console running).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -63,19 +66,27 @@ if [[ -z $ready ]]; then
   cat "$log" >&2
   exit 1
 fi
-echo "Jaeger is up: OTLP/gRPC on $JAEGER_OTLP_GRPC, UI on http://$JAEGER_QUERY_HTTP/"
+echo "Jaeger is up: OTLP/gRPC on $JAEGER_OTLP_GRPC, query API on http://$JAEGER_QUERY_HTTP/api/"
 
+DEMO_SVG=${DEMO_SVG:-.cache/demo.svg}
+mkdir -p "$(dirname "$DEMO_SVG")"
 out=$(mktemp -t demo.XXXXXX.out)
+# A failing demo leaves Jaeger up with the traces it sent. The Jaeger built
+# from its Go module serves the query API but no UI, so the console links
+# each retried call to its trace as JSON; with Jaeger's own image (which
+# serves the UI), link to /trace/{trace_id} instead.
 # shellcheck disable=SC2086 # DEMO_ARGS is split on purpose
-"$GO" run ./examples/demo -otlp "$JAEGER_OTLP_GRPC" -svg .cache/demo.svg ${DEMO_ARGS:-} | tee "$out"
+if ! "$GO" run ./examples/demo -otlp "$JAEGER_OTLP_GRPC" -jaeger-query "http://$JAEGER_QUERY_HTTP" \
+  -trace-url "http://$JAEGER_QUERY_HTTP/api/traces/{trace_id}" -svg "$DEMO_SVG" ${DEMO_ARGS:-} | tee "$out"; then
+  echo "demo-jaeger: the demo failed; Jaeger keeps what it received" >&2
+fi
 trace=$(sed -n 's/^retried-trace: \([0-9a-f]\{32\}\)$/\1/p' "$out" | head -n 1)
 rm -f "$out"
 
 echo
-echo "Jaeger UI:         http://$JAEGER_QUERY_HTTP/search"
+echo "Services:          http://$JAEGER_QUERY_HTTP/api/services"
 if [[ -n $trace ]]; then
-  echo "A retried call:    http://$JAEGER_QUERY_HTTP/trace/$trace"
-  echo "The same as JSON:  http://$JAEGER_QUERY_HTTP/api/traces/$trace"
+  echo "A retried call:    http://$JAEGER_QUERY_HTTP/api/traces/$trace"
 else
   echo "The demo printed no retried-trace line: no call was retried." >&2
 fi

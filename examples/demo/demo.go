@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +20,7 @@ import (
 
 	resilience "github.com/engineeringlabs/grpc-resilience"
 	"github.com/engineeringlabs/grpc-resilience/breaker"
+	"github.com/engineeringlabs/grpc-resilience/console"
 	"github.com/engineeringlabs/grpc-resilience/interceptors"
 	"github.com/engineeringlabs/grpc-resilience/interceptors/classify"
 	"github.com/engineeringlabs/grpc-resilience/interceptors/server"
@@ -78,6 +81,12 @@ type demo struct {
 	obs       *clientObserver
 	srvStats  *serverStats
 	tel       *tracing
+
+	// console serves the live page on consoleURL; nil without one.
+	console    *console.Console
+	consoleSrv *http.Server
+	consoleURL string
+	serving    sync.WaitGroup
 
 	start   time.Time
 	mu      sync.Mutex
@@ -237,7 +246,40 @@ func newDemo(ctx context.Context, cfg config, out io.Writer) (_ *demo, err error
 		c.api = testingv1.NewTestServiceClient(c.conn)
 		d.clients[id] = c
 	}
+	if cfg.ConsoleAddr != "" {
+		if err := d.startConsole(); err != nil {
+			return nil, err
+		}
+	}
 	return d, nil
+}
+
+// startConsole serves the live console of the resilient client and the
+// server on cfg.ConsoleAddr, or on a free port when the default one is
+// taken.
+func (d *demo) startConsole() error {
+	cc := console.Config{Title: "grpc-resilience demo"}
+	if d.cfg.OTLP != "" {
+		cc.TraceURL = d.cfg.TraceURL
+	}
+	var err error
+	d.console, err = console.New(cc)
+	if err != nil {
+		return err
+	}
+	d.console.AddClient("resilient client", d.resilient)
+	d.console.AddServer("server", d.pipeline)
+	lis, err := net.Listen("tcp", d.cfg.ConsoleAddr)
+	if err != nil && d.cfg.ConsoleAddr == defaultConsoleAddr {
+		lis, err = net.Listen("tcp", "127.0.0.1:0")
+	}
+	if err != nil {
+		return fmt.Errorf("console: %w", err)
+	}
+	d.consoleURL = "http://" + lis.Addr().String() + "/"
+	d.consoleSrv = &http.Server{Handler: d.console, ReadHeaderTimeout: 5 * time.Second}
+	d.serving.Go(func() { d.consoleSrv.Serve(lis) })
+	return nil
 }
 
 // resilientPolicy is the resilient client's policy, for every method.
@@ -301,6 +343,15 @@ func (d *demo) breakerState() string {
 
 // close releases everything newDemo created.
 func (d *demo) close() error {
+	if d.console != nil {
+		// Closing the console first ends its event streams, so that the
+		// HTTP server has no long request left.
+		d.console.Close()
+	}
+	if d.consoleSrv != nil {
+		d.consoleSrv.Close()
+		d.serving.Wait()
+	}
 	for _, c := range d.clients {
 		if c != nil && c.conn != nil {
 			c.conn.Close()
@@ -328,7 +379,11 @@ func (d *demo) intro() {
 	fmt.Fprintf(d.out, "gets the same %d calls/s of Query and IdempotentUnary from a plain client and from a resilient one\n", d.cfg.Rate)
 	fmt.Fprintf(d.out, "(%d attempts with backoff and pushback, %.0f%% retry budget, circuit breaker with cached fallback, %v default timeout).\n",
 		maxAttempts, budgetRatio*100, defaultTimeout)
-	fmt.Fprintf(d.out, "Schedule, profile %s: %s.\n\n", d.cfg.Profile, strings.Join(sched, ", "))
+	fmt.Fprintf(d.out, "Schedule, profile %s: %s.\n", d.cfg.Profile, strings.Join(sched, ", "))
+	if d.consoleURL != "" {
+		fmt.Fprintf(d.out, "Live console: %s\n", d.consoleURL)
+	}
+	fmt.Fprintln(d.out)
 }
 
 // request is one call of the demo's traffic; both clients send each one.
@@ -400,7 +455,8 @@ func (d *demo) send(ctx context.Context, wg *sync.WaitGroup, r request) {
 	}
 }
 
-// call makes one call of r on c and records it.
+// call makes one call of r on c and records it, unless r.phase is
+// negative (the traffic of -keep).
 func (d *demo) call(ctx context.Context, c *client, r request) {
 	st := &callStats{}
 	ctx = context.WithValue(ctx, callStatsKey{}, st)
@@ -433,9 +489,53 @@ func (d *demo) call(ctx context.Context, c *client, r request) {
 		attempts: st.attempts.Load(),
 		shed:     st.shed.Load(),
 	}
+	if r.phase < 0 {
+		return
+	}
 	d.mu.Lock()
 	d.results = append(d.results, res)
 	d.mu.Unlock()
+}
+
+// keep plays the schedule again and again, with the same traffic, without
+// recording it, until ctx is done: the console stays up and lively.
+func (d *demo) keep(ctx context.Context) {
+	fmt.Fprintf(d.out, "\nThe schedule plays again until interrupted (Ctrl-C); console: %s\n", d.consoleURL)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for cycle := 1; ctx.Err() == nil; cycle++ {
+		start := time.Now()
+		cur, sent, n, nextBurst := -1, 0, 0, time.Duration(0)
+		for elapsed := time.Duration(0); elapsed < d.cfg.Duration && ctx.Err() == nil; elapsed = time.Since(start) {
+			if p := phaseAt(d.phases, elapsed); p != cur {
+				cur = p
+				if err := d.pipeline.Chaos().Set(d.phases[p].kind.faults()); err != nil {
+					return
+				}
+				nextBurst = elapsed
+			}
+			for due := int(elapsed.Seconds() * float64(d.cfg.Rate)); sent < due; sent++ {
+				d.send(ctx, &wg, request{n: n, phase: -1})
+				n++
+			}
+			if d.phases[cur].kind == overload && elapsed >= nextBurst {
+				for range d.cfg.Concurrency {
+					d.send(ctx, &wg, request{n: n, phase: -1})
+					n++
+				}
+				nextBurst += d.cfg.burstEvery()
+			}
+			select {
+			case <-tick.C:
+			case <-ctx.Done():
+			}
+		}
+		if ctx.Err() == nil {
+			fmt.Fprintf(d.out, "cycle %d of the schedule done\n", cycle)
+		}
+	}
 }
 
 // since returns the results recorded from index i on.

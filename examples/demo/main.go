@@ -8,6 +8,10 @@
 //	go run ./examples/demo                      # about 30 seconds
 //	go run ./examples/demo -duration 10s -profile outage-only
 //	go run ./examples/demo -otlp 127.0.0.1:4317 # traces to Jaeger
+//	go run ./examples/demo -keep                # the console stays up
+//
+// While it runs, the live console (package console) shows the resilient
+// client's and the server's pipelines on http://127.0.0.1:8089/.
 //
 // Every number printed is measured during the run.
 package main
@@ -18,6 +22,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"slices"
@@ -46,7 +51,27 @@ type config struct {
 	SVG string
 	// Seed seeds the fault injector.
 	Seed uint64
+	// ConsoleAddr is the loopback address the live console is served on;
+	// empty: no console. When it is defaultConsoleAddr and that port is
+	// taken, the console takes a free port instead.
+	ConsoleAddr string
+	// Keep keeps the server, the clients' traffic and the console running
+	// after the last phase, until the demo is interrupted: the schedule
+	// plays again and again, faults included, without being recorded, so
+	// that the console keeps showing breakers open and close.
+	Keep bool
+	// TraceURL is the console's link to a trace, with {trace_id}; used
+	// only with OTLP.
+	TraceURL string
+	// JaegerQuery is the base URL of a Jaeger query API, such as
+	// http://127.0.0.1:16686; when set, the demo prints the retried
+	// call's trace read back from it as a tree. Needs OTLP.
+	JaegerQuery string
 }
+
+// defaultConsoleAddr is where the console is served unless -console-addr
+// says otherwise.
+const defaultConsoleAddr = "127.0.0.1:8089"
 
 func defaultConfig() config {
 	return config{
@@ -57,6 +82,8 @@ func defaultConfig() config {
 		Profile:     "default",
 		SVG:         "demo.svg",
 		Seed:        1,
+		ConsoleAddr: defaultConsoleAddr,
+		TraceURL:    "http://127.0.0.1:16686/trace/{trace_id}",
 	}
 }
 
@@ -71,6 +98,15 @@ func (c config) validate() error {
 		return fmt.Errorf("-concurrency %d: must be between 1 and 5000", c.Concurrency)
 	case c.ServerLimit < 1 || c.ServerLimit > 5000:
 		return fmt.Errorf("-server-limit %d: must be between 1 and 5000", c.ServerLimit)
+	}
+	if c.JaegerQuery != "" && c.OTLP == "" {
+		return fmt.Errorf("-jaeger-query %s: needs -otlp", c.JaegerQuery)
+	}
+	if c.ConsoleAddr != "" {
+		host, _, err := net.SplitHostPort(c.ConsoleAddr)
+		if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+			return fmt.Errorf("-console-addr %q: must be a loopback host:port, such as %s", c.ConsoleAddr, defaultConsoleAddr)
+		}
 	}
 	if _, ok := profiles[c.Profile]; !ok {
 		return fmt.Errorf("-profile %q: must be one of %s", c.Profile, strings.Join(profileNames(), ", "))
@@ -97,6 +133,10 @@ func main() {
 	flag.StringVar(&cfg.OTLP, "otlp", cfg.OTLP, "host:port of an OTLP gRPC trace endpoint (plaintext), such as 127.0.0.1:4317")
 	flag.StringVar(&cfg.SVG, "svg", cfg.SVG, "path of the chart to write; empty for none")
 	flag.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "seed of the fault injector")
+	flag.StringVar(&cfg.ConsoleAddr, "console-addr", cfg.ConsoleAddr, "loopback host:port of the live console; empty for none")
+	flag.BoolVar(&cfg.Keep, "keep", cfg.Keep, "after the last phase, play the schedule (faults included) again and again, unrecorded, with the console up, until interrupted")
+	flag.StringVar(&cfg.TraceURL, "trace-url", cfg.TraceURL, "the console's link to a trace, with {trace_id}; used with -otlp")
+	flag.StringVar(&cfg.JaegerQuery, "jaeger-query", cfg.JaegerQuery, "base URL of a Jaeger query API, such as http://127.0.0.1:16686: print the retried call's trace as a tree (needs -otlp)")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -130,6 +170,15 @@ func run(ctx context.Context, cfg config, stdout io.Writer) (err error) {
 			return err
 		}
 		fmt.Fprintf(stdout, "chart: %s\n", cfg.SVG)
+	}
+	if cfg.JaegerQuery != "" {
+		if err := d.printTrace(ctx); err != nil {
+			fmt.Fprintln(stdout, "jaeger:", err)
+		}
+	}
+	if cfg.Keep && ctx.Err() == nil {
+		d.keep(ctx)
+		return nil
 	}
 	return ctx.Err()
 }

@@ -34,6 +34,7 @@ func shortConfig(t *testing.T) config {
 	cfg.Duration = 3 * time.Second
 	cfg.Rate = 60
 	cfg.SVG = filepath.Join(t.TempDir(), "demo.svg")
+	cfg.ConsoleAddr = "127.0.0.1:0"
 	return cfg
 }
 
@@ -244,6 +245,9 @@ func TestConfigValidate(t *testing.T) {
 		{func(c *config) { c.Concurrency = -1 }, "-concurrency -1"},
 		{func(c *config) { c.ServerLimit = 0 }, "-server-limit 0"},
 		{func(c *config) { c.Profile = "chaos" }, `-profile "chaos"`},
+		{func(c *config) { c.ConsoleAddr = "0.0.0.0:8089" }, `-console-addr "0.0.0.0:8089"`},
+		{func(c *config) { c.ConsoleAddr = "localhost" }, `-console-addr "localhost"`},
+		{func(c *config) { c.JaegerQuery = "http://127.0.0.1:16686" }, "-jaeger-query http://127.0.0.1:16686: needs -otlp"},
 	} {
 		cfg := defaultConfig()
 		tc.change(&cfg)

@@ -151,6 +151,9 @@ func (c *conv) policy(path string, mp *configv1.MethodPolicy) interceptors.Polic
 	if rl := mp.GetRateLimit(); rl != nil {
 		p.RateLimit = c.rateLimit(join(path, "rate_limit"), rl)
 	}
+	if t := mp.GetThrottle(); t != nil {
+		p.Throttle = c.throttle(join(path, "throttle"), t)
+	}
 	p.DefaultTimeout = c.duration(join(path, "timeout"), mp.GetTimeout())
 	switch i := mp.GetIdempotency(); i {
 	case configv1.Idempotency_IDEMPOTENCY_UNSPECIFIED:
@@ -495,11 +498,32 @@ func (c *conv) breaker(path string, b *configv1.BreakerPolicy) *interceptors.Bre
 		// 1; at 1 it stays constant, as the schema's does.
 		out.OpenDuration, out.MaxOpenDuration, out.OpenDurationMultiplier = initial, max(ceiling, initial), mult
 	}
-	if rules := b.GetCodeOutcomes(); len(rules) > 0 {
+	out.Table = c.codeOutcomes(join(path, "code_outcomes"), b.GetCodeOutcomes())
+	return out
+}
+
+// throttle converts a client throttle. interceptors.Policy.Validate
+// checks its values.
+func (c *conv) throttle(path string, t *configv1.ThrottlePolicy) *interceptors.ThrottlePolicy {
+	return &interceptors.ThrottlePolicy{
+		K:            t.GetK(),
+		Window:       c.duration(join(path, "window"), t.GetWindow()),
+		Buckets:      int(t.GetBuckets()),
+		MinRequests:  int(t.GetMinRequests()),
+		PassInterval: c.duration(join(path, "pass_interval"), t.GetPassInterval()),
+		Scope:        c.scope(join(path, "scope"), t.GetScope()),
+		Table:        c.codeOutcomes(join(path, "code_outcomes"), t.GetCodeOutcomes()),
+	}
+}
+
+// codeOutcomes returns the default classification table with the
+// breaker column changed as rules say, or nil when there are none.
+func (c *conv) codeOutcomes(path string, rules []*configv1.BreakerCodeRule) *classify.Table {
+	if len(rules) > 0 {
 		t := classify.Default()
 		var seen []codes.Code
 		for i, r := range rules {
-			p := index(join(path, "code_outcomes"), i)
+			p := index(path, i)
 			code, ok := c.code(join(p, "code"), r.GetCode())
 			if ok && slices.Contains(seen, code) {
 				c.ps.add(join(p, "code"), strconv.Quote(r.GetCode()), "has an outcome already")
@@ -524,9 +548,9 @@ func (c *conv) breaker(path string, b *configv1.BreakerPolicy) *interceptors.Bre
 				t = t.With(code, row)
 			}
 		}
-		out.Table = &t
+		return &t
 	}
-	return out
+	return nil
 }
 
 // serverConfig converts the server section.
@@ -725,7 +749,7 @@ func (c *conv) adaptive(path string, a *configv1.AdaptiveLimit) func() bulkhead.
 	for _, f := range []struct {
 		name string
 		v    int32
-	}{{"min_limit", a.GetMinLimit()}, {"max_limit", a.GetMaxLimit()}, {"queue_size", a.GetQueueSize()}, {"window_samples", a.GetWindowSamples()}, {"long_window", a.GetLongWindow()}} {
+	}{{"min_limit", a.GetMinLimit()}, {"max_limit", a.GetMaxLimit()}, {"queue_size", a.GetQueueSize()}, {"window_samples", a.GetWindowSamples()}, {"long_window", a.GetLongWindow()}, {"buckets", a.GetBuckets()}} {
 		if f.v < 0 {
 			c.ps.add(join(path, f.name), f.v, "must not be negative")
 		}
@@ -741,14 +765,24 @@ func (c *conv) adaptive(path string, a *configv1.AdaptiveLimit) func() bulkhead.
 	}
 	timeout := c.duration(join(path, "timeout"), a.GetTimeout())
 	window := c.duration(join(path, "window"), a.GetWindow())
+	coolOff := c.duration(join(path, "cool_off"), a.GetCoolOff())
+	probeInterval := c.duration(join(path, "probe_interval"), a.GetProbeInterval())
 	aimdOnly := a.GetBackoffRatio() != 0 || a.Timeout != nil
 	gradientOnly := a.GetSmoothing() != 0 || a.GetTolerance() != 0 || a.GetQueueSize() != 0 ||
-		a.Window != nil || a.GetWindowSamples() != 0 || a.GetLongWindow() != 0
+		a.GetWindowSamples() != 0 || a.GetLongWindow() != 0 || a.ProbeInterval != nil || a.GetNoProbe()
+	cpuOnly := a.GetCpuThreshold() != 0 || a.GetBuckets() != 0 || a.CoolOff != nil
+	const (
+		gradientFields = "smoothing, tolerance, queue_size, window_samples, long_window, probe_interval or no_probe"
+		cpuFields      = "cpu_threshold, buckets or cool_off"
+	)
 	switch k := a.GetKind(); k {
 	case configv1.AdaptiveKind_ADAPTIVE_KIND_AIMD:
-		if gradientOnly {
-			c.ps.addMsg(path, fmt.Sprintf("smoothing, tolerance, queue_size, window, window_samples or long_window set but kind is %s, not %s",
+		if gradientOnly || a.Window != nil {
+			c.ps.addMsg(path, fmt.Sprintf("smoothing, tolerance, queue_size, window, window_samples, long_window, probe_interval or no_probe set but kind is %s, not %s",
 				short(k), short(configv1.AdaptiveKind_ADAPTIVE_KIND_GRADIENT)))
+		}
+		if cpuOnly {
+			c.ps.addMsg(path, fmt.Sprintf("%s set but kind is %s, not %s", cpuFields, short(k), short(configv1.AdaptiveKind_ADAPTIVE_KIND_CPU)))
 		}
 		if r := a.GetBackoffRatio(); r != 0 && !(r > 0 && r < 1) {
 			c.ps.add(join(path, "backoff_ratio"), r, "must be in (0, 1)")
@@ -760,6 +794,15 @@ func (c *conv) adaptive(path string, a *configv1.AdaptiveLimit) func() bulkhead.
 			c.ps.addMsg(path, fmt.Sprintf("backoff_ratio or timeout set but kind is %s, not %s",
 				short(k), short(configv1.AdaptiveKind_ADAPTIVE_KIND_AIMD)))
 		}
+		if cpuOnly {
+			c.ps.addMsg(path, fmt.Sprintf("%s set but kind is %s, not %s", cpuFields, short(k), short(configv1.AdaptiveKind_ADAPTIVE_KIND_CPU)))
+		}
+		if a.ProbeInterval != nil && probeInterval < bulkhead.MinProbeInterval {
+			c.ps.add(join(path, "probe_interval"), probeInterval.String(), "must be at least "+bulkhead.MinProbeInterval.String())
+		}
+		if a.GetNoProbe() && a.ProbeInterval != nil {
+			c.ps.add(join(path, "probe_interval"), a.GetProbeInterval().AsDuration().String(), "set but no_probe turns the probes off")
+		}
 		if s := a.GetSmoothing(); s != 0 && !(s > 0 && s <= 1) {
 			c.ps.add(join(path, "smoothing"), s, "must be in (0, 1]")
 		}
@@ -769,9 +812,42 @@ func (c *conv) adaptive(path string, a *configv1.AdaptiveLimit) func() bulkhead.
 		cfg := bulkhead.GradientConfig{
 			MinLimit: lo, MaxLimit: hi, Smoothing: a.GetSmoothing(), Tolerance: a.GetTolerance(),
 			QueueSize: int(a.GetQueueSize()), Window: window, WindowSamples: int(a.GetWindowSamples()),
-			LongWindow: int(a.GetLongWindow()),
+			LongWindow: int(a.GetLongWindow()), ProbeInterval: probeInterval, NoProbe: a.GetNoProbe(),
 		}
 		return func() bulkhead.Strategy { return bulkhead.NewGradient(cfg) }
+	case configv1.AdaptiveKind_ADAPTIVE_KIND_CPU:
+		if aimdOnly {
+			c.ps.addMsg(path, fmt.Sprintf("backoff_ratio or timeout set but kind is %s, not %s",
+				short(k), short(configv1.AdaptiveKind_ADAPTIVE_KIND_AIMD)))
+		}
+		if gradientOnly {
+			c.ps.addMsg(path, fmt.Sprintf("%s set but kind is %s, not %s", gradientFields, short(k), short(configv1.AdaptiveKind_ADAPTIVE_KIND_GRADIENT)))
+		}
+		if hi != 0 {
+			c.ps.add(join(path, "max_limit"), hi, "set but kind is "+short(k)+": the bulkhead's limit is its ceiling")
+		}
+		if t := a.GetCpuThreshold(); t != 0 && !(t > 0 && t < 1) {
+			c.ps.add(join(path, "cpu_threshold"), t, "must be in (0, 1)")
+		}
+		// bulkhead.NewCPU would silently take both defaults for a window
+		// shorter than its buckets in nanoseconds.
+		if w, n := window, int(a.GetBuckets()); n >= 0 && (w > 0 || n > 0) {
+			if w == 0 {
+				w = bulkhead.DefaultCPUWindow
+			}
+			if n == 0 {
+				n = bulkhead.DefaultCPUBuckets
+			}
+			if w/time.Duration(n) <= 0 {
+				if a.GetBuckets() > 0 {
+					c.ps.add(join(path, "buckets"), n, fmt.Sprintf("must not exceed the window (%v) in nanoseconds", w))
+				} else {
+					c.ps.add(join(path, "window"), w.String(), fmt.Sprintf("must be at least %d nanoseconds, one per bucket", n))
+				}
+			}
+		}
+		cfg := bulkhead.CPUConfig{Threshold: a.GetCpuThreshold(), Window: window, Buckets: int(a.GetBuckets()), CoolOff: coolOff, MinLimit: lo}
+		return func() bulkhead.Strategy { return bulkhead.NewCPU(cfg) }
 	default:
 		c.ps.add(join(path, "kind"), enumText(k), "must be one of "+shortNames(k.Descriptor()))
 		return nil

@@ -1,10 +1,11 @@
 // Package config loads grpc-resilience policies from files, so that
 // operators change them without recompiling: the client policy of each
-// method, service or of every call (its rate limit included), the retry
-// budget shared per target, and the server pipeline (its quotas of calls
-// per caller and per method included). The schema is the versioned proto package
-// grpcresilience.config.v1 (proto/grpcresilience/config/v1/config.proto),
-// written in its proto3 JSON mapping or in YAML that converts to it.
+// method, service or of every call (its rate limit and adaptive throttle
+// included), the retry budget shared per target, and the server pipeline
+// (its quotas of calls per caller and per method included). The schema is
+// the versioned proto package grpcresilience.config.v1
+// (proto/grpcresilience/config/v1/config.proto), written in its proto3
+// JSON mapping or in YAML that converts to it.
 //
 // # Loading
 //

@@ -16,6 +16,7 @@ import (
 	"github.com/engineeringlabs/grpc-resilience/interceptors/server"
 	"github.com/engineeringlabs/grpc-resilience/internal/keycache"
 	configv1 "github.com/engineeringlabs/grpc-resilience/proto/gen/grpcresilience/config/v1"
+	"github.com/engineeringlabs/grpc-resilience/ratelimit"
 	"github.com/engineeringlabs/grpc-resilience/retry"
 )
 
@@ -33,6 +34,17 @@ type ReloaderConfig struct {
 	// ServerObserver observes the server pipeline (see
 	// [server.Config].Observer). Zero: nothing observed.
 	ServerObserver server.Observer
+	// OnBreakerCreated is given to every client pipeline (see
+	// [interceptors.Config].OnBreakerCreated), for instance to join their
+	// breakers to a fleet (redisfleet.Breakers.Join). Each method policy
+	// of the file is a pipeline of its own, whose policy is named
+	// "default" in the names the hook gets. Nil: none.
+	OnBreakerCreated func(name string, b *breaker.Breaker) (release func())
+	// RateLimitStore is given to the server pipeline's rate limit, when
+	// the configuration sets one (see [server.RateLimitConfig].Store),
+	// for instance to share its quotas across a fleet
+	// (redisfleet.Limiter.Quota). Nil: each process decides alone.
+	RateLimitStore func(quota string, q server.RateQuota) ratelimit.Store
 }
 
 // DialOptions returns the dial options that apply c's client policies:
@@ -204,9 +216,10 @@ func (r *Reloader) buildClient(cfg *Config, old *clientState) (*clientState, err
 				budgets = r.targetBudgets(cfg, old, reuse)
 			}
 			c, err := interceptors.NewClient(interceptors.Config{
-				Default:      cfg.policy(e.policy),
-				Observer:     r.opts.Observer,
-				TargetBudget: budgets.get,
+				Default:          cfg.policy(e.policy),
+				Observer:         r.opts.Observer,
+				TargetBudget:     budgets.get,
+				OnBreakerCreated: r.opts.OnBreakerCreated,
 			})
 			if err != nil {
 				return nil, fmt.Errorf("config: %w", err)
@@ -290,6 +303,9 @@ func (r *Reloader) buildServer(cfg *Config, old *serverState) (*serverState, fun
 		return &ss, func() error { return old.p.Chaos().Set(scfg.Chaos.Faults) }, nil
 	}
 	scfg.Observer = r.opts.ServerObserver
+	if scfg.RateLimit.Rate != 0 || len(scfg.RateLimit.Methods) > 0 {
+		scfg.RateLimit.Store = r.opts.RateLimitStore
+	}
 	p, err := server.New(scfg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("config: %w", err)

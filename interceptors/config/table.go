@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/engineeringlabs/grpc-resilience/breaker"
 	configv1 "github.com/engineeringlabs/grpc-resilience/proto/gen/grpcresilience/config/v1"
 	"github.com/engineeringlabs/grpc-resilience/ratelimit"
+	"github.com/engineeringlabs/grpc-resilience/throttle"
 )
 
 // WriteTable writes the effective client policy of every name of the
@@ -24,10 +26,16 @@ import (
 // Columns: NAME ("*" for the default, "pkg.Svc/*" for a service), PATTERN
 // (retry, hedging or single), ATTEMPTS (for hedging 1+extra), BACKOFF (or
 // the hedging delay), ATTEMPT TIMEOUT, TIMEOUT (the default deadline),
-// BREAKER, RATE LIMIT, BULKHEAD and IDEMPOTENT. "-" means none.
+// BREAKER, THROTTLE (only when some policy has a throttle), RATE LIMIT,
+// BULKHEAD and IDEMPOTENT. "-" means none.
 func (c *Config) WriteTable(w io.Writer) error {
+	throttles := slices.ContainsFunc(c.msg.GetMethodPolicies(), func(mp *configv1.MethodPolicy) bool { return mp.GetThrottle() != nil })
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tPATTERN\tATTEMPTS\tBACKOFF\tATTEMPT TIMEOUT\tTIMEOUT\tBREAKER\tRATE LIMIT\tBULKHEAD\tIDEMPOTENT")
+	throttleHead := ""
+	if throttles {
+		throttleHead = "\tTHROTTLE"
+	}
+	fmt.Fprintln(tw, "NAME\tPATTERN\tATTEMPTS\tBACKOFF\tATTEMPT TIMEOUT\tTIMEOUT\tBREAKER"+throttleHead+"\tRATE LIMIT\tBULKHEAD\tIDEMPOTENT")
 	for _, e := range c.entries {
 		mp := c.msg.GetMethodPolicies()[e.policy]
 		name := e.pattern
@@ -56,8 +64,12 @@ func (c *Config) WriteTable(w io.Writer) error {
 				backoff = fmt.Sprintf("p%v latency (%s first)", p, backoff)
 			}
 		}
+		guard := describeBreaker(mp.GetBreaker())
+		if throttles {
+			guard += "\t" + describeThrottle(mp.GetThrottle())
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, pattern, attempts, backoff, attemptTimeout,
-			orDash(mp.GetTimeout().AsDuration()), describeBreaker(mp.GetBreaker()), describeRateLimit(mp.GetRateLimit()),
+			orDash(mp.GetTimeout().AsDuration()), guard, describeRateLimit(mp.GetRateLimit()),
 			describeBulkhead(mp.GetBulkhead()), describeIdempotency(mp.GetIdempotency()))
 	}
 	if err := tw.Flush(); err != nil {
@@ -199,6 +211,24 @@ func describeRateLimit(rl *configv1.RateLimitPolicy) string {
 		s += ", wait"
 	}
 	return s + describeScope(rl.GetScope())
+}
+
+// describeThrottle describes a throttle, defaults filled in: "K 2, 10s
+// in 40 buckets, min 20".
+func describeThrottle(t *configv1.ThrottlePolicy) string {
+	if t == nil {
+		return "-"
+	}
+	k := t.GetK()
+	if k == 0 {
+		k = throttle.DefaultK
+	}
+	window := t.GetWindow().AsDuration()
+	if window == 0 {
+		window = throttle.DefaultWindow
+	}
+	return fmt.Sprintf("K %v, %v in %d buckets, min %d", k, window, orInt(t.GetBuckets(), throttle.DefaultBuckets),
+		orInt(t.GetMinRequests(), throttle.DefaultMinRequests)) + describeScope(t.GetScope())
 }
 
 // describeRate describes a rate and its burst, the default burst filled

@@ -107,6 +107,11 @@ type BulkheadConfig struct {
 	//
 	//	func() bulkhead.Strategy { return bulkhead.NewAIMD(bulkhead.AIMDConfig{}) }
 	//
+	// or, to shed on CPU usage (see "CPU-aware shedding" in the package
+	// documentation), with Limit the limit while the CPU has headroom:
+	//
+	//	func() bulkhead.Strategy { return bulkhead.NewCPU(bulkhead.CPUConfig{}) }
+	//
 	// Each call must return a new strategy. The default, nil, keeps the
 	// limit fixed.
 	Adaptive func() bulkhead.Strategy
@@ -123,6 +128,14 @@ type BulkheadConfig struct {
 	// default policy then does not retry RESOURCE_EXHAUSTED. The default,
 	// false, sends both.
 	NoPushback bool
+	// ShowKeys shows the partition keys as they are wherever they leave
+	// the bulkhead: in events ([Event].Key), and so in logs, spans and
+	// metrics, and in [Server.Snapshot]. The default, false, shows each
+	// key as a keyed hash, because keys taken from a header, a peer
+	// address or a KeyFunc may be secrets or identify people; see
+	// "Caller keys" in the package documentation. Method names
+	// (PartitionByMethod) are always shown as they are.
+	ShowKeys bool
 }
 
 // Validate reports every field that is out of range or inconsistent with
@@ -163,6 +176,9 @@ func (c BulkheadConfig) Validate() error {
 		}
 		if c.Adaptive != nil {
 			p.add("Adaptive", "set", disabled)
+		}
+		if c.ShowKeys {
+			p.add("ShowKeys", c.ShowKeys, disabled)
 		}
 	}
 	return p.err()
@@ -227,7 +243,8 @@ func OutcomeOf(ctx context.Context, err error) bulkhead.Outcome {
 // one of a Server; the zero value is not usable.
 type Bulkhead struct {
 	cfg      BulkheadConfig
-	obs      Observer
+	hub      *hub
+	keys     keyDisplay
 	parts    *bulkhead.Partitioned // nil when disabled
 	classify func(context.Context, error) bulkhead.Outcome
 	reject   error       // immutable, shared by every shed call
@@ -235,9 +252,10 @@ type Bulkhead struct {
 	delay    time.Duration
 }
 
-// newBulkhead returns the Bulkhead of a valid cfg.
-func newBulkhead(cfg BulkheadConfig, obs Observer) *Bulkhead {
-	b := &Bulkhead{cfg: cfg, obs: obs, classify: cfg.Classify}
+// newBulkhead returns the Bulkhead of a valid cfg, reporting to h and
+// showing keys as keys says.
+func newBulkhead(cfg BulkheadConfig, h *hub, keys keyDisplay) *Bulkhead {
+	b := &Bulkhead{cfg: cfg, hub: h, keys: keys, classify: cfg.Classify}
 	if b.classify == nil {
 		b.classify = OutcomeOf
 	}
@@ -260,12 +278,14 @@ func newBulkhead(cfg BulkheadConfig, obs Observer) *Bulkhead {
 	if cfg.PartitionBy == PartitionNone {
 		pc.MaxKeys = -1 // every call uses the overflow partition
 	}
-	if obs.OnEvent != nil {
-		pc.OnEvict = func(key string) {
-			obs.OnEvent(context.Background(), Event{Kind: EventPartitionEvicted, Key: key})
+	pc.OnEvict = func(key string) {
+		if h.listening() {
+			h.emit(context.Background(), Event{Kind: EventPartitionEvicted, Key: keys.show(key)})
 		}
-		pc.OnOverflow = func(key string) {
-			obs.OnEvent(context.Background(), Event{Kind: EventPartitionOverflow, Key: key})
+	}
+	pc.OnOverflow = func(key string) {
+		if h.listening() {
+			h.emit(context.Background(), Event{Kind: EventPartitionOverflow, Key: keys.show(key)})
 		}
 	}
 	b.parts = bulkhead.NewPartitioned(pc)
@@ -306,8 +326,16 @@ func pushbackMillis(d time.Duration) int64 {
 
 // Partitions returns the bulkhead's partitions, for metrics: with
 // PartitionNone, every call uses its Overflow partition. It returns nil
-// when the bulkhead is disabled.
+// when the bulkhead is disabled. Their keys are the callers' own: show
+// them through [Bulkhead.DisplayKey].
 func (b *Bulkhead) Partitions() *bulkhead.Partitioned { return b.parts }
+
+// DisplayKey returns a partition key as the bulkhead shows it in events
+// and snapshots: a keyed hash such as "k:3f2a9c0e71b4", or the key itself
+// with [BulkheadConfig.ShowKeys] or PartitionByMethod; "" stays "". See
+// "Caller keys" in the package documentation. It is safe for concurrent
+// use.
+func (b *Bulkhead) DisplayKey(key string) string { return b.keys.show(key) }
 
 // MaxHeaderKeyLength is the longest header value a PartitionByHeader
 // bulkhead keeps as a partition key, in bytes.
@@ -334,7 +362,9 @@ func (b *Bulkhead) acquire(ctx context.Context, fullMethod string, setTrailer fu
 	if b.trailer != nil {
 		setTrailer(b.trailer)
 	}
-	b.obs.emit(ctx, Event{Kind: EventShed, FullMethod: fullMethod, Code: codes.ResourceExhausted, Key: key, Delay: b.delay})
+	if b.hub.listening() {
+		b.hub.emit(ctx, Event{Kind: EventShed, FullMethod: fullMethod, Code: codes.ResourceExhausted, Key: b.keys.show(key), Delay: b.delay})
+	}
 	return p, b.reject
 }
 

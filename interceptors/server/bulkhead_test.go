@@ -226,8 +226,8 @@ func TestPartitionsIsolateCallers(t *testing.T) {
 	if _, err := r.client.Unary(context.Background(), unaryReq("anonymous")); err != nil {
 		t.Errorf("caller without the header: %v, want OK", err)
 	}
-	if e, ok := rec.first(server.EventShed); !ok || e.Key != "noisy" {
-		t.Errorf("shed event = %+v, want key noisy", e)
+	if e, ok := rec.first(server.EventShed); !ok || e.Key != p.Bulkhead().DisplayKey("noisy") || e.Key == "noisy" {
+		t.Errorf("shed event = %+v, want the hashed key of noisy", e)
 	}
 	if got := p.Bulkhead().Partitions().Len(); got != 2 {
 		t.Errorf("partitions = %d, want 2 (noisy, quiet)", got)
@@ -319,7 +319,7 @@ func TestPartitionCountBounded(t *testing.T) {
 func TestPartitionEvictionAndOverflowEvents(t *testing.T) {
 	rec := &recorder{}
 	r, p := startPipeline(t, server.Config{
-		Bulkhead: server.BulkheadConfig{Limit: 1, PartitionBy: server.PartitionByHeader, Header: "x-caller", MaxPartitions: 1},
+		Bulkhead: server.BulkheadConfig{Limit: 1, PartitionBy: server.PartitionByHeader, Header: "x-caller", MaxPartitions: 1, ShowKeys: true},
 		Observer: rec.observer(),
 	}, outer{})
 	call := func(caller string) error {

@@ -69,5 +69,44 @@
 // so that telemetry can annotate the server span, and about every bulkhead
 // partition or rate-limit key evicted or refused because
 // [BulkheadConfig.MaxPartitions] or [RateLimitConfig.MaxPartitions] was
-// reached.
+// reached. [Server.Subscribe] adds observers to a running server, such as
+// a console, without changing its configuration; [Server.Snapshot] returns
+// the state of every stage as plain data.
+//
+// # CPU-aware shedding
+//
+// With [bulkhead.NewCPU] as the [BulkheadConfig].Adaptive strategy, the
+// bulkhead admits up to Limit calls while the CPUs the process may use have
+// headroom, and, once they are more than 80% busy (by default), only as
+// many as the server has lately shown it completes without queueing: its
+// best throughput over the last five seconds times its best latency. Shed
+// calls go out like every other bulkhead rejection, with
+// RESOURCE_EXHAUSTED, RetryInfo and the pushback trailer. The CPU usage is
+// read from the process's cgroup (v2, then v1) or /proc/stat; where none
+// can be read, as off Linux, the strategy never sheds on CPU. With
+// partitions, each has its own throughput and latency and all share the
+// one CPU reading. docs/server.md describes it at length.
+//
+// # Caller keys
+//
+// A partition key taken from a header (an API key, a tenant's token), a
+// peer address (which identifies a person) or a KeyFunc may be a secret.
+// Wherever such a key leaves the server for display, it is shown as a
+// keyed hash: "k:" and the first 12 hexadecimal digits of its
+// HMAC-SHA256 under [Config.KeyHashKey], or under a random key of the
+// process's own when that is empty, such as "k:3f2a9c0e71b4". That form
+// is what [Event].Key carries for the bulkhead's events (and so what
+// telemetry puts in span events, metric attributes and log records), and
+// what [Server.Snapshot] shows for bulkhead partitions and rate-limit keys;
+// [Bulkhead.DisplayKey] and [RateLimit.DisplayKey] give it for any key.
+// The same caller has the same display form for as long as the hash key
+// stays the same, so a dashboard can follow one caller without learning
+// who it is; give the processes of a fleet one KeyHashKey so that they
+// agree. Rate-limit events and the QuotaFailure sent to a limited caller
+// name the quota's class, never a key.
+//
+// Method names (PartitionByMethod) are not secrets and are shown as they
+// are. [BulkheadConfig.ShowKeys] and [RateLimitConfig.ShowKeys] show the
+// keys of one stage as they are, for keys known to be harmless, such as
+// tenant names.
 package server

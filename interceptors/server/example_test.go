@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	resilience "github.com/engineeringlabs/grpc-resilience"
+	"github.com/engineeringlabs/grpc-resilience/bulkhead"
 	"github.com/engineeringlabs/grpc-resilience/interceptors/classify"
 	"github.com/engineeringlabs/grpc-resilience/interceptors/server"
 	testingv1 "github.com/engineeringlabs/grpc-resilience/proto/gen/grpcresilience/testing/v1"
@@ -161,4 +162,24 @@ func ExampleObserver() {
 	_, _ = testingv1.NewTestServiceClient(conn).Unary(context.Background(), &testingv1.UnaryRequest{})
 	// Output:
 	// default_deadline /grpcresilience.testing.v1.TestService/Unary 1s
+}
+
+// Shedding on CPU usage: up to 500 calls at once while the CPUs this
+// process may use have headroom; above 85% busy, only as many as the
+// server has lately completed without queueing.
+func ExampleBulkheadConfig_cpu() {
+	s, err := server.New(server.Config{
+		Bulkhead: server.BulkheadConfig{
+			Limit: 500,
+			Adaptive: func() bulkhead.Strategy {
+				return bulkhead.NewCPU(bulkhead.CPUConfig{Threshold: 0.85})
+			},
+		},
+	})
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(s.Bulkhead().Partitions().Overflow().Metrics().Limit)
+	// Output:
+	// 500
 }

@@ -207,7 +207,7 @@ func FuzzFaultValidate(f *testing.F) {
 func codesCode(c uint32) codes.Code { return codes.Code(c) }
 
 func TestLongHeaderKeysShareTheOverflowPartition(t *testing.T) {
-	b := newBulkhead(BulkheadConfig{Limit: 1, PartitionBy: PartitionByHeader, Header: "x-caller"}, Observer{})
+	b := newBulkhead(BulkheadConfig{Limit: 1, PartitionBy: PartitionByHeader, Header: "x-caller"}, &hub{}, keyDisplay{raw: true})
 	for _, tc := range []struct {
 		value, want string
 	}{

@@ -29,13 +29,13 @@ const (
 	EventFaultAbort
 	// EventPartitionEvicted is a keyed bulkhead partition that was idle
 	// and was dropped to make room for a new key, once the bulkhead held
-	// [BulkheadConfig.MaxPartitions] of them. Key is the dropped key;
-	// FullMethod is empty.
+	// [BulkheadConfig.MaxPartitions] of them. Key is the dropped key, in
+	// its display form (see Event.Key); FullMethod is empty.
 	EventPartitionEvicted
 	// EventPartitionOverflow is a call whose partition key was new while
 	// every keyed partition was busy: it runs in the shared overflow
-	// partition instead of one of its own. Key is the call's key;
-	// FullMethod is empty.
+	// partition instead of one of its own. Key is the call's key, in its
+	// display form (see Event.Key); FullMethod is empty.
 	EventPartitionOverflow
 	// EventRateLimited is a call the rate limit rejected with
 	// RESOURCE_EXHAUSTED because its key had no permit left. Key is the
@@ -55,10 +55,15 @@ const (
 	// limiter. Key is the quota's class, never the call's key;
 	// FullMethod is empty.
 	EventRateLimitOverflow
+	// EventRateLimitStoreFailed is a call that [RateLimitConfig.Store]'s
+	// store could not decide (Err says why): the call was admitted. Key
+	// is the quota's class as EventRateLimited names it, never the
+	// caller's key.
+	EventRateLimitStoreFailed
 )
 
 var eventKindNames = [...]string{"", "shed", "deadline_rejected", "default_deadline", "fault_latency", "fault_error", "fault_abort",
-	"partition_evicted", "partition_overflow", "rate_limited", "rate_limit_evicted", "rate_limit_overflow"}
+	"partition_evicted", "partition_overflow", "rate_limited", "rate_limit_evicted", "rate_limit_overflow", "rate_limit_store_failed"}
 
 // String returns the event's name in snake case, such as "shed", as a
 // telemetry attribute would spell it.
@@ -82,8 +87,11 @@ type Event struct {
 	Code codes.Code
 	// Key is the bulkhead partition key of a shed call ("" for the shared
 	// or overflow partition), or the key of EventPartitionEvicted and
-	// EventPartitionOverflow, or, for the rate-limit events, the quota's
-	// class (never a caller's key).
+	// EventPartitionOverflow, in its display form: a keyed hash such as
+	// "k:3f2a9c0e71b4" unless the keys are method names or
+	// [BulkheadConfig.ShowKeys] is set (see "Caller keys" in the package
+	// documentation). For the rate-limit events it is the quota's class
+	// (never a caller's key).
 	Key string
 	// Delay is the pushback delay sent with a shed call or an injected
 	// error, the time until the next permit of a rate-limited call, the latency injected for EventFaultLatency, or the timeout
@@ -95,18 +103,21 @@ type Event struct {
 	// Messages is how many messages a stream sent before
 	// EventFaultAbort ended it.
 	Messages int
+	// Err is the store's error, for EventRateLimitStoreFailed.
+	Err error
 }
 
 // Observer hears about the events of a [Server], for telemetry:
 // [telemetry.Telemetry.ServerObserver] annotates the server span found in
 // the call's context and counts and logs each event. The zero Observer,
 // the default, observes nothing; a nil hook costs one comparison.
+// [Server.Subscribe] adds observers to a running Server.
 //
 // [telemetry.Telemetry.ServerObserver]: https://pkg.go.dev/github.com/engineeringlabs/grpc-resilience/interceptors/telemetry#Telemetry.ServerObserver
 type Observer struct {
 	// OnEvent is called for every shed call, rate-limited call, deadline
-	// rejection, default deadline, injected fault, and bulkhead partition
-	// or rate-limit key eviction or overflow. It runs synchronously on the
+	// rejection, default deadline, injected fault, bulkhead partition or
+	// rate-limit key eviction or overflow, and rate-limit store failure. It runs synchronously on the
 	// goroutine of the call that caused the event, with the call's context
 	// (context.Background() for EventPartitionEvicted,
 	// EventPartitionOverflow, EventRateLimitEvicted and

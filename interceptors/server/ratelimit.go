@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -117,6 +118,31 @@ type RateLimitConfig struct {
 	// QuotaFailure: the client's default policy then does not retry
 	// RESOURCE_EXHAUSTED. The default, false, sends both.
 	NoPushback bool
+	// Store, when set, decides the quotas in place of this process's own
+	// limiters, so that every process of a fleet enforces one quota in all
+	// (package redisfleet keeps them in Redis). New calls it once per
+	// quota: with quota "" and the default Rate and Burst when Rate is
+	// set, and with each key of Methods whose RateQuota sets a Rate, and
+	// that RateQuota (Burst filled in with its default).
+	// The stage then asks the returned store's Take for one permit per
+	// call, with the caller's key (for a service entry of Methods, the
+	// method and the caller's key joined by a NUL byte). A quota whose
+	// Store returns nil keeps a local limiter. A store that cannot decide
+	// (Take returns an error) admits the call, counted as admitted in
+	// [RateLimit.Metrics], and the stage reports
+	// [EventRateLimitStoreFailed]: a store that fails never takes the
+	// service down with it. The stage gives Take the call's context and
+	// no deadline of its own, so the store must bound the time it waits
+	// (redisfleet waits a few milliseconds at most); and since telemetry
+	// records the text of its errors, they must not carry the caller's
+	// key. The default, nil, decides locally. MaxPartitions must then be
+	// zero: the store bounds its own keys.
+	Store func(quota string, q RateQuota) ratelimit.Store
+	// ShowKeys shows the callers' keys as they are in [Server.Snapshot].
+	// The default, false, shows each as a keyed hash, as
+	// [BulkheadConfig.ShowKeys] says. Events, and the QuotaFailure sent
+	// back to the caller, never carry a caller's key: they name the quota.
+	ShowKeys bool
 }
 
 // enabled reports whether c sets any quota.
@@ -143,6 +169,15 @@ func (c RateLimitConfig) Validate() error {
 		if c.NoPushback {
 			p.add("NoPushback", c.NoPushback, disabled)
 		}
+		if c.Store != nil {
+			p.add("Store", "func", disabled)
+		}
+		if c.ShowKeys {
+			p.add("ShowKeys", c.ShowKeys, disabled)
+		}
+	}
+	if c.Store != nil && c.MaxPartitions > 0 {
+		p.add("MaxPartitions", c.MaxPartitions, "set but Store decides, and bounds its own keys")
 	}
 	return p.err()
 }
@@ -151,6 +186,11 @@ func (c RateLimitConfig) Validate() error {
 // default quota or of one entry of RateLimitConfig.Methods.
 type quota struct {
 	keys *ratelimit.Keyed
+	// store decides in place of keys when RateLimitConfig.Store gave
+	// one; nil otherwise.
+	store ratelimit.Store
+	// admitted and limited count the decisions of store.
+	admitted, limited atomic.Uint64
 	// byMethod: the quota is a service entry, whose keys are the method
 	// and the caller's key.
 	byMethod bool
@@ -162,6 +202,11 @@ type quota struct {
 	class string
 	// desc is the QuotaFailure description.
 	desc string
+	// name, rate and burst are the quota as RateLimitConfig.Store is
+	// told, for snapshots.
+	name  string
+	rate  float64
+	burst int
 }
 
 // RateLimit is the rate-limit stage of a [Server]: it fails calls over
@@ -183,6 +228,8 @@ type RateLimit struct {
 	// subject: "" for PartitionNone and PartitionByMethod.
 	callerClass string
 	per         string // " per x-api-key", for descriptions
+	// keys shows the callers' keys in snapshots.
+	keys keyDisplay
 }
 
 // newRateLimit returns the RateLimit of a valid cfg.
@@ -210,7 +257,7 @@ func newRateLimit(cfg RateLimitConfig, obs Observer) *RateLimit {
 		case PartitionByMethod:
 			class = "method"
 		}
-		q := r.newQuota(RateQuota{Rate: cfg.Rate, Burst: cfg.Burst}, class)
+		q := r.newQuota("", RateQuota{Rate: cfg.Rate, Burst: cfg.Burst}, class)
 		if cfg.PartitionBy != PartitionByMethod {
 			q.subject = class
 		}
@@ -222,16 +269,25 @@ func newRateLimit(cfg RateLimitConfig, obs Observer) *RateLimit {
 		var q *quota
 		if rq.Rate > 0 {
 			if service {
-				q = r.newQuota(rq, r.withCaller("service:"+strings.Trim(m, "/")))
+				q = r.newQuota(key, rq, r.withCaller("service:"+strings.Trim(m, "/")))
 				q.byMethod = true
 			} else {
-				q = r.newQuota(rq, r.withCaller("method:"+m))
+				q = r.newQuota(key, rq, r.withCaller("method:"+m))
 				q.subject = q.class
 			}
 		}
 		r.quotas.set(m, q)
 	}
 	return r
+}
+
+// subject returns the QuotaFailure subject of a call of fullMethod
+// decided by q, which its events carry as their Key.
+func (r *RateLimit) subject(q *quota, fullMethod string) string {
+	if q.subject != "" {
+		return q.subject
+	}
+	return r.withCaller("method:" + fullMethod)
 }
 
 // withCaller appends the caller's class to a method or service class.
@@ -242,9 +298,23 @@ func (r *RateLimit) withCaller(class string) string {
 	return class + "," + r.callerClass
 }
 
-// newQuota builds the limiter of one quota and adds it to r.all.
-func (r *RateLimit) newQuota(rq RateQuota, class string) *quota {
-	q := &quota{class: class, desc: strconv.FormatFloat(rq.Rate, 'g', -1, 64) + " calls per second" + r.per}
+// newQuota builds the limiter of one quota, named as
+// RateLimitConfig.Store is told, and adds it to r.all.
+func (r *RateLimit) newQuota(name string, rq RateQuota, class string) *quota {
+	q := &quota{class: class, desc: strconv.FormatFloat(rq.Rate, 'g', -1, 64) + " calls per second" + r.per,
+		name: name, rate: rq.Rate, burst: rq.Burst}
+	if q.burst == 0 {
+		q.burst = max(1, int(math.Ceil(rq.Rate)))
+	}
+	r.all = append(r.all, q)
+	if r.cfg.Store != nil {
+		if rq.Burst == 0 {
+			rq.Burst = max(1, int(math.Ceil(rq.Rate)))
+		}
+		if q.store = r.cfg.Store(name, rq); q.store != nil {
+			return q
+		}
+	}
 	kc := ratelimit.KeyedConfig{Rate: rq.Rate, Burst: rq.Burst, MaxKeys: r.cfg.MaxPartitions}
 	if kc.MaxKeys == 0 {
 		kc.MaxKeys = DefaultMaxPartitions
@@ -258,7 +328,6 @@ func (r *RateLimit) newQuota(rq RateQuota, class string) *quota {
 		}
 	}
 	q.keys = ratelimit.NewKeyed(kc)
-	r.all = append(r.all, q)
 	return q
 }
 
@@ -270,6 +339,11 @@ func (r *RateLimit) newQuota(rq RateQuota, class string) *quota {
 func (r *RateLimit) Metrics() ratelimit.KeyedMetrics {
 	var m ratelimit.KeyedMetrics
 	for _, q := range r.all {
+		if q.keys == nil {
+			m.Admitted += q.admitted.Load()
+			m.Limited += q.limited.Load()
+			continue
+		}
 		s := q.keys.Metrics()
 		m.Admitted += s.Admitted
 		m.Limited += s.Limited
@@ -320,14 +394,25 @@ func (r *RateLimit) admit(ctx context.Context, fullMethod string) (metadata.MD, 
 	if q.byMethod {
 		key = fullMethod + "\x00" + key
 	}
-	d, err := q.keys.Take(ctx, key, 1)
-	if err != nil || d.Allowed {
-		return nil, nil // a Keyed always decides
+	var (
+		d   ratelimit.Decision
+		err error
+	)
+	if q.store == nil {
+		d, _ = q.keys.Take(ctx, key, 1) // a Keyed always decides
+	} else if d, err = q.store.Take(ctx, key, 1); err != nil {
+		q.admitted.Add(1)
+		r.obs.emit(ctx, Event{Kind: EventRateLimitStoreFailed, FullMethod: fullMethod, Key: r.subject(q, fullMethod), Err: err})
+		return nil, nil
+	} else if d.Allowed {
+		q.admitted.Add(1)
+	} else {
+		q.limited.Add(1)
 	}
-	subject := q.subject
-	if subject == "" {
-		subject = r.withCaller("method:" + fullMethod)
+	if d.Allowed {
+		return nil, nil
 	}
+	subject := r.subject(q, fullMethod)
 	st := status.New(codes.ResourceExhausted, "server: rate limit of "+subject+" exceeded")
 	details := make([]protoadapt.MessageV1, 0, 2)
 	var trailer metadata.MD

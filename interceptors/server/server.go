@@ -2,9 +2,12 @@ package server
 
 import (
 	"context"
+	"slices"
 	"strconv"
 
 	"google.golang.org/grpc"
+
+	"github.com/engineeringlabs/grpc-resilience/internal/keyhash"
 )
 
 // Config configures a [Server]. The zero value is a server pipeline that
@@ -32,6 +35,14 @@ type Config struct {
 	Bulkhead BulkheadConfig
 	// Chaos configures fault injection. The zero value injects nothing.
 	Chaos ChaosConfig
+	// KeyHashKey is the secret under which caller keys are hashed for
+	// display (see "Caller keys" in the package documentation): give the
+	// processes of a fleet the same one so that their events, metrics and
+	// consoles show a caller under the same name. The default, nil, is a
+	// random key of the process's own, the same for every Server of the
+	// process. When set, it must be at least [MinKeyHashKeyLength] bytes.
+	// New copies it.
+	KeyHashKey []byte
 }
 
 // Validate reports every bad field at once, each as a
@@ -50,6 +61,10 @@ func (c Config) Validate() error {
 	p.nest("RateLimit", c.RateLimit.Validate())
 	p.nest("Bulkhead", c.Bulkhead.Validate())
 	p.nest("Chaos", c.Chaos.Validate())
+	if n := len(c.KeyHashKey); n > 0 && n < MinKeyHashKeyLength {
+		// The value is the key's length: the key itself is a secret.
+		p.add("KeyHashKey", strconv.Itoa(n)+" bytes", "must be at least "+strconv.Itoa(MinKeyHashKeyLength)+" bytes, or empty for a random key per process")
+	}
 	return p.err()
 }
 
@@ -61,11 +76,14 @@ func (c Config) Validate() error {
 // A Server is safe for concurrent use. Create it with [New]; the zero
 // value is not usable.
 type Server struct {
-	exempt   *exemptions
-	deadline *deadline
-	rate     *RateLimit
-	bulkhead *Bulkhead
-	chaos    *Chaos
+	exempt     *exemptions
+	exemptList []string // Config.Exempt, for snapshots
+	deadline   *deadline
+	rate       *RateLimit
+	bulkhead   *Bulkhead
+	chaos      *Chaos
+	hub        *hub
+	subs       []subscription // guarded by hub.mu
 }
 
 // New returns the server pipeline configured by cfg, or the error of
@@ -74,12 +92,19 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	h := &hub{cfg: cfg.Observer.OnEvent}
+	obs := Observer{OnEvent: h.emit}
+	hasher := keyhash.New(cfg.KeyHashKey)
+	rate := newRateLimit(cfg.RateLimit, obs)
+	rate.keys = newKeyDisplay(hasher, cfg.RateLimit.PartitionBy, cfg.RateLimit.ShowKeys)
 	return &Server{
-		exempt:   newExemptions(cfg.Exempt),
-		deadline: newDeadline(cfg.Deadline, cfg.Observer),
-		rate:     newRateLimit(cfg.RateLimit, cfg.Observer),
-		bulkhead: newBulkhead(cfg.Bulkhead, cfg.Observer),
-		chaos:    newChaos(cfg.Chaos, cfg.Observer),
+		exempt:     newExemptions(cfg.Exempt),
+		exemptList: slices.Clone(cfg.Exempt),
+		deadline:   newDeadline(cfg.Deadline, obs),
+		rate:       rate,
+		bulkhead:   newBulkhead(cfg.Bulkhead, h, newKeyDisplay(hasher, cfg.Bulkhead.PartitionBy, cfg.Bulkhead.ShowKeys)),
+		chaos:      newChaos(cfg.Chaos, obs),
+		hub:        h,
 	}, nil
 }
 

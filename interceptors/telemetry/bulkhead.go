@@ -8,6 +8,8 @@ import (
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/engineeringlabs/grpc-resilience/bulkhead"
+	"github.com/engineeringlabs/grpc-resilience/interceptors/server"
+	"github.com/engineeringlabs/grpc-resilience/internal/keyhash"
 )
 
 // watchedBulkheads is a bulkhead, or the partitions of a Partitioned,
@@ -16,6 +18,9 @@ type watchedBulkheads struct {
 	name string
 	b    *bulkhead.Bulkhead
 	p    *bulkhead.Partitioned
+	// display turns a partition's key into the value of
+	// resilience.bulkhead.key.
+	display func(string) string
 }
 
 // bulkheadGauges creates the bulkhead gauges and their callback.
@@ -49,7 +54,7 @@ func (t *Telemetry) bulkheadGauges(m metric.Meter) error {
 			}
 			report(w.name, "", w.p.Overflow())
 			w.p.Range(func(key string, b *bulkhead.Bulkhead) bool {
-				report(w.name, key, b)
+				report(w.name, w.display(key), b)
 				return true
 			})
 		}
@@ -68,15 +73,32 @@ func (t *Telemetry) ObserveBulkhead(name string, b *bulkhead.Bulkhead) (stop fun
 }
 
 // ObservePartitioned reports every partition of p as ObserveBulkhead does,
-// with resilience.bulkhead.key set to the partition's key, until the
-// returned function is called (it is idempotent). The overflow partition,
-// shared by the keys beyond p's cap and by the empty key (the single
-// partition of a server bulkhead with PartitionNone), is reported with the
-// empty key. For a server pipeline, pass
-// server.Server.Bulkhead().Partitions().
-// It is safe for concurrent use.
+// with resilience.bulkhead.key set to a keyed hash of the partition's key,
+// such as "k:3f2a9c0e71b4", under the process's random hash key (the
+// default of server.Config.KeyHashKey): partition keys often name callers
+// and may be secrets. The overflow partition, shared by the keys beyond
+// p's cap and by the empty key (the single partition of a server bulkhead
+// with PartitionNone), is reported with the empty key. Reporting stops
+// when the returned function is called (it is idempotent). For a server
+// pipeline, use [Telemetry.ObserveServer], which shows the keys as the
+// server does. It is safe for concurrent use.
 func (t *Telemetry) ObservePartitioned(name string, p *bulkhead.Partitioned) (stop func()) {
-	return t.watch(&watchedBulkheads{name: name, p: p})
+	return t.watch(&watchedBulkheads{name: name, p: p, display: keyhash.Default().Hash})
+}
+
+// ObserveServer reports every partition of s's bulkhead as
+// ObservePartitioned does, with resilience.bulkhead.key set to the
+// partition's key as the server shows it (server.Bulkhead.DisplayKey): a
+// keyed hash under server.Config.KeyHashKey, or the key itself with
+// server.BulkheadConfig.ShowKeys or PartitionByMethod. It reports nothing
+// when s has no bulkhead. Reporting stops when the returned function is
+// called (it is idempotent). It is safe for concurrent use.
+func (t *Telemetry) ObserveServer(name string, s *server.Server) (stop func()) {
+	bh := s.Bulkhead()
+	if bh.Partitions() == nil {
+		return func() {}
+	}
+	return t.watch(&watchedBulkheads{name: name, p: bh.Partitions(), display: bh.DisplayKey})
 }
 
 func (t *Telemetry) watch(w *watchedBulkheads) func() {

@@ -122,8 +122,8 @@ func TestServerPartitionEvents(t *testing.T) {
 	}
 	lines := logLines(r.logs)
 	for _, want := range []string{
-		`level=WARN msg="bounded cache full of busy entries: new key shares the overflow entry" cache=server_bulkhead key=b overflows=1`,
-		`level=DEBUG msg="bounded cache evicted an idle entry" cache=server_bulkhead key=a`,
+		`level=WARN msg="bounded cache full of busy entries: new key shares the overflow entry" cache=server_bulkhead key=` + r.sp.Bulkhead().DisplayKey("b") + ` overflows=1`,
+		`level=DEBUG msg="bounded cache evicted an idle entry" cache=server_bulkhead key=` + r.sp.Bulkhead().DisplayKey("a"),
 	} {
 		if !slices.Contains(lines, want) {
 			t.Errorf("no log line %s in\n%s", want, lines)

@@ -264,6 +264,12 @@ func (o clientObserver) event(ctx context.Context, e interceptors.Event) {
 				attrs = append(attrs, attribute.Float64(AttrRateLimitRetryAfter, ms(rl.RetryAfter)))
 			}
 		}
+	case interceptors.EventThrottled:
+		t.clientThrottled.Add(ctx, 1, a.baseOpt.add...)
+		name, msg, failed = EventThrottled, "grpc attempt rejected by the client's adaptive throttle", true
+		if span != nil {
+			attrs = []attribute.KeyValue{attribute.Int(AttrAttempt, e.Attempt), attribute.Float64(AttrThrottleProbability, e.Probability)}
+		}
 	case interceptors.EventHedge:
 		t.hedges.Add(ctx, 1, a.baseOpt.add...)
 		name, msg = EventHedge, "grpc call hedged"

@@ -95,6 +95,9 @@
 //	resilience.bulkhead.rejected   the client bulkhead rejected an attempt; error status
 //	resilience.rate_limited        the client's rate limit refused an attempt
 //	                               (resilience.rate_limit.retry_after_ms); error status
+//	resilience.throttled           the client's adaptive throttle rejected an attempt
+//	                               (resilience.throttle.probability, the rejection
+//	                               probability it drew against); error status
 //	resilience.hedge               a hedged attempt starts
 //	resilience.fallback            the fallback was asked to answer
 //
@@ -103,11 +106,17 @@
 // it adds none (it does not start spans of its own):
 //
 //	resilience.shed              the bulkhead shed the call (rpc.grpc.status_code,
-//	                             resilience.bulkhead.key, resilience.attempt.server_pushback_ms)
+//	                             resilience.bulkhead.key: the partition's key as the
+//	                             server shows it, a keyed hash such as "k:3f2a9c0e71b4"
+//	                             unless BulkheadConfig.ShowKeys; resilience.attempt.server_pushback_ms)
 //	resilience.rate_limited      the rate limit rejected the call (rpc.grpc.status_code,
 //	                             resilience.rate_limit.partition: the quota's class,
 //	                             such as "header:x-api-key", never the caller's key;
 //	                             resilience.rate_limit.retry_after_ms)
+//	resilience.rate_limit.store_failed
+//	                             the rate limit's shared store could not decide and
+//	                             the call was admitted (resilience.rate_limit.partition,
+//	                             exception.message)
 //	resilience.deadline.rejected rejected for its deadline
 //	                             (resilience.deadline.remaining_ms)
 //	resilience.deadline.default  the call got the default deadline
@@ -164,22 +173,31 @@
 //	resilience.bulkhead.in_flight        Int64ObservableGauge     {call}     resilience.bulkhead.name, resilience.bulkhead.key
 //	resilience.bulkhead.limit            Int64ObservableGauge     {call}     resilience.bulkhead.name, resilience.bulkhead.key
 //	resilience.bulkhead.waiting          Int64ObservableGauge     {call}     resilience.bulkhead.name, resilience.bulkhead.key
+//	                                                                         (the key hashed, as below)
 //	resilience.server.rejections         Int64Counter             {call}     rpc.*, resilience.reason: shed, deadline
 //	resilience.server.faults             Int64Counter             {fault}    rpc.*, resilience.fault.kind
 //	resilience.server.default_deadlines  Int64Counter             {call}     rpc.*
 //	resilience.cache.evictions           Int64Counter             {entry}    resilience.cache: an idle entry dropped to make room
 //	resilience.cache.overflows           Int64Counter             {key}      resilience.cache: a new key sent to the shared overflow entry
 //	resilience.client.rate_limited       Int64Counter             {attempt}  rpc.*: attempts the client's rate limit refused
+//	resilience.client.throttled          Int64Counter             {attempt}  rpc.*: attempts the client's adaptive throttle rejected
 //	resilience.server.rate_limited       Int64Counter             {call}     rpc.*, resilience.rate_limit.partition (the quota's class)
+//	resilience.server.rate_limit.store_failures
+//	                                     Int64Counter             {call}     rpc.*, resilience.rate_limit.partition: calls admitted because RateLimitConfig.Store failed
 //	resilience.rate_limit.admitted       Int64ObservableCounter   {call}     resilience.rate_limit.name
 //	resilience.rate_limit.limited        Int64ObservableCounter   {call}     resilience.rate_limit.name
 //	resilience.rate_limit.keys           Int64ObservableGauge     {key}      resilience.rate_limit.name: keys with a limiter of their own
 //
 // The breaker gauge reports the breakers that changed state at least once
 // (a breaker starts closed and the observer hears of transitions only).
-// The bulkhead gauges report the bulkheads handed to ObserveBulkhead or
-// ObservePartitioned, such as a server pipeline's
-// server.Server.Bulkhead().Partitions(); the client pipeline does not
+// The bulkhead gauges report the bulkheads handed to ObserveBulkhead,
+// ObservePartitioned or ObserveServer. Their resilience.bulkhead.key, like
+// the key of a server's shed events and cache log records, is never a
+// caller's key as it came: it is a keyed hash such as "k:3f2a9c0e71b4"
+// (see "Caller keys" in the server package's documentation), unless the
+// server's BulkheadConfig.ShowKeys says otherwise or the keys are method
+// names (PartitionByMethod), which ObserveServer shows as they are. The
+// client pipeline does not
 // expose its bulkheads, so on the client resilience.client.attempts.active
 // (equal to a per-method bulkhead's in-flight count) and
 // resilience.client.bulkhead.wait stand in, and the client bulkhead's limit
@@ -193,7 +211,7 @@
 //
 // The cache counters cover the bounded caches of the client, with
 // resilience.cache set to interceptors.Event.Cache ("state", "breaker",
-// "bulkhead", "budget"), the keyed partitions of a server bulkhead,
+// "throttle", "bulkhead", "ratelimit", "budget"), the keyed partitions of a server bulkhead,
 // with resilience.cache "server_bulkhead" (CacheServerBulkhead), and the
 // keys of a server rate limit, "server_rate_limit" (CacheServerRateLimit),
 // whose log records name the quota's class instead of the key.
@@ -205,8 +223,8 @@
 // as they apply (cache and key, or target and method, for the bounded
 // caches). The levels keep a healthy system quiet at Info:
 //
-//	Debug  an attempt failed; a retry or hedge was decided; a client breaker or
-//	       bulkhead or rate limit rejected an attempt (each rejection is counted,
+//	Debug  an attempt failed; a retry or hedge was decided; a client breaker,
+//	       throttle, bulkhead or rate limit rejected an attempt (each rejection is counted,
 //	       and the breaker's opening is a warning); every server event: shed,
 //	       rate limited, deadline rejected, default deadline, fault injected; a bounded cache evicted
 //	       an idle entry

@@ -40,6 +40,8 @@ const (
 	AttrRateLimitPartition  = "resilience.rate_limit.partition"
 	AttrRateLimitRetryAfter = "resilience.rate_limit.retry_after_ms"
 	AttrRateLimitName       = "resilience.rate_limit.name"
+
+	AttrThrottleProbability = "resilience.throttle.probability"
 )
 
 // Metric names; the package documentation describes each instrument.
@@ -63,27 +65,31 @@ const (
 	MetricCacheEvictions         = "resilience.cache.evictions"
 	MetricCacheOverflows         = "resilience.cache.overflows"
 	MetricClientRateLimited      = "resilience.client.rate_limited"
+	MetricClientThrottled        = "resilience.client.throttled"
 	MetricServerRateLimited      = "resilience.server.rate_limited"
 	MetricRateLimitAdmitted      = "resilience.rate_limit.admitted"
 	MetricRateLimitLimited       = "resilience.rate_limit.limited"
 	MetricRateLimitKeys          = "resilience.rate_limit.keys"
+	MetricRateLimitStoreFailures = "resilience.server.rate_limit.store_failures"
 )
 
 // Span event names; the package documentation describes each.
 const (
-	EventBreakerRejected  = "resilience.breaker.rejected"
-	EventBulkheadRejected = "resilience.bulkhead.rejected"
-	EventRetry            = "resilience.retry"
-	EventRetriesExhausted = "resilience.retries_exhausted"
-	EventRetryDeadline    = "resilience.retry.deadline"
-	EventBudgetDenied     = "resilience.retry.budget_denied"
-	EventHedge            = "resilience.hedge"
-	EventFallback         = "resilience.fallback"
-	EventShed             = "resilience.shed"
-	EventDeadlineRejected = "resilience.deadline.rejected"
-	EventDefaultDeadline  = "resilience.deadline.default"
-	EventFault            = "resilience.fault"
-	EventRateLimited      = "resilience.rate_limited"
+	EventBreakerRejected      = "resilience.breaker.rejected"
+	EventBulkheadRejected     = "resilience.bulkhead.rejected"
+	EventRetry                = "resilience.retry"
+	EventRetriesExhausted     = "resilience.retries_exhausted"
+	EventRetryDeadline        = "resilience.retry.deadline"
+	EventBudgetDenied         = "resilience.retry.budget_denied"
+	EventHedge                = "resilience.hedge"
+	EventFallback             = "resilience.fallback"
+	EventShed                 = "resilience.shed"
+	EventDeadlineRejected     = "resilience.deadline.rejected"
+	EventDefaultDeadline      = "resilience.deadline.default"
+	EventFault                = "resilience.fault"
+	EventRateLimited          = "resilience.rate_limited"
+	EventThrottled            = "resilience.throttled"
+	EventRateLimitStoreFailed = "resilience.rate_limit.store_failed"
 )
 
 var rpcSystem = attribute.String(AttrRPCSystem, "grpc")

@@ -24,6 +24,7 @@ import (
 	"github.com/engineeringlabs/grpc-resilience/interceptors/server"
 	"github.com/engineeringlabs/grpc-resilience/interceptors/telemetry"
 	testingv1 "github.com/engineeringlabs/grpc-resilience/proto/gen/grpcresilience/testing/v1"
+	"github.com/engineeringlabs/grpc-resilience/ratelimit"
 )
 
 // pointAttrs returns the attribute sets of every data point of the metric
@@ -212,5 +213,63 @@ func TestServerRateLimitOverflow(t *testing.T) {
 	}
 	if strings.Contains(r.logs.String(), "key-b") {
 		t.Errorf("the log names the caller's key")
+	}
+}
+
+// failingStore is a rate-limit store that cannot decide, as a shared store
+// does while it is unreachable.
+type failingStore struct{}
+
+var errUnreachable = errors.New("store unreachable")
+
+func (failingStore) Take(context.Context, string, int) (ratelimit.Decision, error) {
+	return ratelimit.Decision{}, errUnreachable
+}
+
+// A call admitted because the rate limit's store could not decide is
+// counted under its method and quota class, marked on the server span with
+// the store's error, and logged, never under the caller's key.
+func TestServerRateLimitStoreFailure(t *testing.T) {
+	const secret = "s3cr3t-api-key"
+	r := newRig(t, rigConfig{logLevel: slog.LevelDebug, server: server.Config{RateLimit: server.RateLimitConfig{
+		Rate: 1, PartitionBy: server.PartitionByHeader, Header: "x-api-key",
+		Store: func(string, server.RateQuota) ratelimit.Store { return failingStore{} },
+	}}})
+	ctx := metadata.AppendToOutgoingContext(ctxTimeout(t, 10*time.Second), "x-api-key", secret)
+	for range 2 {
+		if _, err := r.client.Unary(ctx, &testingv1.UnaryRequest{}); err != nil {
+			t.Fatalf("call with the store failing: %v, want it admitted", err)
+		}
+	}
+	var ev *sdktrace.Event
+	for n := 4; ev == nil; n++ {
+		spans, err := r.spans.waitFor(n)
+		if err != nil {
+			t.Fatalf("no server span has a %s event: %v", telemetry.EventRateLimitStoreFailed, err)
+		}
+		for _, s := range byKind(spans, trace.SpanKindServer, "grpcresilience.testing.v1.TestService/Unary") {
+			for _, e := range s.Events() {
+				if e.Name == telemetry.EventRateLimitStoreFailed {
+					ev = &e
+				}
+			}
+		}
+	}
+	if p, _ := attr(ev.Attributes, telemetry.AttrRateLimitPartition); p.AsString() != "header:x-api-key" {
+		t.Errorf("event partition %q, want header:x-api-key", p.AsString())
+	}
+	if m, _ := attr(ev.Attributes, "exception.message"); m.AsString() != errUnreachable.Error() {
+		t.Errorf("event error %q, want %q", m.AsString(), errUnreachable)
+	}
+	rm := r.collect(t)
+	partition := attribute.String(telemetry.AttrRateLimitPartition, "header:x-api-key")
+	if got := total(t, rm, telemetry.MetricRateLimitStoreFailures, service, unaryMethod, partition); got != 2 {
+		t.Errorf("%s = %d, want 2", telemetry.MetricRateLimitStoreFailures, got)
+	}
+	if !strings.Contains(r.logs.String(), "store unreachable") {
+		t.Errorf("no debug log with the store's error in\n%s", r.logs.String())
+	}
+	if mentions(rm, r.spans.Ended(), r.logs.String(), secret) {
+		t.Errorf("the caller's key appears in the telemetry")
 	}
 }

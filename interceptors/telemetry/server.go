@@ -72,6 +72,15 @@ func (o serverObserver) event(ctx context.Context, e server.Event) {
 			attrs = []attribute.KeyValue{attribute.Int(AttrRPCStatusCode, int(e.Code)),
 				attribute.String(AttrRateLimitPartition, e.Key), attribute.Float64(AttrRateLimitRetryAfter, ms(e.Delay))}
 		}
+	case server.EventRateLimitStoreFailed:
+		t.storeFailures.Add(ctx, 1, a.rateLimited(e.Key).add...)
+		name, msg = EventRateLimitStoreFailed, "grpc call admitted: the rate limit's store could not decide"
+		if recording {
+			attrs = []attribute.KeyValue{attribute.String(AttrRateLimitPartition, e.Key)}
+			if e.Err != nil {
+				attrs = append(attrs, attribute.String("exception.message", e.Err.Error()))
+			}
+		}
 	case server.EventDeadlineRejected:
 		t.serverRejects.Add(ctx, 1, a.reason(reasonServerDeadline).add...)
 		name, msg = EventDeadlineRejected, "grpc call rejected for its deadline"
@@ -117,6 +126,9 @@ func (o serverObserver) event(ctx context.Context, e server.Event) {
 		}
 		if e.Delay > 0 {
 			la = append(la, slog.Duration("delay", e.Delay))
+		}
+		if e.Err != nil {
+			la = append(la, slog.String("error", e.Err.Error()))
 		}
 		t.log.LogAttrs(ctx, slog.LevelDebug, msg, la...)
 	}

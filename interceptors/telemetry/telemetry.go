@@ -93,7 +93,9 @@ type Telemetry struct {
 	evictions       metric.Int64Counter
 	overflows       metric.Int64Counter
 	clientLimited   metric.Int64Counter
+	clientThrottled metric.Int64Counter
 	serverLimited   metric.Int64Counter
+	storeFailures   metric.Int64Counter
 
 	methods sync.Map // full method name -> *methodAttrs
 
@@ -159,7 +161,9 @@ func New(cfg Config) (*Telemetry, error) {
 	t.evictions = counter(MetricCacheEvictions, "{entry}", "Idle entries a bounded cache dropped to make room for a new key, by cache.")
 	t.overflows = counter(MetricCacheOverflows, "{key}", "New keys a full bounded cache sent to its shared overflow entry, by cache.")
 	t.clientLimited = counter(MetricClientRateLimited, "{attempt}", "Attempts the client's rate limit refused, by method.")
+	t.clientThrottled = counter(MetricClientThrottled, "{attempt}", "Attempts the client's adaptive throttle rejected without sending them, by method.")
 	t.serverLimited = counter(MetricServerRateLimited, "{call}", "Calls the server's rate limit rejected, by method and quota class.")
+	t.storeFailures = counter(MetricRateLimitStoreFailures, "{call}", "Calls admitted because the rate limit's shared store could not decide, by method and quota class.")
 	var err error
 	t.activeAttempts, err = m.Int64UpDownCounter(MetricActiveAttempts, metric.WithUnit("{attempt}"),
 		metric.WithDescription("Attempts of client calls in flight (between AttemptStart and AttemptEnd), by method."))

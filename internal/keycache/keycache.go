@@ -311,39 +311,46 @@ func (c *Cache[K, V]) removeLocked(e *entry[K, V]) {
 	c.n.Add(-1)
 }
 
-// Delete removes key's entry, whatever its state, and reports whether it
-// was there. OnEvict is not called.
-func (c *Cache[K, V]) Delete(key K) bool {
+// Delete removes key's entry, whatever its state, and returns its value
+// and whether it was there. OnEvict is not called.
+func (c *Cache[K, V]) Delete(key K) (V, bool) {
+	var zero V
 	if len(c.shards) == 0 {
-		return false
+		return zero, false
 	}
 	h := c.hash(key)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e := c.find(h, key)
 	if e == nil {
-		return false
+		return zero, false
 	}
 	c.removeLocked(e)
-	return true
+	return e.val, true
 }
 
 // Len returns the number of entries; it never exceeds Config.Max.
 func (c *Cache[K, V]) Len() int { return int(c.n.Load()) }
 
 // Range calls fn for each entry, in no particular order, until fn returns
-// false. It takes no lock: entries added or removed meanwhile may or may
-// not be seen, and fn may call the cache. It does not mark entries used.
+// false. It takes no lock and allocates nothing: it reads each shard's
+// table once (a key always lives in the same shard), so each key is seen
+// at most once, entries added or removed meanwhile may or may not be
+// seen, and fn may call the cache. It calls fn at most
+// Config.Max times, even while other goroutines replace entries as it
+// goes. It does not mark entries used.
 func (c *Cache[K, V]) Range(fn func(K, V) bool) {
+	left := c.max
 	for i := range c.shards {
 		t := c.shards[i].Load()
 		if t == nil {
 			continue
 		}
 		for _, s := range t.slots {
-			if !fn(s.e.key, s.e.val) {
+			if left == 0 || !fn(s.e.key, s.e.val) {
 				return
 			}
+			left--
 		}
 	}
 }

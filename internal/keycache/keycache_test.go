@@ -175,7 +175,11 @@ func TestDelete(t *testing.T) {
 	c, ev := newTest(2)
 	mustCreate(t, c, "a")
 	mustCreate(t, c, "b")
-	if !c.Delete("a") || c.Delete("a") {
+	a, _ := c.Peek("a")
+	if v, ok := c.Delete("a"); !ok || v != a {
+		t.Fatalf("Delete(a) = %v, %v, want a's value, true", v, ok)
+	}
+	if _, ok := c.Delete("a"); ok {
 		t.Fatal("Delete(a) must report true once")
 	}
 	mustCreate(t, c, "c") // takes a's place without evicting
@@ -202,7 +206,7 @@ func TestZeroAndEmptyCaches(t *testing.T) {
 	if _, ok := zero.GetOrCreate("a", func() int { return 1 }); ok {
 		t.Error("the zero Cache stored a key")
 	}
-	if zero.Delete("a") || zero.Len() != 0 {
+	if _, ok := zero.Delete("a"); ok || zero.Len() != 0 {
 		t.Error("the zero Cache is not empty")
 	}
 	zero.Range(func(string, int) bool { t.Error("Range on the zero Cache"); return true })
@@ -345,5 +349,72 @@ func TestWithoutEvictableAlwaysMakesRoom(t *testing.T) {
 		if got := c.Len(); got > n {
 			t.Fatalf("Len = %d, above the cap %d", got, n)
 		}
+	}
+}
+
+// TestRangeDuringChurn checks that Range, run while other goroutines
+// replace every entry many times over, sees each key at most once, never
+// calls fn more than Max times, and allocates nothing.
+func TestRangeDuringChurn(t *testing.T) {
+	const max, workers, keys = 64, 4, 20000
+	c := New(Config[string, *val]{Max: max})
+	for i := range max {
+		k := strconv.Itoa(i)
+		c.GetOrCreate(k, func() *val { return &val{key: k} })
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < keys; i += workers {
+				k := "churn" + strconv.Itoa(i)
+				c.GetOrCreate(k, func() *val { return &val{key: k} })
+			}
+		})
+	}
+	go func() { wg.Wait(); close(done) }()
+	seen := make(map[string]bool, max)
+	for rounds := 0; ; rounds++ {
+		clear(seen)
+		n := 0
+		c.Range(func(k string, v *val) bool {
+			n++
+			if seen[k] {
+				t.Errorf("Range saw %q twice", k)
+			}
+			seen[k] = true
+			if v.key != k {
+				t.Errorf("Range gave key %q the value of %q", k, v.key)
+			}
+			return true
+		})
+		if n > max {
+			t.Fatalf("Range called fn %d times, above the cap %d", n, max)
+		}
+		select {
+		case <-done:
+			if rounds == 0 {
+				t.Log("the churn ended before the first Range")
+			}
+			if n := testing.AllocsPerRun(100, func() { c.Range(func(string, *val) bool { return true }) }); n != 0 {
+				t.Fatalf("Range: %v allocs, want 0", n)
+			}
+			return
+		default:
+		}
+	}
+}
+
+// TestRangeStopsAtMax checks the cap on fn's calls with a cache that holds
+// exactly Max entries: fn runs Max times, and not once more.
+func TestRangeStopsAtMax(t *testing.T) {
+	c, _ := newTest(3)
+	for _, k := range []string{"a", "b", "c"} {
+		mustCreate(t, c, k)
+	}
+	n := 0
+	c.Range(func(string, *val) bool { n++; return true })
+	if n != 3 {
+		t.Fatalf("Range called fn %d times, want 3", n)
 	}
 }

@@ -50,14 +50,17 @@ func charts(r *results) map[string]chart {
 		return bs
 	}
 	cs := map[string]chart{
-		"overhead":      {title: "Loopback overhead over a bare call", unit: "median latency, % over the bare call's; goal: under 3%", bars: bars("LoopbackOverhead", "overhead-%"), marker: 3, markerLabel: "goal 3%"},
-		"amplification": {title: "Retry amplification, total outage, 32 callers", unit: "attempts the server saw per logical call; goal: at most 1.2", bars: bars("Amplification", "attempts/call"), marker: 1.2, markerLabel: "goal 1.2"},
-		"recovery":      {title: "Recovery after a 1s outage", unit: "ms from the end of the outage until 99% of calls succeed (lower is better)", bars: bars("Recovery", "recovery-ms")},
-		"hedging-p99":   {title: "Hedging on a heavy-tail server: p99", unit: "p99 latency in ms (lower is better)", bars: bars("Hedging", "p99-ms")},
-		"hedging-load":  {title: "Hedging on a heavy-tail server: extra load", unit: "attempts beyond one per call, %; goal: at most 10%", bars: bars("Hedging", "extra-load-%"), marker: 10, markerLabel: "goal 10%"},
-		"overload":      {title: "Goodput at 3x capacity", unit: "calls that succeeded in time, as a share of the capacity (higher is better)", bars: bars("Overload", "goodput/capacity"), marker: 1, markerLabel: "capacity"},
-		"overload-p99":  {title: "Admitted p99 at 3x capacity", unit: "p99 latency of the successful calls, ms (deadline 100ms)", bars: bars("Overload", "admitted-p99-ms")},
-		"breaker":       {title: "Breaker allow+record under RunParallel", unit: "ns/op (lower is better)", bars: bars("BreakerAllowRecordParallel", "ns/op")},
+		"overhead":         {title: "Loopback overhead over a bare call", unit: "median latency, % over the bare call's; goal: under 3%", bars: bars("LoopbackOverhead", "overhead-%"), marker: 3, markerLabel: "goal 3%"},
+		"amplification":    {title: "Retry amplification, total outage, 32 callers", unit: "attempts the server saw per logical call; goal: at most 1.2", bars: bars("Amplification", "attempts/call"), marker: 1.2, markerLabel: "goal 1.2"},
+		"recovery":         {title: "Recovery after a 1s outage", unit: "ms from the end of the outage until 99% of calls succeed (lower is better)", bars: bars("Recovery", "recovery-ms")},
+		"hedging-p99":      {title: "Hedging on a heavy-tail server: p99", unit: "p99 latency in ms (lower is better)", bars: bars("Hedging", "p99-ms")},
+		"hedging-load":     {title: "Hedging on a heavy-tail server: extra load", unit: "attempts beyond one per call, %; goal: at most 10%", bars: bars("Hedging", "extra-load-%"), marker: 10, markerLabel: "goal 10%"},
+		"overload":         {title: "Goodput at 3x capacity", unit: "calls that succeeded in time, as a share of the capacity (higher is better)", bars: bars("Overload", "goodput/capacity"), marker: 1, markerLabel: "capacity"},
+		"overload-p99":     {title: "Admitted p99 at 3x capacity", unit: "p99 latency of the successful calls, ms (deadline 100ms)", bars: bars("Overload", "admitted-p99-ms")},
+		"cpu-shedding":     {title: "CPU-bound server at 4x capacity, sustained", unit: "goodput as a share of the capacity; goal: at least 0.9", bars: bars("CPUShedding/4x-sustained", "goodput/capacity"), marker: 0.9, markerLabel: "goal 0.9"},
+		"cpu-shedding-p99": {title: "CPU-bound server at 4x capacity, sustained: admitted p99", unit: "p99 latency of the successful calls, ms (deadline 100ms)", bars: bars("CPUShedding/4x-sustained", "admitted-p99-ms")},
+		"throttling":       {title: "Backend at half the offered load: wasted load", unit: "attempts the backend refused, per second (lower is better)", bars: bars("Throttling", "backend-refused/s")},
+		"breaker":          {title: "Breaker allow+record under RunParallel", unit: "ns/op (lower is better)", bars: bars("BreakerAllowRecordParallel", "ns/op")},
 	}
 	for k, c := range cs {
 		if len(c.bars) == 0 {

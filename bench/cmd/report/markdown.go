@@ -157,7 +157,95 @@ func goals(r *results) []goal {
 		}
 		gs = append(gs, g)
 	}
+	gs = append(gs, cpuSheddingGoal(r, "4x"), cpuSheddingGoal(r, "4x-sustained"), throttlingGoal(r))
 	return gs
+}
+
+// ourCPUStrategies are our automatic protections in the CPU-shedding
+// scenario, and cpuPeers the peers' shedders.
+var (
+	ourCPUStrategies = []string{"ours-adaptive-aimd", "ours-adaptive-gradient", "ours-cpu", "ours-cpu-min2"}
+	cpuPeers         = []string{"go-zero-shedder", "aegis-bbr"}
+)
+
+// cpuSheddingGoal checks the goal of the CPU-shedding scenario at load: one
+// of our automatic strategies keeps at least 90% of the capacity as
+// goodput, at least each peer's, with an admitted p99 within twice the
+// unloaded p99. It names the first strategy that meets the goal or, when
+// none does, the one with the most goodput.
+func cpuSheddingGoal(r *results, load string) goal {
+	g := goal{text: "CPU-bound server at " + load + " capacity: one of our automatic strategies (AIMD, Gradient, CPU) keeps at least 90% of the capacity as goodput, at least each peer's (go-zero, aegis), with an admitted p99 within 2x the unloaded p99", status: "not measured"}
+	group := "CPUShedding/" + load + "/"
+	unloaded, ok := r.get("CPUCapacity/unprotected", "unloaded-p99-ms")
+	if !ok || unloaded <= 0 {
+		return g
+	}
+	peerBest, peers := 0.0, ""
+	for _, p := range cpuPeers {
+		v, ok := r.get(group+p, "goodput/capacity")
+		if !ok {
+			return g
+		}
+		peerBest = math.Max(peerBest, v)
+		peers += fmt.Sprintf(", %s %s", p, format(v))
+	}
+	pick, pickGoodput, pickP99, met := "", -1.0, 0.0, false
+	for _, o := range ourCPUStrategies {
+		v, ok1 := r.get(group+o, "goodput/capacity")
+		p99, ok2 := r.get(group+o, "admitted-p99-ms")
+		if !ok1 || !ok2 {
+			continue
+		}
+		if v >= 0.9 && v >= peerBest && p99 <= 2*unloaded {
+			pick, pickGoodput, pickP99, met = o, v, p99, true
+			break
+		}
+		if v > pickGoodput {
+			pick, pickGoodput, pickP99 = o, v, p99
+		}
+	}
+	if pick == "" {
+		return g
+	}
+	g.measured = fmt.Sprintf("%s: goodput %s of capacity (peers%s), admitted p99 %sx the unloaded p99",
+		pick, format(pickGoodput), strings.TrimPrefix(peers, ","), format(pickP99/unloaded))
+	g.status = verdict(met)
+	return g
+}
+
+// throttlePeers are the peers' client-side protections in the throttling
+// scenario.
+var throttlePeers = []string{"go-zero-breaker", "aegis-sre", "failsafe-go-throttler"}
+
+// throttlingGoal checks the goal of the throttling scenario: with its
+// defaults, our throttle's success rate is at least every peer's and the
+// backend refuses fewer of its attempts than of any peer's.
+func throttlingGoal(r *results) goal {
+	g := goal{text: "Backend serving half the offered load: our throttle (defaults) has at least every peer's success rate (go-zero, aegis, failsafe-go) and sends the backend fewer attempts it refuses than any of them", status: "not measured"}
+	ours := "Throttling/ours-throttle"
+	success, ok1 := r.get(ours, "success-%")
+	refused, ok2 := r.get(ours, "backend-refused/s")
+	if !ok1 || !ok2 {
+		return g
+	}
+	met := true
+	peers := ""
+	for _, p := range throttlePeers {
+		ps, ok1 := r.get("Throttling/"+p, "success-%")
+		pr, ok2 := r.get("Throttling/"+p, "backend-refused/s")
+		if !ok1 || !ok2 {
+			return g
+		}
+		met = met && success >= ps && refused < pr
+		peers += fmt.Sprintf("; %s %s%%, %s/s", p, format(ps), format(pr))
+	}
+	g.measured = fmt.Sprintf("ours %s%% success, %s refused/s%s", format(success), format(refused), peers)
+	if ks, ok := r.get("Throttling/ours-throttle-k1.5", "success-%"); ok {
+		kr, _ := r.get("Throttling/ours-throttle-k1.5", "backend-refused/s")
+		g.measured += fmt.Sprintf(" (ours with K 1.5: %s%%, %s/s)", format(ks), format(kr))
+	}
+	g.status = verdict(met)
+	return g
 }
 
 // writeMarkdown writes BENCHMARKS.md: the machine, the goals, one table per
@@ -172,6 +260,9 @@ func writeMarkdown(w io.Writer, r *results, m machine, notes string, charts map[
 	p("## Machine\n\n| | |\n|---|---|\n")
 	p("| CPU | %s |\n| cores (nproc) | %s |\n| Go | %s |\n| load average before the run | %s |\n| load average after the run | %s |\n| date | %s |\n\n",
 		m.cpu, m.nproc, m.goVersion, orDash(r.notes["loadavg-start"]), orDash(r.notes["loadavg-end"]), orDash(r.notes["date"]))
+	if iso := r.notes["cpu-isolation"]; iso != "" {
+		p("The CPU-bound server of the CPU-shedding scenario ran with: %s.\n\n", iso)
+	}
 	p("## Goals\n\n| goal | measured | status |\n|---|---|---|\n")
 	for _, g := range goals(r) {
 		status := "**" + g.status + "**"
@@ -227,6 +318,8 @@ func writeMarkdown(w io.Writer, r *results, m machine, notes string, charts map[
 	p("A server of 4 workers, 10ms per call (capacity 400 calls/s), FIFO queue in front of the workers, work done even for calls whose client gave up; 1200 calls/s offered open-loop for 2s, each with a 100ms deadline, no client retries. Goodput: calls that succeeded within their deadline, per second; admitted p99: latency of those.\n\n")
 	table(w, r, "Overload", []column{unitCol("goodput/s", "goodput/s"), unitCol("goodput / capacity", "goodput/capacity"), unitCol("admitted p99 ms", "admitted-p99-ms"), unitCol("rejected", "shed")})
 	embed(w, charts, "overload", "overload-p99")
+	writeCPUShedding(w, r, charts)
+	writeThrottling(w, r, charts)
 
 	p("## Features: where a peer has no equivalent\n\n")
 	p("%s\n", featureTable)
@@ -235,9 +328,44 @@ func writeMarkdown(w io.Writer, r *results, m machine, notes string, charts map[
 		p("\n")
 	}
 	p("## Reproduce\n\n")
-	p("```\nmake bench            # everything, about 6 minutes on 2 cores; writes bench/results/ and BENCHMARKS.md\n")
+	p("```\nmake bench            # everything, about 18 minutes on 2 cores (cpu-shedding and throttling: 4 minutes a round); writes bench/results/ and BENCHMARKS.md\n")
 	p("cd bench && go test -run='^$' -bench=. -benchmem ./micro/         # micro-benchmarks only\n")
-	p("cd bench && go run ./cmd/scenarios -only hedging -scale 0.5       # one scenario, shorter\n```\n")
+	p("cd bench && go run ./cmd/scenarios -only hedging -scale 0.5       # one scenario, shorter\n")
+	p("cd bench && go run ./cmd/scenarios -only cpu-shedding,throttling  # the adaptive protections, about 4 minutes\n```\n")
+}
+
+// writeCPUShedding writes the section of the CPU-shedding scenario.
+func writeCPUShedding(w io.Writer, r *results, charts map[string]string) {
+	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
+	p("### Shedding on a CPU-bound server\n\n")
+	p("The server runs in a process of its own with GOMAXPROCS=1, pinned to one core and, where the run may create one (as root), in a cgroup v1 of its own with a quota of one CPU and a high CPU weight (the `# cpu-isolation` line of the raw results says what this run had), so that each library's CPU reading is the server's alone; the load generator runs in the main process. ")
+	p("Each call costs 5ms of CPU, in 10 chunks between which the handler yields and checks its context (it stops working for a caller who gave up). ")
+	p("Capacity: calls the unprotected server completes per second of its own CPU time, with 2 callers in a closed loop (calls/s is their throughput in wall time); unloaded latency: one call at a time. ")
+	p("Then, for each protection, a fresh server process gets 1x, 2x, 4x and again 4x that capacity, open loop, 4s each, one after the other, every call with a 100ms deadline and no retry: the first 4x shows how fast each reacts, the second (after 12s of saturated CPU) where it settles. ")
+	p("Goodput: calls that succeeded within their deadline, per second; steady: of the calls started in the second half of the 4s; shed: calls the server rejected; server CPU: cores the server process used (utime+stime from `/proc/<pid>/stat`).\n\n")
+	p("Protections: our fixed bulkhead (limit 2), AIMD and Gradient (from 4), our CPU strategy (`bulkhead.NewCPU`, bulkhead limit 1000) with its defaults and with `MinLimit: 2`, go-zero's `load.NewAdaptiveShedder` (defaults) in a unary interceptor as its zrpc server uses it, and aegis' `bbr.NewLimiter` (defaults) as Kratos' rate-limit middleware uses it.\n\n")
+	table(w, r, "CPUCapacity", []column{unitCol("capacity/s", "capacity/s"), unitCol("calls/s", "calls/s"), unitCol("unloaded p50 ms", "unloaded-p50-ms"), unitCol("unloaded p99 ms", "unloaded-p99-ms"), unitCol("server CPU", "server-cpu")})
+	for _, load := range []string{"1x", "2x", "4x", "4x-sustained"} {
+		p("#### %s capacity\n\n", load)
+		table(w, r, "CPUShedding/"+load, []column{unitCol("goodput/s", "goodput/s"), unitCol("goodput / capacity", "goodput/capacity"),
+			unitCol("steady goodput / capacity", "steady-goodput/capacity"), unitCol("admitted p50 ms", "admitted-p50-ms"),
+			unitCol("admitted p99 ms", "admitted-p99-ms"), unitCol("shed %", "shed-%"), unitCol("server CPU", "server-cpu")})
+	}
+	embed(w, charts, "cpu-shedding", "cpu-shedding-p99")
+}
+
+// writeThrottling writes the section of the throttling scenario.
+func writeThrottling(w io.Writer, r *results, charts map[string]string) {
+	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
+	p("### Client-side throttling against a backend at half the offered load\n\n")
+	p("The backend answers at once and serves 200 calls a second (a token bucket with a burst of 10); it fails the rest with UNAVAILABLE. Callers offer 400 calls a second, open loop, for 4s, without retries, each client with fresh state. ")
+	p("Backend attempts: calls that reached it, per second; refused: those it failed, the load the clients wasted. ")
+	p("Ours: the adaptive throttle (`Policy.Throttle`) with its defaults (K 2) and with go-zero's K 1.5, and our breaker (defaults but a 500ms open duration, as in the recovery scenario); go-zero's breaker (an SRE throttle, K 1.5) with its zrpc client's acceptable codes; aegis' SRE breaker (K 1/0.6) marked as Kratos' middleware does; failsafe-go's adaptive throttler with its defaults.\n\n")
+	table(w, r, "Throttling", []column{unitCol("backend attempts/s", "backend-attempts/s"), unitCol("refused by backend/s", "backend-refused/s"),
+		unitCol("success %", "success-%"), unitCol("successes/s", "successes/s")})
+	embed(w, charts, "throttling")
+	p("Recovery: the same clients offer 100 calls a second to a backend without a limit that is healthy for 1s, down (UNAVAILABLE to everything) for 3s, then healthy for 5s. Recovery: time from the end of the outage to the end of the last 100ms window (by the calls' start) in which fewer than 90%% of the calls succeeded; recovered 0 means not within the 5s. Outage attempts: calls that reached the backend while it was down, per second.\n\n")
+	table(w, r, "ThrottleRecovery", []column{unitCol("recovery ms", "recovery-ms"), unitCol("recovered", "recovered"), unitCol("outage attempts/s", "outage-attempts/s")})
 }
 
 // embed writes the charts of keys that exist as images.
@@ -269,6 +397,8 @@ const featureTable = `| feature | ours | go-grpc-middleware v2 | grpc-go service
 | bulkhead (client) | yes | - | - | yes | - | semaphore | concurrency limit inside Do | - | yes (semaphore) |
 | server bulkhead with pushback | yes | - | - | yes (no pushback) | - | - | - | - | - |
 | adaptive concurrency limit | yes (AIMD, Gradient) | - | - | yes (adaptive limiter) | - | - | - | - | - |
+| CPU-aware load shedding (BBR rule; go-zero, aegis too) | yes (CPU strategy) | - | - | - | - | - | - | - | - |
+| client-side adaptive throttling (SRE; go-zero, aegis too) | yes | - | - | yes (adaptive throttler) | - | - | - | - | - |
 | hedging | yes (fixed or percentile delay) | - | parsed, not implemented in grpc-go | yes (fixed or quantile delay) | - | - | - | - | - |
 | gRPC status classification table | yes | codes list | codes list | codes list (gRPC builder) | - | - | - | - | - |
 | stream retries until commit | yes | server streams only | yes | - | - | - | - | - | - |

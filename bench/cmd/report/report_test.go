@@ -173,3 +173,69 @@ func TestRunReportsBadInput(t *testing.T) {
 		t.Errorf("run = %v, want an error naming the input", err)
 	}
 }
+
+const adaptiveSample = `BenchmarkCPUCapacity/unprotected	500	180 calls/s	5.5 unloaded-p50-ms	10 unloaded-p99-ms	0.95 server-cpu
+BenchmarkCPUShedding/4x/ours-adaptive-aimd	3600	90 goodput/s	0.5 goodput/capacity	95 admitted-p99-ms
+BenchmarkCPUShedding/4x/ours-cpu	3600	171 goodput/s	0.95 goodput/capacity	25 admitted-p99-ms
+BenchmarkCPUShedding/4x/go-zero-shedder	3600	100 goodput/s	0.6 goodput/capacity	30 admitted-p99-ms
+BenchmarkCPUShedding/4x/aegis-bbr	3600	10 goodput/s	0.05 goodput/capacity	90 admitted-p99-ms
+BenchmarkCPUShedding/4x-sustained/ours-cpu	3600	171 goodput/s	0.95 goodput/capacity	15 admitted-p99-ms
+BenchmarkCPUShedding/4x-sustained/go-zero-shedder	3600	171 goodput/s	0.97 goodput/capacity	15 admitted-p99-ms
+BenchmarkCPUShedding/4x-sustained/aegis-bbr	3600	171 goodput/s	0.9 goodput/capacity	15 admitted-p99-ms
+BenchmarkCPUShedding/2x/ours-cpu	3600	190 goodput/s	0.95 goodput/capacity	25 admitted-p99-ms
+BenchmarkCPUShedding/2x/ours-cpu-min2	3600	190 goodput/s	0.92 goodput/capacity	15 admitted-p99-ms
+BenchmarkCPUShedding/2x/go-zero-shedder	3600	20 goodput/s	0.1 goodput/capacity	15 admitted-p99-ms
+BenchmarkCPUShedding/2x/aegis-bbr	3600	20 goodput/s	0.1 goodput/capacity	15 admitted-p99-ms
+BenchmarkThrottling/ours-throttle	1600	400 backend-attempts/s	200 backend-refused/s	50 success-%
+BenchmarkThrottling/ours-throttle-k1.5	1600	320 backend-attempts/s	120 backend-refused/s	50 success-%
+BenchmarkThrottling/go-zero-breaker	1600	330 backend-attempts/s	130 backend-refused/s	50 success-%
+BenchmarkThrottling/aegis-sre	1600	370 backend-attempts/s	170 backend-refused/s	50 success-%
+`
+
+// The CPU-shedding goals take our best automatic strategy by goodput and
+// need it to beat every peer within the latency bound; the throttling goal
+// needs the fewest refused attempts, and is not measured without every
+// peer.
+func TestAdaptiveGoals(t *testing.T) {
+	r, err := parse(strings.NewReader(adaptiveSample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := map[string]goal{}
+	for _, g := range goals(r) {
+		gs[g.text] = g
+	}
+	for _, c := range []struct {
+		goal   goal
+		status string
+		text   string
+	}{
+		// 25ms is 2.5x the unloaded 10ms, and AIMD has too little
+		// goodput: the one with the most is named.
+		{cpuSheddingGoal(r, "4x"), "not met", "ours-cpu: goodput 0.950 of capacity (peers go-zero-shedder 0.600, aegis-bbr 0.0500), admitted p99 2.50x the unloaded p99"},
+		// The first strategy that meets every condition is named.
+		{cpuSheddingGoal(r, "2x"), "met", "ours-cpu-min2: goodput 0.920 of capacity (peers go-zero-shedder 0.100, aegis-bbr 0.100), admitted p99 1.50x the unloaded p99"},
+		// go-zero's 0.97 beats our 0.95.
+		{cpuSheddingGoal(r, "4x-sustained"), "not met", "ours-cpu: goodput 0.950 of capacity (peers go-zero-shedder 0.970, aegis-bbr 0.900), admitted p99 1.50x the unloaded p99"},
+		{cpuSheddingGoal(r, "1x"), "not measured", ""},
+		{throttlingGoal(r), "not measured", ""}, // no failsafe-go row
+	} {
+		if c.goal.status != c.status || c.goal.measured != c.text {
+			t.Errorf("%s: %s: %q, want %s: %q", c.goal.text, c.goal.status, c.goal.measured, c.status, c.text)
+		}
+	}
+	for _, want := range []goal{cpuSheddingGoal(r, "4x"), cpuSheddingGoal(r, "4x-sustained"), throttlingGoal(r)} {
+		if got, ok := gs[want.text]; !ok || got != want {
+			t.Errorf("goals() has %+v for %q, want %+v", got, want.text, want)
+		}
+	}
+	r2, err := parse(strings.NewReader(adaptiveSample + "BenchmarkThrottling/failsafe-go-throttler	1600	390 backend-attempts/s	190 backend-refused/s	50 success-%\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := throttlingGoal(r2)
+	want := "ours 50.0% success, 200 refused/s; go-zero-breaker 50.0%, 130/s; aegis-sre 50.0%, 170/s; failsafe-go-throttler 50.0%, 190/s (ours with K 1.5: 50.0%, 120/s)"
+	if g.status != "not met" || g.measured != want {
+		t.Errorf("throttling goal: %s: %q, want not met: %q", g.status, g.measured, want)
+	}
+}

@@ -14,9 +14,22 @@
 //     tail, without hedging, with ours, with grpc-go's native hedging and
 //     with failsafe-go's;
 //   - overload: admitted p99 and goodput at 3x a server's capacity, with and
-//     without the server bulkhead or adaptive limit.
+//     without the server bulkhead or adaptive limit;
+//   - cpu-shedding: goodput and admitted latency of a CPU-bound server in a
+//     process of its own (one core; a cgroup with a quota of one CPU when the
+//     run may create one) at 1x, 2x and 4x its capacity, unprotected, with
+//     our bulkhead and its AIMD, Gradient and CPU strategies, and with
+//     go-zero's adaptive shedder and aegis' BBR limiter. The server process
+//     is this binary started again with GRPCRES_BENCH_CPUSERVER set; with
+//     GRPCRES_BENCH_CPUSERVER_PROFILE=file, each server process writes its
+//     CPU profile there;
+//   - throttling: load that reaches a backend serving half of what its
+//     callers offer, their success rate, and their recovery after an
+//     outage, with our adaptive throttle and breaker, go-zero's and aegis'
+//     SRE breakers and failsafe-go's adaptive throttler.
 //
-// Every load loop is bounded in count and in time. Usage:
+// Every load loop is bounded in count and in time. go-zero's logs, which
+// go to stdout by default, are discarded. Usage:
 //
 //	go run ./cmd/scenarios [-scale 1] [-count 1] [-only amplification,hedging]
 //

@@ -24,3 +24,11 @@ func Example_emit() {
 	fmt.Print(strings.ReplaceAll(out.String(), "\t", " "))
 	// Output: BenchmarkAmplification/ours 1000 1.234 attempts/call 1000 calls
 }
+
+// The CPU-shedding scenario reads the server process's CPU time from
+// /proc/<pid>/stat: utime and stime, fields 14 and 15, in ticks of 10ms,
+// counted after the command name, which may hold spaces and parentheses.
+func Example_procStatCPU() {
+	fmt.Println(procStatCPU("4242 (cpu (server)) S 1 4242 4242 0 -1 4194560 100 0 0 0 150 25 0 0 20 0 9 0 100 1 1"))
+	// Output: 1.75s
+}

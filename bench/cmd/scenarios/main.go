@@ -62,11 +62,20 @@ var scenarios = []struct {
 	{"recovery", runRecovery},
 	{"hedging", runHedging},
 	{"overload", runOverload},
+	{"cpu-shedding", runCPUShedding},
+	{"throttling", runThrottling},
 }
 
 func main() {
+	if os.Getenv(envCPUServer) != "" {
+		if err := cpuServerMain(os.Stdin, os.Stdout); err != nil {
+			log.Fatal(err)
+		}
+		return
+	}
+	quietPeers()
 	scale := flag.Float64("scale", 1, "multiply every duration and count by this (0.1 for a smoke run)")
-	only := flag.String("only", "", "comma-separated scenarios to run (default all): overhead, amplification, recovery, hedging, overload")
+	only := flag.String("only", "", "comma-separated scenarios to run (default all): overhead, amplification, recovery, hedging, overload, cpu-shedding, throttling")
 	count := flag.Int("count", 1, "run the scenarios this many times, one round after the other (the report takes the median)")
 	flag.Parse()
 	if err := run(settings{scale: *scale, rounds: *count, out: os.Stdout}, *only); err != nil {

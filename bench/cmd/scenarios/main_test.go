@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"math"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -12,8 +14,21 @@ import (
 	"github.com/engineeringlabs/grpc-resilience/interceptors"
 )
 
+// TestMain runs the CPU-shedding scenario's server process when this test
+// binary is started as one, and otherwise the tests, with go-zero's logs
+// kept quiet and the goroutines that go-zero and aegis start when their
+// packages load (CPU samplers, a signal handler) not counted as leaks.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	if os.Getenv(envCPUServer) != "" {
+		if err := cpuServerMain(os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	quietPeers()
+	// Those goroutines are running now, before any test.
+	goleak.VerifyTestMain(m, goleak.IgnoreCurrent())
 }
 
 // A server in a total outage sees exactly one attempt per call from a
@@ -143,7 +158,8 @@ func TestScenariosPrintBenchmarkLines(t *testing.T) {
 		t.Skip("runs every scenario")
 	}
 	var out bytes.Buffer
-	only, want := "overhead,overload", len(overheadLibs())+len(protections())
+	only := "overhead,overload,cpu-shedding,throttling"
+	want := len(overheadLibs()) + len(protections()) + 1 + len(cpuProtections)*len(cpuLoads) + 2*len(throttlingLibs())
 	if !raceEnabled { // see raceEnabled
 		only, want = only+",hedging", want+len(hedgingLibs())
 	}

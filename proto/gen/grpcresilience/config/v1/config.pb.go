@@ -93,8 +93,8 @@ func (Idempotency) EnumDescriptor() ([]byte, []int) {
 	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{0}
 }
 
-// Scope says which calls share one breaker, one client bulkhead or one
-// client rate limiter.
+// Scope says which calls share one breaker, one client throttle, one
+// client bulkhead or one client rate limiter.
 type Scope int32
 
 const (
@@ -599,6 +599,11 @@ const (
 	// ADAPTIVE_KIND_GRADIENT follows the ratio of long- to short-term
 	// latency (Netflix Gradient2).
 	AdaptiveKind_ADAPTIVE_KIND_GRADIENT AdaptiveKind = 2
+	// ADAPTIVE_KIND_CPU sheds while the CPU usage is above cpu_threshold,
+	// keeping the calls within the best throughput times the best latency
+	// seen over the window (the BBR rule); the bulkhead's limit is its
+	// ceiling.
+	AdaptiveKind_ADAPTIVE_KIND_CPU AdaptiveKind = 3
 )
 
 // Enum value maps for AdaptiveKind.
@@ -607,11 +612,13 @@ var (
 		0: "ADAPTIVE_KIND_UNSPECIFIED",
 		1: "ADAPTIVE_KIND_AIMD",
 		2: "ADAPTIVE_KIND_GRADIENT",
+		3: "ADAPTIVE_KIND_CPU",
 	}
 	AdaptiveKind_value = map[string]int32{
 		"ADAPTIVE_KIND_UNSPECIFIED": 0,
 		"ADAPTIVE_KIND_AIMD":        1,
 		"ADAPTIVE_KIND_GRADIENT":    2,
+		"ADAPTIVE_KIND_CPU":         3,
 	}
 )
 
@@ -775,7 +782,8 @@ func (x *Name) GetMethod() string {
 // MethodPolicy is the client policy of the methods its names select. Every
 // field is optional; an unset sub-policy disables its pattern. Per call, the
 // patterns run in this order, outermost first: timeout, hedging or retry,
-// breaker, rate limit, bulkhead, the retry's per-attempt timeout, the call.
+// breaker, throttle, rate limit, bulkhead, the retry's per-attempt timeout,
+// the call.
 type MethodPolicy struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Name lists the methods, services or the default this policy is for.
@@ -798,7 +806,10 @@ type MethodPolicy struct {
 	Idempotency Idempotency `protobuf:"varint,7,opt,name=idempotency,proto3,enum=grpcresilience.config.v1.Idempotency" json:"idempotency,omitempty"`
 	// RateLimit bounds the rate of attempts the client sends. Unset: no
 	// limit.
-	RateLimit     *RateLimitPolicy `protobuf:"bytes,8,opt,name=rate_limit,json=rateLimit,proto3" json:"rate_limit,omitempty"`
+	RateLimit *RateLimitPolicy `protobuf:"bytes,8,opt,name=rate_limit,json=rateLimit,proto3" json:"rate_limit,omitempty"`
+	// Throttle rejects attempts on the client while the server refuses too
+	// many of them (adaptive throttling). Unset: no throttle.
+	Throttle      *ThrottlePolicy `protobuf:"bytes,9,opt,name=throttle,proto3" json:"throttle,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -889,6 +900,128 @@ func (x *MethodPolicy) GetRateLimit() *RateLimitPolicy {
 	return nil
 }
 
+func (x *MethodPolicy) GetThrottle() *ThrottlePolicy {
+	if x != nil {
+		return x.Throttle
+	}
+	return nil
+}
+
+// ThrottlePolicy configures client-side adaptive throttling, after
+// "Handling Overload" in Google's SRE book: over a sliding window the
+// client counts the attempts it makes (those it rejected included) and
+// those the server accepted, and rejects each new attempt itself with
+// probability max(0, (requests - k*accepts) / (requests + 1)). A throttled
+// attempt fails at once with UNAVAILABLE; it is not retried and does not
+// count for the breaker. Every unset number takes the throttle's default.
+type ThrottlePolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// K is how many times the attempts the server accepted the throttle lets
+	// through before it starts rejecting. Unset: 2. Must be from 1 to 1e6.
+	K float64 `protobuf:"fixed64,1,opt,name=k,proto3" json:"k,omitempty"`
+	// Window is the history the counts cover. Unset: 10s. Must not be
+	// negative, and must leave each bucket at least 1ms.
+	Window *durationpb.Duration `protobuf:"bytes,2,opt,name=window,proto3" json:"window,omitempty"`
+	// Buckets is the number of buckets the window slides by. Unset: 40.
+	Buckets int32 `protobuf:"varint,3,opt,name=buckets,proto3" json:"buckets,omitempty"`
+	// MinRequests is how many attempts the window must hold before the
+	// throttle rejects any. Unset: 20. Must not be negative.
+	MinRequests int32 `protobuf:"varint,4,opt,name=min_requests,json=minRequests,proto3" json:"min_requests,omitempty"`
+	// Scope says which calls share a throttle. Unset: per method.
+	Scope Scope `protobuf:"varint,5,opt,name=scope,proto3,enum=grpcresilience.config.v1.Scope" json:"scope,omitempty"`
+	// CodeOutcomes change how codes count, on top of the default
+	// classification table: FAILURE is the server refusing the attempt,
+	// IGNORED does not count, any other code counts as accepted. Unset: the
+	// breaker's code_outcomes when the policy has a breaker, else the
+	// default table.
+	CodeOutcomes []*BreakerCodeRule `protobuf:"bytes,6,rep,name=code_outcomes,json=codeOutcomes,proto3" json:"code_outcomes,omitempty"`
+	// PassInterval is how often the throttle lets an attempt through
+	// whatever the odds, so that a recovered server is noticed. Unset: 1s.
+	// Must not be negative.
+	PassInterval  *durationpb.Duration `protobuf:"bytes,7,opt,name=pass_interval,json=passInterval,proto3" json:"pass_interval,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ThrottlePolicy) Reset() {
+	*x = ThrottlePolicy{}
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ThrottlePolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ThrottlePolicy) ProtoMessage() {}
+
+func (x *ThrottlePolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ThrottlePolicy.ProtoReflect.Descriptor instead.
+func (*ThrottlePolicy) Descriptor() ([]byte, []int) {
+	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ThrottlePolicy) GetK() float64 {
+	if x != nil {
+		return x.K
+	}
+	return 0
+}
+
+func (x *ThrottlePolicy) GetWindow() *durationpb.Duration {
+	if x != nil {
+		return x.Window
+	}
+	return nil
+}
+
+func (x *ThrottlePolicy) GetBuckets() int32 {
+	if x != nil {
+		return x.Buckets
+	}
+	return 0
+}
+
+func (x *ThrottlePolicy) GetMinRequests() int32 {
+	if x != nil {
+		return x.MinRequests
+	}
+	return 0
+}
+
+func (x *ThrottlePolicy) GetScope() Scope {
+	if x != nil {
+		return x.Scope
+	}
+	return Scope_SCOPE_UNSPECIFIED
+}
+
+func (x *ThrottlePolicy) GetCodeOutcomes() []*BreakerCodeRule {
+	if x != nil {
+		return x.CodeOutcomes
+	}
+	return nil
+}
+
+func (x *ThrottlePolicy) GetPassInterval() *durationpb.Duration {
+	if x != nil {
+		return x.PassInterval
+	}
+	return nil
+}
+
 // RateLimitPolicy bounds the rate of attempts a client sends, with one
 // GCRA limiter per scope key. An attempt over the rate fails at once with
 // RESOURCE_EXHAUSTED, or first waits for its permit when wait is set; it
@@ -916,7 +1049,7 @@ type RateLimitPolicy struct {
 
 func (x *RateLimitPolicy) Reset() {
 	*x = RateLimitPolicy{}
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[3]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -928,7 +1061,7 @@ func (x *RateLimitPolicy) String() string {
 func (*RateLimitPolicy) ProtoMessage() {}
 
 func (x *RateLimitPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[3]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -941,7 +1074,7 @@ func (x *RateLimitPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RateLimitPolicy.ProtoReflect.Descriptor instead.
 func (*RateLimitPolicy) Descriptor() ([]byte, []int) {
-	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{3}
+	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RateLimitPolicy) GetRate() float64 {
@@ -1004,7 +1137,7 @@ type RetryPolicy struct {
 
 func (x *RetryPolicy) Reset() {
 	*x = RetryPolicy{}
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[4]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1016,7 +1149,7 @@ func (x *RetryPolicy) String() string {
 func (*RetryPolicy) ProtoMessage() {}
 
 func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[4]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1029,7 +1162,7 @@ func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryPolicy.ProtoReflect.Descriptor instead.
 func (*RetryPolicy) Descriptor() ([]byte, []int) {
-	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{4}
+	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RetryPolicy) GetMaxAttempts() int32 {
@@ -1101,7 +1234,7 @@ type RetryCodeRule struct {
 
 func (x *RetryCodeRule) Reset() {
 	*x = RetryCodeRule{}
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[5]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1113,7 +1246,7 @@ func (x *RetryCodeRule) String() string {
 func (*RetryCodeRule) ProtoMessage() {}
 
 func (x *RetryCodeRule) ProtoReflect() protoreflect.Message {
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[5]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1126,7 +1259,7 @@ func (x *RetryCodeRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryCodeRule.ProtoReflect.Descriptor instead.
 func (*RetryCodeRule) Descriptor() ([]byte, []int) {
-	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{5}
+	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RetryCodeRule) GetCode() string {
@@ -1169,7 +1302,7 @@ type Backoff struct {
 
 func (x *Backoff) Reset() {
 	*x = Backoff{}
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[6]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1181,7 +1314,7 @@ func (x *Backoff) String() string {
 func (*Backoff) ProtoMessage() {}
 
 func (x *Backoff) ProtoReflect() protoreflect.Message {
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[6]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1194,7 +1327,7 @@ func (x *Backoff) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Backoff.ProtoReflect.Descriptor instead.
 func (*Backoff) Descriptor() ([]byte, []int) {
-	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{6}
+	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Backoff) GetKind() BackoffKind {
@@ -1264,7 +1397,7 @@ type Budget struct {
 
 func (x *Budget) Reset() {
 	*x = Budget{}
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[7]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1276,7 +1409,7 @@ func (x *Budget) String() string {
 func (*Budget) ProtoMessage() {}
 
 func (x *Budget) ProtoReflect() protoreflect.Message {
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[7]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1289,7 +1422,7 @@ func (x *Budget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Budget.ProtoReflect.Descriptor instead.
 func (*Budget) Descriptor() ([]byte, []int) {
-	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{7}
+	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Budget) GetKind() BudgetKind {
@@ -1361,7 +1494,7 @@ type HedgingPolicy struct {
 
 func (x *HedgingPolicy) Reset() {
 	*x = HedgingPolicy{}
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[8]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1373,7 +1506,7 @@ func (x *HedgingPolicy) String() string {
 func (*HedgingPolicy) ProtoMessage() {}
 
 func (x *HedgingPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[8]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1386,7 +1519,7 @@ func (x *HedgingPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HedgingPolicy.ProtoReflect.Descriptor instead.
 func (*HedgingPolicy) Descriptor() ([]byte, []int) {
-	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{8}
+	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *HedgingPolicy) GetMaxExtraAttempts() int32 {
@@ -1444,7 +1577,7 @@ type BreakerCodeRule struct {
 
 func (x *BreakerCodeRule) Reset() {
 	*x = BreakerCodeRule{}
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[9]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1456,7 +1589,7 @@ func (x *BreakerCodeRule) String() string {
 func (*BreakerCodeRule) ProtoMessage() {}
 
 func (x *BreakerCodeRule) ProtoReflect() protoreflect.Message {
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[9]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1469,7 +1602,7 @@ func (x *BreakerCodeRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BreakerCodeRule.ProtoReflect.Descriptor instead.
 func (*BreakerCodeRule) Descriptor() ([]byte, []int) {
-	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{9}
+	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *BreakerCodeRule) GetCode() string {
@@ -1537,7 +1670,7 @@ type BreakerPolicy struct {
 
 func (x *BreakerPolicy) Reset() {
 	*x = BreakerPolicy{}
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[10]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1549,7 +1682,7 @@ func (x *BreakerPolicy) String() string {
 func (*BreakerPolicy) ProtoMessage() {}
 
 func (x *BreakerPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[10]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1562,7 +1695,7 @@ func (x *BreakerPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BreakerPolicy.ProtoReflect.Descriptor instead.
 func (*BreakerPolicy) Descriptor() ([]byte, []int) {
-	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{10}
+	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *BreakerPolicy) GetFailureThreshold() int32 {
@@ -1684,7 +1817,7 @@ type OpenBackoff struct {
 
 func (x *OpenBackoff) Reset() {
 	*x = OpenBackoff{}
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[11]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1696,7 +1829,7 @@ func (x *OpenBackoff) String() string {
 func (*OpenBackoff) ProtoMessage() {}
 
 func (x *OpenBackoff) ProtoReflect() protoreflect.Message {
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[11]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1709,7 +1842,7 @@ func (x *OpenBackoff) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenBackoff.ProtoReflect.Descriptor instead.
 func (*OpenBackoff) Descriptor() ([]byte, []int) {
-	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{11}
+	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *OpenBackoff) GetMax() *durationpb.Duration {
@@ -1745,7 +1878,7 @@ type BulkheadPolicy struct {
 
 func (x *BulkheadPolicy) Reset() {
 	*x = BulkheadPolicy{}
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[12]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1757,7 +1890,7 @@ func (x *BulkheadPolicy) String() string {
 func (*BulkheadPolicy) ProtoMessage() {}
 
 func (x *BulkheadPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[12]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1770,7 +1903,7 @@ func (x *BulkheadPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BulkheadPolicy.ProtoReflect.Descriptor instead.
 func (*BulkheadPolicy) Descriptor() ([]byte, []int) {
-	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{12}
+	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *BulkheadPolicy) GetLimit() int32 {
@@ -1825,7 +1958,7 @@ type ServerConfig struct {
 
 func (x *ServerConfig) Reset() {
 	*x = ServerConfig{}
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[13]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1837,7 +1970,7 @@ func (x *ServerConfig) String() string {
 func (*ServerConfig) ProtoMessage() {}
 
 func (x *ServerConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[13]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1850,7 +1983,7 @@ func (x *ServerConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerConfig.ProtoReflect.Descriptor instead.
 func (*ServerConfig) Descriptor() ([]byte, []int) {
-	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{13}
+	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ServerConfig) GetExempt() []string {
@@ -1902,7 +2035,7 @@ type ServerDeadline struct {
 
 func (x *ServerDeadline) Reset() {
 	*x = ServerDeadline{}
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[14]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1914,7 +2047,7 @@ func (x *ServerDeadline) String() string {
 func (*ServerDeadline) ProtoMessage() {}
 
 func (x *ServerDeadline) ProtoReflect() protoreflect.Message {
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[14]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1927,7 +2060,7 @@ func (x *ServerDeadline) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerDeadline.ProtoReflect.Descriptor instead.
 func (*ServerDeadline) Descriptor() ([]byte, []int) {
-	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{14}
+	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ServerDeadline) GetMinRemaining() *durationpb.Duration {
@@ -1974,7 +2107,7 @@ type ServerBulkhead struct {
 
 func (x *ServerBulkhead) Reset() {
 	*x = ServerBulkhead{}
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[15]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1986,7 +2119,7 @@ func (x *ServerBulkhead) String() string {
 func (*ServerBulkhead) ProtoMessage() {}
 
 func (x *ServerBulkhead) ProtoReflect() protoreflect.Message {
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[15]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1999,7 +2132,7 @@ func (x *ServerBulkhead) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerBulkhead.ProtoReflect.Descriptor instead.
 func (*ServerBulkhead) Descriptor() ([]byte, []int) {
-	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{15}
+	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ServerBulkhead) GetLimit() int32 {
@@ -2113,7 +2246,7 @@ type ServerRateLimit struct {
 
 func (x *ServerRateLimit) Reset() {
 	*x = ServerRateLimit{}
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[16]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2125,7 +2258,7 @@ func (x *ServerRateLimit) String() string {
 func (*ServerRateLimit) ProtoMessage() {}
 
 func (x *ServerRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[16]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2138,7 +2271,7 @@ func (x *ServerRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerRateLimit.ProtoReflect.Descriptor instead.
 func (*ServerRateLimit) Descriptor() ([]byte, []int) {
-	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{16}
+	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ServerRateLimit) GetRate() float64 {
@@ -2207,7 +2340,7 @@ type RateQuota struct {
 
 func (x *RateQuota) Reset() {
 	*x = RateQuota{}
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[17]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2219,7 +2352,7 @@ func (x *RateQuota) String() string {
 func (*RateQuota) ProtoMessage() {}
 
 func (x *RateQuota) ProtoReflect() protoreflect.Message {
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[17]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2232,7 +2365,7 @@ func (x *RateQuota) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RateQuota.ProtoReflect.Descriptor instead.
 func (*RateQuota) Descriptor() ([]byte, []int) {
-	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{17}
+	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RateQuota) GetRate() float64 {
@@ -2257,7 +2390,7 @@ type AdaptiveLimit struct {
 	Kind AdaptiveKind `protobuf:"varint,1,opt,name=kind,proto3,enum=grpcresilience.config.v1.AdaptiveKind" json:"kind,omitempty"`
 	// MinLimit is the lowest limit. Unset: 1.
 	MinLimit int32 `protobuf:"varint,2,opt,name=min_limit,json=minLimit,proto3" json:"min_limit,omitempty"`
-	// MaxLimit is the highest limit. Unset: 1000.
+	// MaxLimit is the highest limit (AIMD, GRADIENT). Unset: 1000.
 	MaxLimit int32 `protobuf:"varint,3,opt,name=max_limit,json=maxLimit,proto3" json:"max_limit,omitempty"`
 	// BackoffRatio multiplies the limit on a drop (AIMD), in (0, 1). Unset:
 	// 0.9.
@@ -2274,20 +2407,35 @@ type AdaptiveLimit struct {
 	// QueueSize is the headroom added per update (GRADIENT). Unset: the
 	// square root of the limit.
 	QueueSize int32 `protobuf:"varint,8,opt,name=queue_size,json=queueSize,proto3" json:"queue_size,omitempty"`
-	// Window is the shortest sampling window (GRADIENT). Unset: 1s.
+	// Window is the shortest sampling window (GRADIENT; unset: 1s), or the
+	// span of the statistics the limit is computed from (CPU; unset: 5s).
 	Window *durationpb.Duration `protobuf:"bytes,9,opt,name=window,proto3" json:"window,omitempty"`
 	// WindowSamples is the fewest samples per window (GRADIENT). Unset: 10.
 	WindowSamples int32 `protobuf:"varint,10,opt,name=window_samples,json=windowSamples,proto3" json:"window_samples,omitempty"`
 	// LongWindow is the number of windows of the long-term average
 	// (GRADIENT). Unset: 600.
-	LongWindow    int32 `protobuf:"varint,11,opt,name=long_window,json=longWindow,proto3" json:"long_window,omitempty"`
+	LongWindow int32 `protobuf:"varint,11,opt,name=long_window,json=longWindow,proto3" json:"long_window,omitempty"`
+	// CpuThreshold is the CPU usage, a fraction in (0, 1), above which the
+	// limit applies (CPU). Unset: 0.8.
+	CpuThreshold float64 `protobuf:"fixed64,12,opt,name=cpu_threshold,json=cpuThreshold,proto3" json:"cpu_threshold,omitempty"`
+	// Buckets is the number of buckets the window is split into (CPU).
+	// Unset: 50.
+	Buckets int32 `protobuf:"varint,13,opt,name=buckets,proto3" json:"buckets,omitempty"`
+	// CoolOff is how long the limit stays after the CPU usage was last
+	// above cpu_threshold (CPU). Unset: 1s.
+	CoolOff *durationpb.Duration `protobuf:"bytes,14,opt,name=cool_off,json=coolOff,proto3" json:"cool_off,omitempty"`
+	// ProbeInterval is the mean time between two probes of the no-load
+	// latency (GRADIENT). Unset: 1m.
+	ProbeInterval *durationpb.Duration `protobuf:"bytes,15,opt,name=probe_interval,json=probeInterval,proto3" json:"probe_interval,omitempty"`
+	// NoProbe turns the probes of the no-load latency off (GRADIENT).
+	NoProbe       bool `protobuf:"varint,16,opt,name=no_probe,json=noProbe,proto3" json:"no_probe,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AdaptiveLimit) Reset() {
 	*x = AdaptiveLimit{}
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[18]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2299,7 +2447,7 @@ func (x *AdaptiveLimit) String() string {
 func (*AdaptiveLimit) ProtoMessage() {}
 
 func (x *AdaptiveLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[18]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2312,7 +2460,7 @@ func (x *AdaptiveLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdaptiveLimit.ProtoReflect.Descriptor instead.
 func (*AdaptiveLimit) Descriptor() ([]byte, []int) {
-	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{18}
+	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *AdaptiveLimit) GetKind() AdaptiveKind {
@@ -2392,6 +2540,41 @@ func (x *AdaptiveLimit) GetLongWindow() int32 {
 	return 0
 }
 
+func (x *AdaptiveLimit) GetCpuThreshold() float64 {
+	if x != nil {
+		return x.CpuThreshold
+	}
+	return 0
+}
+
+func (x *AdaptiveLimit) GetBuckets() int32 {
+	if x != nil {
+		return x.Buckets
+	}
+	return 0
+}
+
+func (x *AdaptiveLimit) GetCoolOff() *durationpb.Duration {
+	if x != nil {
+		return x.CoolOff
+	}
+	return nil
+}
+
+func (x *AdaptiveLimit) GetProbeInterval() *durationpb.Duration {
+	if x != nil {
+		return x.ProbeInterval
+	}
+	return nil
+}
+
+func (x *AdaptiveLimit) GetNoProbe() bool {
+	if x != nil {
+		return x.NoProbe
+	}
+	return false
+}
+
 // Chaos configures fault injection, for tests and drills.
 type Chaos struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2408,7 +2591,7 @@ type Chaos struct {
 
 func (x *Chaos) Reset() {
 	*x = Chaos{}
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[19]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2420,7 +2603,7 @@ func (x *Chaos) String() string {
 func (*Chaos) ProtoMessage() {}
 
 func (x *Chaos) ProtoReflect() protoreflect.Message {
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[19]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2433,7 +2616,7 @@ func (x *Chaos) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Chaos.ProtoReflect.Descriptor instead.
 func (*Chaos) Descriptor() ([]byte, []int) {
-	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{19}
+	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Chaos) GetSeed() uint64 {
@@ -2485,7 +2668,7 @@ type Fault struct {
 
 func (x *Fault) Reset() {
 	*x = Fault{}
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[20]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2497,7 +2680,7 @@ func (x *Fault) String() string {
 func (*Fault) ProtoMessage() {}
 
 func (x *Fault) ProtoReflect() protoreflect.Message {
-	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[20]
+	mi := &file_grpcresilience_config_v1_config_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2510,7 +2693,7 @@ func (x *Fault) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fault.ProtoReflect.Descriptor instead.
 func (*Fault) Descriptor() ([]byte, []int) {
-	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{20}
+	return file_grpcresilience_config_v1_config_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Fault) GetErrorRate() float64 {
@@ -2587,7 +2770,7 @@ const file_grpcresilience_config_v1_config_proto_rawDesc = "" +
 	"\x06server\x18\x03 \x01(\v2&.grpcresilience.config.v1.ServerConfigR\x06server\"8\n" +
 	"\x04Name\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x16\n" +
-	"\x06method\x18\x02 \x01(\tR\x06method\"\x93\x04\n" +
+	"\x06method\x18\x02 \x01(\tR\x06method\"\xd9\x04\n" +
 	"\fMethodPolicy\x122\n" +
 	"\x04name\x18\x01 \x03(\v2\x1e.grpcresilience.config.v1.NameR\x04name\x12;\n" +
 	"\x05retry\x18\x02 \x01(\v2%.grpcresilience.config.v1.RetryPolicyR\x05retry\x12A\n" +
@@ -2597,7 +2780,16 @@ const file_grpcresilience_config_v1_config_proto_rawDesc = "" +
 	"\atimeout\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12G\n" +
 	"\vidempotency\x18\a \x01(\x0e2%.grpcresilience.config.v1.IdempotencyR\vidempotency\x12H\n" +
 	"\n" +
-	"rate_limit\x18\b \x01(\v2).grpcresilience.config.v1.RateLimitPolicyR\trateLimit\"\x86\x01\n" +
+	"rate_limit\x18\b \x01(\v2).grpcresilience.config.v1.RateLimitPolicyR\trateLimit\x12D\n" +
+	"\bthrottle\x18\t \x01(\v2(.grpcresilience.config.v1.ThrottlePolicyR\bthrottle\"\xd5\x02\n" +
+	"\x0eThrottlePolicy\x12\f\n" +
+	"\x01k\x18\x01 \x01(\x01R\x01k\x121\n" +
+	"\x06window\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x06window\x12\x18\n" +
+	"\abuckets\x18\x03 \x01(\x05R\abuckets\x12!\n" +
+	"\fmin_requests\x18\x04 \x01(\x05R\vminRequests\x125\n" +
+	"\x05scope\x18\x05 \x01(\x0e2\x1f.grpcresilience.config.v1.ScopeR\x05scope\x12N\n" +
+	"\rcode_outcomes\x18\x06 \x03(\v2).grpcresilience.config.v1.BreakerCodeRuleR\fcodeOutcomes\x12>\n" +
+	"\rpass_interval\x18\a \x01(\v2\x19.google.protobuf.DurationR\fpassInterval\"\x86\x01\n" +
 	"\x0fRateLimitPolicy\x12\x12\n" +
 	"\x04rate\x18\x01 \x01(\x01R\x04rate\x12\x14\n" +
 	"\x05burst\x18\x02 \x01(\x05R\x05burst\x12\x12\n" +
@@ -2715,7 +2907,7 @@ const file_grpcresilience_config_v1_config_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\v2#.grpcresilience.config.v1.RateQuotaR\x05value:\x028\x01\"5\n" +
 	"\tRateQuota\x12\x12\n" +
 	"\x04rate\x18\x01 \x01(\x01R\x04rate\x12\x14\n" +
-	"\x05burst\x18\x02 \x01(\x05R\x05burst\"\xb5\x03\n" +
+	"\x05burst\x18\x02 \x01(\x05R\x05burst\"\x87\x05\n" +
 	"\rAdaptiveLimit\x12:\n" +
 	"\x04kind\x18\x01 \x01(\x0e2&.grpcresilience.config.v1.AdaptiveKindR\x04kind\x12\x1b\n" +
 	"\tmin_limit\x18\x02 \x01(\x05R\bminLimit\x12\x1b\n" +
@@ -2730,7 +2922,12 @@ const file_grpcresilience_config_v1_config_proto_rawDesc = "" +
 	"\x0ewindow_samples\x18\n" +
 	" \x01(\x05R\rwindowSamples\x12\x1f\n" +
 	"\vlong_window\x18\v \x01(\x05R\n" +
-	"longWindow\"\xf3\x01\n" +
+	"longWindow\x12#\n" +
+	"\rcpu_threshold\x18\f \x01(\x01R\fcpuThreshold\x12\x18\n" +
+	"\abuckets\x18\r \x01(\x05R\abuckets\x124\n" +
+	"\bcool_off\x18\x0e \x01(\v2\x19.google.protobuf.DurationR\acoolOff\x12@\n" +
+	"\x0eprobe_interval\x18\x0f \x01(\v2\x19.google.protobuf.DurationR\rprobeInterval\x12\x19\n" +
+	"\bno_probe\x18\x10 \x01(\bR\anoProbe\"\xf3\x01\n" +
 	"\x05Chaos\x12\x12\n" +
 	"\x04seed\x18\x01 \x01(\x04R\x04seed\x121\n" +
 	"\x03all\x18\x02 \x01(\v2\x1f.grpcresilience.config.v1.FaultR\x03all\x12F\n" +
@@ -2804,11 +3001,12 @@ const file_grpcresilience_config_v1_config_proto_rawDesc = "" +
 	"\x0ePARTITION_NONE\x10\x01\x12\x14\n" +
 	"\x10PARTITION_METHOD\x10\x02\x12\x14\n" +
 	"\x10PARTITION_HEADER\x10\x03\x12\x12\n" +
-	"\x0ePARTITION_PEER\x10\x04*a\n" +
+	"\x0ePARTITION_PEER\x10\x04*x\n" +
 	"\fAdaptiveKind\x12\x1d\n" +
 	"\x19ADAPTIVE_KIND_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12ADAPTIVE_KIND_AIMD\x10\x01\x12\x1a\n" +
-	"\x16ADAPTIVE_KIND_GRADIENT\x10\x02B\x85\x02\n" +
+	"\x16ADAPTIVE_KIND_GRADIENT\x10\x02\x12\x15\n" +
+	"\x11ADAPTIVE_KIND_CPU\x10\x03B\x85\x02\n" +
 	"\x1ccom.grpcresilience.config.v1B\vConfigProtoP\x01ZVgithub.com/engineeringlabs/grpc-resilience/proto/gen/grpcresilience/config/v1;configv1\xa2\x02\x03GCX\xaa\x02\x18Grpcresilience.Config.V1\xca\x02\x18Grpcresilience\\Config\\V1\xe2\x02$Grpcresilience\\Config\\V1\\GPBMetadata\xea\x02\x1aGrpcresilience::Config::V1b\x06proto3"
 
 var (
@@ -2824,7 +3022,7 @@ func file_grpcresilience_config_v1_config_proto_rawDescGZIP() []byte {
 }
 
 var file_grpcresilience_config_v1_config_proto_enumTypes = make([]protoimpl.EnumInfo, 10)
-var file_grpcresilience_config_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_grpcresilience_config_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_grpcresilience_config_v1_config_proto_goTypes = []any{
 	(Idempotency)(0),            // 0: grpcresilience.config.v1.Idempotency
 	(Scope)(0),                  // 1: grpcresilience.config.v1.Scope
@@ -2839,95 +3037,103 @@ var file_grpcresilience_config_v1_config_proto_goTypes = []any{
 	(*Config)(nil),              // 10: grpcresilience.config.v1.Config
 	(*Name)(nil),                // 11: grpcresilience.config.v1.Name
 	(*MethodPolicy)(nil),        // 12: grpcresilience.config.v1.MethodPolicy
-	(*RateLimitPolicy)(nil),     // 13: grpcresilience.config.v1.RateLimitPolicy
-	(*RetryPolicy)(nil),         // 14: grpcresilience.config.v1.RetryPolicy
-	(*RetryCodeRule)(nil),       // 15: grpcresilience.config.v1.RetryCodeRule
-	(*Backoff)(nil),             // 16: grpcresilience.config.v1.Backoff
-	(*Budget)(nil),              // 17: grpcresilience.config.v1.Budget
-	(*HedgingPolicy)(nil),       // 18: grpcresilience.config.v1.HedgingPolicy
-	(*BreakerCodeRule)(nil),     // 19: grpcresilience.config.v1.BreakerCodeRule
-	(*BreakerPolicy)(nil),       // 20: grpcresilience.config.v1.BreakerPolicy
-	(*OpenBackoff)(nil),         // 21: grpcresilience.config.v1.OpenBackoff
-	(*BulkheadPolicy)(nil),      // 22: grpcresilience.config.v1.BulkheadPolicy
-	(*ServerConfig)(nil),        // 23: grpcresilience.config.v1.ServerConfig
-	(*ServerDeadline)(nil),      // 24: grpcresilience.config.v1.ServerDeadline
-	(*ServerBulkhead)(nil),      // 25: grpcresilience.config.v1.ServerBulkhead
-	(*ServerRateLimit)(nil),     // 26: grpcresilience.config.v1.ServerRateLimit
-	(*RateQuota)(nil),           // 27: grpcresilience.config.v1.RateQuota
-	(*AdaptiveLimit)(nil),       // 28: grpcresilience.config.v1.AdaptiveLimit
-	(*Chaos)(nil),               // 29: grpcresilience.config.v1.Chaos
-	(*Fault)(nil),               // 30: grpcresilience.config.v1.Fault
-	nil,                         // 31: grpcresilience.config.v1.ServerRateLimit.MethodsEntry
-	nil,                         // 32: grpcresilience.config.v1.Chaos.MethodsEntry
-	(*durationpb.Duration)(nil), // 33: google.protobuf.Duration
+	(*ThrottlePolicy)(nil),      // 13: grpcresilience.config.v1.ThrottlePolicy
+	(*RateLimitPolicy)(nil),     // 14: grpcresilience.config.v1.RateLimitPolicy
+	(*RetryPolicy)(nil),         // 15: grpcresilience.config.v1.RetryPolicy
+	(*RetryCodeRule)(nil),       // 16: grpcresilience.config.v1.RetryCodeRule
+	(*Backoff)(nil),             // 17: grpcresilience.config.v1.Backoff
+	(*Budget)(nil),              // 18: grpcresilience.config.v1.Budget
+	(*HedgingPolicy)(nil),       // 19: grpcresilience.config.v1.HedgingPolicy
+	(*BreakerCodeRule)(nil),     // 20: grpcresilience.config.v1.BreakerCodeRule
+	(*BreakerPolicy)(nil),       // 21: grpcresilience.config.v1.BreakerPolicy
+	(*OpenBackoff)(nil),         // 22: grpcresilience.config.v1.OpenBackoff
+	(*BulkheadPolicy)(nil),      // 23: grpcresilience.config.v1.BulkheadPolicy
+	(*ServerConfig)(nil),        // 24: grpcresilience.config.v1.ServerConfig
+	(*ServerDeadline)(nil),      // 25: grpcresilience.config.v1.ServerDeadline
+	(*ServerBulkhead)(nil),      // 26: grpcresilience.config.v1.ServerBulkhead
+	(*ServerRateLimit)(nil),     // 27: grpcresilience.config.v1.ServerRateLimit
+	(*RateQuota)(nil),           // 28: grpcresilience.config.v1.RateQuota
+	(*AdaptiveLimit)(nil),       // 29: grpcresilience.config.v1.AdaptiveLimit
+	(*Chaos)(nil),               // 30: grpcresilience.config.v1.Chaos
+	(*Fault)(nil),               // 31: grpcresilience.config.v1.Fault
+	nil,                         // 32: grpcresilience.config.v1.ServerRateLimit.MethodsEntry
+	nil,                         // 33: grpcresilience.config.v1.Chaos.MethodsEntry
+	(*durationpb.Duration)(nil), // 34: google.protobuf.Duration
 }
 var file_grpcresilience_config_v1_config_proto_depIdxs = []int32{
 	12, // 0: grpcresilience.config.v1.Config.method_policies:type_name -> grpcresilience.config.v1.MethodPolicy
-	17, // 1: grpcresilience.config.v1.Config.target_budget:type_name -> grpcresilience.config.v1.Budget
-	23, // 2: grpcresilience.config.v1.Config.server:type_name -> grpcresilience.config.v1.ServerConfig
+	18, // 1: grpcresilience.config.v1.Config.target_budget:type_name -> grpcresilience.config.v1.Budget
+	24, // 2: grpcresilience.config.v1.Config.server:type_name -> grpcresilience.config.v1.ServerConfig
 	11, // 3: grpcresilience.config.v1.MethodPolicy.name:type_name -> grpcresilience.config.v1.Name
-	14, // 4: grpcresilience.config.v1.MethodPolicy.retry:type_name -> grpcresilience.config.v1.RetryPolicy
-	18, // 5: grpcresilience.config.v1.MethodPolicy.hedging:type_name -> grpcresilience.config.v1.HedgingPolicy
-	20, // 6: grpcresilience.config.v1.MethodPolicy.breaker:type_name -> grpcresilience.config.v1.BreakerPolicy
-	22, // 7: grpcresilience.config.v1.MethodPolicy.bulkhead:type_name -> grpcresilience.config.v1.BulkheadPolicy
-	33, // 8: grpcresilience.config.v1.MethodPolicy.timeout:type_name -> google.protobuf.Duration
+	15, // 4: grpcresilience.config.v1.MethodPolicy.retry:type_name -> grpcresilience.config.v1.RetryPolicy
+	19, // 5: grpcresilience.config.v1.MethodPolicy.hedging:type_name -> grpcresilience.config.v1.HedgingPolicy
+	21, // 6: grpcresilience.config.v1.MethodPolicy.breaker:type_name -> grpcresilience.config.v1.BreakerPolicy
+	23, // 7: grpcresilience.config.v1.MethodPolicy.bulkhead:type_name -> grpcresilience.config.v1.BulkheadPolicy
+	34, // 8: grpcresilience.config.v1.MethodPolicy.timeout:type_name -> google.protobuf.Duration
 	0,  // 9: grpcresilience.config.v1.MethodPolicy.idempotency:type_name -> grpcresilience.config.v1.Idempotency
-	13, // 10: grpcresilience.config.v1.MethodPolicy.rate_limit:type_name -> grpcresilience.config.v1.RateLimitPolicy
-	1,  // 11: grpcresilience.config.v1.RateLimitPolicy.scope:type_name -> grpcresilience.config.v1.Scope
-	16, // 12: grpcresilience.config.v1.RetryPolicy.backoff:type_name -> grpcresilience.config.v1.Backoff
-	4,  // 13: grpcresilience.config.v1.RetryPolicy.jitter:type_name -> grpcresilience.config.v1.JitterKind
-	33, // 14: grpcresilience.config.v1.RetryPolicy.attempt_timeout:type_name -> google.protobuf.Duration
-	17, // 15: grpcresilience.config.v1.RetryPolicy.budget:type_name -> grpcresilience.config.v1.Budget
-	15, // 16: grpcresilience.config.v1.RetryPolicy.code_rules:type_name -> grpcresilience.config.v1.RetryCodeRule
-	2,  // 17: grpcresilience.config.v1.RetryCodeRule.rule:type_name -> grpcresilience.config.v1.RetryRule
-	3,  // 18: grpcresilience.config.v1.Backoff.kind:type_name -> grpcresilience.config.v1.BackoffKind
-	33, // 19: grpcresilience.config.v1.Backoff.delay:type_name -> google.protobuf.Duration
-	33, // 20: grpcresilience.config.v1.Backoff.initial:type_name -> google.protobuf.Duration
-	33, // 21: grpcresilience.config.v1.Backoff.step:type_name -> google.protobuf.Duration
-	33, // 22: grpcresilience.config.v1.Backoff.max:type_name -> google.protobuf.Duration
-	5,  // 23: grpcresilience.config.v1.Budget.kind:type_name -> grpcresilience.config.v1.BudgetKind
-	33, // 24: grpcresilience.config.v1.Budget.ttl:type_name -> google.protobuf.Duration
-	33, // 25: grpcresilience.config.v1.HedgingPolicy.delay:type_name -> google.protobuf.Duration
-	17, // 26: grpcresilience.config.v1.HedgingPolicy.budget:type_name -> grpcresilience.config.v1.Budget
-	7,  // 27: grpcresilience.config.v1.BreakerCodeRule.outcome:type_name -> grpcresilience.config.v1.BreakerOutcome
-	33, // 28: grpcresilience.config.v1.BreakerPolicy.open_duration:type_name -> google.protobuf.Duration
-	21, // 29: grpcresilience.config.v1.BreakerPolicy.open_backoff:type_name -> grpcresilience.config.v1.OpenBackoff
-	6,  // 30: grpcresilience.config.v1.BreakerPolicy.window_type:type_name -> grpcresilience.config.v1.WindowType
-	33, // 31: grpcresilience.config.v1.BreakerPolicy.window_period:type_name -> google.protobuf.Duration
-	33, // 32: grpcresilience.config.v1.BreakerPolicy.slow_call_duration:type_name -> google.protobuf.Duration
-	1,  // 33: grpcresilience.config.v1.BreakerPolicy.scope:type_name -> grpcresilience.config.v1.Scope
-	19, // 34: grpcresilience.config.v1.BreakerPolicy.code_outcomes:type_name -> grpcresilience.config.v1.BreakerCodeRule
-	33, // 35: grpcresilience.config.v1.OpenBackoff.max:type_name -> google.protobuf.Duration
-	33, // 36: grpcresilience.config.v1.BulkheadPolicy.max_wait:type_name -> google.protobuf.Duration
-	1,  // 37: grpcresilience.config.v1.BulkheadPolicy.scope:type_name -> grpcresilience.config.v1.Scope
-	24, // 38: grpcresilience.config.v1.ServerConfig.deadline:type_name -> grpcresilience.config.v1.ServerDeadline
-	25, // 39: grpcresilience.config.v1.ServerConfig.bulkhead:type_name -> grpcresilience.config.v1.ServerBulkhead
-	29, // 40: grpcresilience.config.v1.ServerConfig.chaos:type_name -> grpcresilience.config.v1.Chaos
-	26, // 41: grpcresilience.config.v1.ServerConfig.rate_limit:type_name -> grpcresilience.config.v1.ServerRateLimit
-	33, // 42: grpcresilience.config.v1.ServerDeadline.min_remaining:type_name -> google.protobuf.Duration
-	33, // 43: grpcresilience.config.v1.ServerDeadline.default:type_name -> google.protobuf.Duration
-	8,  // 44: grpcresilience.config.v1.ServerBulkhead.partition_by:type_name -> grpcresilience.config.v1.Partition
-	33, // 45: grpcresilience.config.v1.ServerBulkhead.max_wait:type_name -> google.protobuf.Duration
-	33, // 46: grpcresilience.config.v1.ServerBulkhead.pushback_delay:type_name -> google.protobuf.Duration
-	28, // 47: grpcresilience.config.v1.ServerBulkhead.adaptive:type_name -> grpcresilience.config.v1.AdaptiveLimit
-	8,  // 48: grpcresilience.config.v1.ServerRateLimit.partition_by:type_name -> grpcresilience.config.v1.Partition
-	31, // 49: grpcresilience.config.v1.ServerRateLimit.methods:type_name -> grpcresilience.config.v1.ServerRateLimit.MethodsEntry
-	9,  // 50: grpcresilience.config.v1.AdaptiveLimit.kind:type_name -> grpcresilience.config.v1.AdaptiveKind
-	33, // 51: grpcresilience.config.v1.AdaptiveLimit.timeout:type_name -> google.protobuf.Duration
-	33, // 52: grpcresilience.config.v1.AdaptiveLimit.window:type_name -> google.protobuf.Duration
-	30, // 53: grpcresilience.config.v1.Chaos.all:type_name -> grpcresilience.config.v1.Fault
-	32, // 54: grpcresilience.config.v1.Chaos.methods:type_name -> grpcresilience.config.v1.Chaos.MethodsEntry
-	33, // 55: grpcresilience.config.v1.Fault.pushback:type_name -> google.protobuf.Duration
-	33, // 56: grpcresilience.config.v1.Fault.latency:type_name -> google.protobuf.Duration
-	33, // 57: grpcresilience.config.v1.Fault.latency_max:type_name -> google.protobuf.Duration
-	33, // 58: grpcresilience.config.v1.Fault.tail_latency:type_name -> google.protobuf.Duration
-	27, // 59: grpcresilience.config.v1.ServerRateLimit.MethodsEntry.value:type_name -> grpcresilience.config.v1.RateQuota
-	30, // 60: grpcresilience.config.v1.Chaos.MethodsEntry.value:type_name -> grpcresilience.config.v1.Fault
-	61, // [61:61] is the sub-list for method output_type
-	61, // [61:61] is the sub-list for method input_type
-	61, // [61:61] is the sub-list for extension type_name
-	61, // [61:61] is the sub-list for extension extendee
-	0,  // [0:61] is the sub-list for field type_name
+	14, // 10: grpcresilience.config.v1.MethodPolicy.rate_limit:type_name -> grpcresilience.config.v1.RateLimitPolicy
+	13, // 11: grpcresilience.config.v1.MethodPolicy.throttle:type_name -> grpcresilience.config.v1.ThrottlePolicy
+	34, // 12: grpcresilience.config.v1.ThrottlePolicy.window:type_name -> google.protobuf.Duration
+	1,  // 13: grpcresilience.config.v1.ThrottlePolicy.scope:type_name -> grpcresilience.config.v1.Scope
+	20, // 14: grpcresilience.config.v1.ThrottlePolicy.code_outcomes:type_name -> grpcresilience.config.v1.BreakerCodeRule
+	34, // 15: grpcresilience.config.v1.ThrottlePolicy.pass_interval:type_name -> google.protobuf.Duration
+	1,  // 16: grpcresilience.config.v1.RateLimitPolicy.scope:type_name -> grpcresilience.config.v1.Scope
+	17, // 17: grpcresilience.config.v1.RetryPolicy.backoff:type_name -> grpcresilience.config.v1.Backoff
+	4,  // 18: grpcresilience.config.v1.RetryPolicy.jitter:type_name -> grpcresilience.config.v1.JitterKind
+	34, // 19: grpcresilience.config.v1.RetryPolicy.attempt_timeout:type_name -> google.protobuf.Duration
+	18, // 20: grpcresilience.config.v1.RetryPolicy.budget:type_name -> grpcresilience.config.v1.Budget
+	16, // 21: grpcresilience.config.v1.RetryPolicy.code_rules:type_name -> grpcresilience.config.v1.RetryCodeRule
+	2,  // 22: grpcresilience.config.v1.RetryCodeRule.rule:type_name -> grpcresilience.config.v1.RetryRule
+	3,  // 23: grpcresilience.config.v1.Backoff.kind:type_name -> grpcresilience.config.v1.BackoffKind
+	34, // 24: grpcresilience.config.v1.Backoff.delay:type_name -> google.protobuf.Duration
+	34, // 25: grpcresilience.config.v1.Backoff.initial:type_name -> google.protobuf.Duration
+	34, // 26: grpcresilience.config.v1.Backoff.step:type_name -> google.protobuf.Duration
+	34, // 27: grpcresilience.config.v1.Backoff.max:type_name -> google.protobuf.Duration
+	5,  // 28: grpcresilience.config.v1.Budget.kind:type_name -> grpcresilience.config.v1.BudgetKind
+	34, // 29: grpcresilience.config.v1.Budget.ttl:type_name -> google.protobuf.Duration
+	34, // 30: grpcresilience.config.v1.HedgingPolicy.delay:type_name -> google.protobuf.Duration
+	18, // 31: grpcresilience.config.v1.HedgingPolicy.budget:type_name -> grpcresilience.config.v1.Budget
+	7,  // 32: grpcresilience.config.v1.BreakerCodeRule.outcome:type_name -> grpcresilience.config.v1.BreakerOutcome
+	34, // 33: grpcresilience.config.v1.BreakerPolicy.open_duration:type_name -> google.protobuf.Duration
+	22, // 34: grpcresilience.config.v1.BreakerPolicy.open_backoff:type_name -> grpcresilience.config.v1.OpenBackoff
+	6,  // 35: grpcresilience.config.v1.BreakerPolicy.window_type:type_name -> grpcresilience.config.v1.WindowType
+	34, // 36: grpcresilience.config.v1.BreakerPolicy.window_period:type_name -> google.protobuf.Duration
+	34, // 37: grpcresilience.config.v1.BreakerPolicy.slow_call_duration:type_name -> google.protobuf.Duration
+	1,  // 38: grpcresilience.config.v1.BreakerPolicy.scope:type_name -> grpcresilience.config.v1.Scope
+	20, // 39: grpcresilience.config.v1.BreakerPolicy.code_outcomes:type_name -> grpcresilience.config.v1.BreakerCodeRule
+	34, // 40: grpcresilience.config.v1.OpenBackoff.max:type_name -> google.protobuf.Duration
+	34, // 41: grpcresilience.config.v1.BulkheadPolicy.max_wait:type_name -> google.protobuf.Duration
+	1,  // 42: grpcresilience.config.v1.BulkheadPolicy.scope:type_name -> grpcresilience.config.v1.Scope
+	25, // 43: grpcresilience.config.v1.ServerConfig.deadline:type_name -> grpcresilience.config.v1.ServerDeadline
+	26, // 44: grpcresilience.config.v1.ServerConfig.bulkhead:type_name -> grpcresilience.config.v1.ServerBulkhead
+	30, // 45: grpcresilience.config.v1.ServerConfig.chaos:type_name -> grpcresilience.config.v1.Chaos
+	27, // 46: grpcresilience.config.v1.ServerConfig.rate_limit:type_name -> grpcresilience.config.v1.ServerRateLimit
+	34, // 47: grpcresilience.config.v1.ServerDeadline.min_remaining:type_name -> google.protobuf.Duration
+	34, // 48: grpcresilience.config.v1.ServerDeadline.default:type_name -> google.protobuf.Duration
+	8,  // 49: grpcresilience.config.v1.ServerBulkhead.partition_by:type_name -> grpcresilience.config.v1.Partition
+	34, // 50: grpcresilience.config.v1.ServerBulkhead.max_wait:type_name -> google.protobuf.Duration
+	34, // 51: grpcresilience.config.v1.ServerBulkhead.pushback_delay:type_name -> google.protobuf.Duration
+	29, // 52: grpcresilience.config.v1.ServerBulkhead.adaptive:type_name -> grpcresilience.config.v1.AdaptiveLimit
+	8,  // 53: grpcresilience.config.v1.ServerRateLimit.partition_by:type_name -> grpcresilience.config.v1.Partition
+	32, // 54: grpcresilience.config.v1.ServerRateLimit.methods:type_name -> grpcresilience.config.v1.ServerRateLimit.MethodsEntry
+	9,  // 55: grpcresilience.config.v1.AdaptiveLimit.kind:type_name -> grpcresilience.config.v1.AdaptiveKind
+	34, // 56: grpcresilience.config.v1.AdaptiveLimit.timeout:type_name -> google.protobuf.Duration
+	34, // 57: grpcresilience.config.v1.AdaptiveLimit.window:type_name -> google.protobuf.Duration
+	34, // 58: grpcresilience.config.v1.AdaptiveLimit.cool_off:type_name -> google.protobuf.Duration
+	34, // 59: grpcresilience.config.v1.AdaptiveLimit.probe_interval:type_name -> google.protobuf.Duration
+	31, // 60: grpcresilience.config.v1.Chaos.all:type_name -> grpcresilience.config.v1.Fault
+	33, // 61: grpcresilience.config.v1.Chaos.methods:type_name -> grpcresilience.config.v1.Chaos.MethodsEntry
+	34, // 62: grpcresilience.config.v1.Fault.pushback:type_name -> google.protobuf.Duration
+	34, // 63: grpcresilience.config.v1.Fault.latency:type_name -> google.protobuf.Duration
+	34, // 64: grpcresilience.config.v1.Fault.latency_max:type_name -> google.protobuf.Duration
+	34, // 65: grpcresilience.config.v1.Fault.tail_latency:type_name -> google.protobuf.Duration
+	28, // 66: grpcresilience.config.v1.ServerRateLimit.MethodsEntry.value:type_name -> grpcresilience.config.v1.RateQuota
+	31, // 67: grpcresilience.config.v1.Chaos.MethodsEntry.value:type_name -> grpcresilience.config.v1.Fault
+	68, // [68:68] is the sub-list for method output_type
+	68, // [68:68] is the sub-list for method input_type
+	68, // [68:68] is the sub-list for extension type_name
+	68, // [68:68] is the sub-list for extension extendee
+	0,  // [0:68] is the sub-list for field type_name
 }
 
 func init() { file_grpcresilience_config_v1_config_proto_init() }
@@ -2935,17 +3141,17 @@ func file_grpcresilience_config_v1_config_proto_init() {
 	if File_grpcresilience_config_v1_config_proto != nil {
 		return
 	}
-	file_grpcresilience_config_v1_config_proto_msgTypes[4].OneofWrappers = []any{}
-	file_grpcresilience_config_v1_config_proto_msgTypes[6].OneofWrappers = []any{}
-	file_grpcresilience_config_v1_config_proto_msgTypes[8].OneofWrappers = []any{}
-	file_grpcresilience_config_v1_config_proto_msgTypes[11].OneofWrappers = []any{}
+	file_grpcresilience_config_v1_config_proto_msgTypes[5].OneofWrappers = []any{}
+	file_grpcresilience_config_v1_config_proto_msgTypes[7].OneofWrappers = []any{}
+	file_grpcresilience_config_v1_config_proto_msgTypes[9].OneofWrappers = []any{}
+	file_grpcresilience_config_v1_config_proto_msgTypes[12].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_grpcresilience_config_v1_config_proto_rawDesc), len(file_grpcresilience_config_v1_config_proto_rawDesc)),
 			NumEnums:      10,
-			NumMessages:   23,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,5 @@
+//go:build !race
+
+package keyhash
+
+const raceEnabled = false
