@@ -11,6 +11,8 @@ TOOL     := $(GO) tool -modfile=tools/go.mod
 FUZZTIME ?= 20000x
 # Packages that hold fuzz targets, found from the sources.
 FUZZPKGS  = $(sort $(dir $(shell grep -rl --include='*_test.go' '^func Fuzz' . | grep -v '^./bench/')))
+# The same in the bench module, relative to bench/.
+BENCHFUZZPKGS = $(sort $(dir $(shell cd bench && grep -rl --include='*_test.go' '^func Fuzz' .)))
 
 .PHONY: examples test unit fuzz-seeds fuzz lint proto proto-check proto-breaking bench bench-lint bench-pkgs bench-test jaeger jaeger-bin demo-jaeger demo soak
 
@@ -28,6 +30,12 @@ fuzz-seeds:
 	@set -e; for dir in $(FUZZPKGS); do \
 	  for target in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir*_test.go | sed 's/^func //'); do \
 	    echo "fuzz $$dir $$target: $(FUZZTIME)"; \
+	    $(GO) test -run='^$$' -fuzz="^$$target$$" -fuzztime=$(FUZZTIME) $$dir; \
+	  done; \
+	done
+	@set -e; cd bench && for dir in $(BENCHFUZZPKGS); do \
+	  for target in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir*_test.go | sed 's/^func //'); do \
+	    echo "fuzz bench/$$dir $$target: $(FUZZTIME)"; \
 	    $(GO) test -run='^$$' -fuzz="^$$target$$" -fuzztime=$(FUZZTIME) $$dir; \
 	  done; \
 	done
@@ -68,25 +76,30 @@ proto-breaking:
 
 ## bench: the benchmarks side by side with the peer libraries (bench/, its
 ## own module): the micro-benchmarks, then the loopback gRPC scenarios, in
-## about 6 minutes (every loop is bounded, 10 minutes at most); writes
+## about 25 minutes on 2 cores (every loop is bounded); writes
 ## bench/results/raw.txt, bench/results/*.svg and BENCHMARKS.md. BENCHCOUNT
-## and BENCHTIME tune the micro-benchmarks, SCENARIOCOUNT the rounds of
-## scenarios (the report takes medians).
+## and BENCHTIME tune the micro-benchmarks, CPUCOUNT the rounds of the -cpu
+## runs, SCENARIOCOUNT the rounds of scenarios (the report takes medians).
 BENCHCOUNT    ?= 5
 BENCHTIME     ?= 200ms
+CPUCOUNT      ?= 3
 SCENARIOCOUNT ?= 3
+# PARALLELBENCH: the RunParallel micro-benchmarks, run apart with
+# -cpu 1,2,4,8 (CPUCOUNT rounds) to show how they scale with cores.
+PARALLELBENCH = ^Benchmark(BreakerAllowRecord|BulkheadTryAcquireRelease|BulkheadAcquireRelease|UnaryPipeline|RateLimitAllow)Parallel$$
 bench:
 	cd bench && $(GO) vet ./...
 	@mkdir -p bench/results
 	@{ echo "# date: $$(date -u '+%Y-%m-%d %H:%M UTC')"; \
 	  echo "# loadavg-start: $$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)"; } > bench/results/raw.txt
-	cd bench && $(GO) test -run='^$$' -bench=. -benchmem -count=$(BENCHCOUNT) -benchtime=$(BENCHTIME) -timeout=10m ./micro/ > results/micro.txt
+	cd bench && $(GO) test -run='^$$' -bench=. -skip='$(PARALLELBENCH)' -benchmem -count=$(BENCHCOUNT) -benchtime=$(BENCHTIME) -timeout=15m ./micro/ > results/micro.txt
+	cd bench && $(GO) test -run='^$$' -bench='$(PARALLELBENCH)' -cpu=1,2,4,8 -benchmem -count=$(CPUCOUNT) -benchtime=$(BENCHTIME) -timeout=15m ./micro/ > results/cpu.txt
 	cd bench && $(GO) run ./cmd/scenarios -count=$(SCENARIOCOUNT) > results/scenarios.txt
-	@cat bench/results/micro.txt bench/results/scenarios.txt >> bench/results/raw.txt
+	@cat bench/results/micro.txt bench/results/cpu.txt bench/results/scenarios.txt >> bench/results/raw.txt
 	@echo "# loadavg-end: $$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)" >> bench/results/raw.txt
-	@rm bench/results/micro.txt bench/results/scenarios.txt
+	@rm bench/results/micro.txt bench/results/cpu.txt bench/results/scenarios.txt
 	cd bench && $(GO) run ./cmd/report -in results/raw.txt -md ../BENCHMARKS.md -svg results -notes notes.md
-	@grep -A8 '^## Goals' BENCHMARKS.md
+	@grep -A17 '^## Goals' BENCHMARKS.md
 
 ## bench-test: the bench module's own tests, short (its scenarios run small).
 bench-test:

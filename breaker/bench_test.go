@@ -32,6 +32,12 @@ func hotPaths() []struct {
 				p.Done(Success)
 			}
 		}},
+		{"Allow+DoneAt", func(b *Breaker) {
+			p, err := b.Allow()
+			if err == nil {
+				p.DoneAt(Success, time.Now())
+			}
+		}},
 		{"Allow+Record", func(b *Breaker) {
 			p, err := b.Allow()
 			if err == nil {
@@ -109,6 +115,27 @@ func BenchmarkAllowClosedParallel(b *testing.B) {
 				}
 			})
 		})
+	}
+}
+
+// BenchmarkHotPathParallel runs every closed-state hot path of every
+// window configuration under RunParallel, GOMAXPROCS goroutines on one
+// breaker. With the default configuration (Consecutive), a success writes
+// only the calling goroutine's stripe, so ns/op falls as cores are added
+// (-cpu 1,2,4); a window is written by every call.
+func BenchmarkHotPathParallel(b *testing.B) {
+	for _, c := range benchConfigs {
+		for _, hp := range hotPaths() {
+			b.Run(c.name+"/"+hp.name, func(b *testing.B) {
+				br := New(c.cfg)
+				b.ReportAllocs()
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						hp.op(br)
+					}
+				})
+			})
+		}
 	}
 }
 

@@ -4,11 +4,15 @@ import (
 	"context"
 	"errors"
 	"math"
-	"math/rand/v2"
+	"math/bits"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
+
+	"github.com/engineeringlabs/grpc-resilience/internal/stackhash"
 )
 
 // Breaker is a circuit breaker. Create one with [New]; the zero value is not
@@ -23,32 +27,22 @@ import (
 // closed-state Allow is one atomic load; recording its outcome is a couple
 // of atomic operations on the counters of the current closed period (an
 // object replaced, never reset, on every transition to closed, so that a
-// late writer can only touch a dead object). The mutex is taken only to
-// change state, to admit and record half-open probes, and for the metrics
+// late writer can only touch a dead object) and one on the cumulative
+// counters: the breaker's own until calls contend for them, then the
+// calling goroutine's stripe. A success in a period without a rate window
+// writes only that counter: the run of consecutive failures is read, and
+// written only when it is not zero. The mutex is taken only to change
+// state, to admit and record half-open probes, and for the metrics
 // snapshot. Every transition increments the generation; a permit remembers
 // the generation it was granted in, and an outcome recorded under another
 // generation is discarded.
 type Breaker struct {
-	// Read on every call, written only on transitions (under mu).
-	word      atomic.Uint64          // state | mode<<2 | generation<<4
-	period    atomic.Pointer[period] // counters of the latest closed period
-	openUntil atomic.Int64           // clock reading at which an auto-open breaker half-opens
-	probes    atomic.Int64           // half-open probes in flight; written under mu only
-	// probeExpiry is the clock reading at which the oldest probe in flight
-	// loses its slot (math.MaxInt64: none); written under mu only.
-	probeExpiry atomic.Int64
-	// coords holds the attached coordinators; nil when there are none.
-	// Written under mu only, copied on write.
-	coords atomic.Pointer[[]*Coordinator]
-
-	s         settings
-	now       func() time.Duration // monotonic clock, injectable by tests
-	needNow   bool                 // records need the clock (slow calls or a time window)
-	errOpen   *OpenError
-	errForced *OpenError
-	errProbes *OpenError
-
-	stripes [numStripes]stripe // cumulative counters, striped against contention
+	// base holds the cumulative counters until two calls update one of
+	// them at the same moment; from then on they go to the stripes at
+	// cells, and base keeps what it counted. It is written by every call
+	// until then, so it lies apart from the fields read on every call,
+	// behind the fields only transitions write.
+	base counters
 
 	mu             sync.Mutex
 	probeSuccesses int // successful probes in the current half-open generation
@@ -62,6 +56,33 @@ type Breaker struct {
 	events      []StateChange // undelivered state changes, oldest first from eventHead
 	eventHead   int
 	delivering  bool // a goroutine is delivering events
+
+	// Read on every call, written only on transitions (under mu).
+	word   atomic.Uint64          // state | mode<<2 | generation<<4
+	period atomic.Pointer[period] // counters of the latest closed period
+	// cells is the first of the 1<<(64-stripeShift) stripes of the
+	// cumulative counters, nil until calls contend for base; set once.
+	cells     atomic.Pointer[stripe]
+	openUntil atomic.Int64 // clock reading at which an auto-open breaker half-opens
+	probes    atomic.Int64 // half-open probes in flight; written under mu only
+	// probeExpiry is the clock reading at which the oldest probe in flight
+	// loses its slot (math.MaxInt64: none); written under mu only.
+	probeExpiry atomic.Int64
+	// coords holds the attached coordinators; nil when there are none.
+	// Written under mu only, copied on write.
+	coords atomic.Pointer[[]*Coordinator]
+
+	s settings
+	// origin is the time.Time at which the breaker's clock (now) reads
+	// zero; clockFn, when set, replaces that clock (tests inject one).
+	origin      time.Time
+	clockFn     func() time.Duration
+	needNow     bool  // records need the clock (slow calls or a time window)
+	stripeShift uint8 // 64 - log2(number of stripes), for Breaker.stripe
+	// errs holds the three rejections a breaker returns, allocated with
+	// it: errOpen, errForced and errProbes point into it.
+	errs                          [3]OpenError
+	errOpen, errForced, errProbes *OpenError
 
 	// release is what RegistryConfig.OnCreate returned, run once when a
 	// Registry drops the breaker; nil otherwise.
@@ -91,34 +112,120 @@ type period struct {
 	win         window       // nil when no rate threshold is set
 }
 
-// numStripes spreads the cumulative counters over padded cache lines, so
-// that concurrent callers rarely write the same line.
-const numStripes = 8
+// counter names one of a breaker's cumulative counters.
+type counter uint8
 
+const (
+	cSuccesses counter = iota
+	cFailures
+	cIgnored
+	cSlows
+	cRejected
+	cDiscarded
+	numCounters
+)
+
+// counters holds one share of a breaker's cumulative counters.
+type counters [numCounters]atomic.Uint64
+
+// maxStripes caps the number of stripes of a breaker's counters.
+const maxStripes = 8
+
+// stripe holds one share of a breaker's cumulative counters, alone on its
+// 128 bytes (some processors fetch cache lines in pairs). A breaker's
+// stripes are one block, a multiple of 128 bytes allocated alone, which
+// starts on a 128-byte boundary, so that no stripe shares a line with
+// another stripe or with another object.
 type stripe struct {
-	successes, failures, ignored, slows, rejected, discarded atomic.Uint64
-	_                                                        [128 - 6*8]byte
+	c counters
+	_ [128 - numCounters*8]byte
 }
 
-func (b *Breaker) stripe() *stripe {
-	return &b.stripes[rand.Uint32()%numStripes]
+// numStripes returns the number of stripes for a breaker created now: twice
+// GOMAXPROCS rounded up to a power of two, at least 2 and at most
+// maxStripes: more stripes than goroutines running at once, so that few
+// of them share one, in 256 to 1024 bytes.
+func numStripes() int {
+	n := 2
+	for n < 2*runtime.GOMAXPROCS(0) && n < maxStripes {
+		n *= 2
+	}
+	return n
+}
+
+// count adds one to counter c. Until two calls meet on base (a failed
+// compare-and-swap), the counts go there: a breaker that never sees
+// concurrent calls never allocates its stripes. Then they go to the
+// calling goroutine's stripe.
+func (b *Breaker) count(c counter) {
+	if first := b.cells.Load(); first != nil {
+		b.stripe(first).c[c].Add(1)
+		return
+	}
+	x := &b.base[c]
+	if v := x.Load(); x.CompareAndSwap(v, v+1) {
+		return
+	}
+	b.stripe(b.grow()).c[c].Add(1)
+}
+
+// grow allocates the stripes, unless another call just did, and returns
+// the first.
+func (b *Breaker) grow() *stripe {
+	s := make([]stripe, 1<<(64-b.stripeShift))
+	if b.cells.CompareAndSwap(nil, &s[0]) {
+		return &s[0]
+	}
+	return b.cells.Load()
+}
+
+// stripes returns the stripes that start at first.
+func (b *Breaker) stripes(first *stripe) []stripe {
+	return unsafe.Slice(first, 1<<(64-b.stripeShift))
+}
+
+// stripe returns the calling goroutine's stripe of those that start at
+// first, chosen by the address of its stack (see internal/stackhash). A
+// stripe chosen afresh for every call (at random, or by the nanoseconds of
+// the clock) keeps concurrent writes apart but not the cache line: about
+// every other write finds it in the cache of the other core that wrote it
+// last, and moving it costs more than the count.
+func (b *Breaker) stripe(first *stripe) *stripe {
+	return &b.stripes(first)[stackhash.Hash()>>b.stripeShift]
+}
+
+// now returns the breaker's monotonic clock reading.
+func (b *Breaker) now() time.Duration {
+	if b.clockFn != nil {
+		return b.clockFn()
+	}
+	return time.Since(b.origin)
 }
 
 // New returns a closed circuit breaker configured by cfg. It never fails: a
 // field that [Config.Validate] rejects is treated as if it were zero, that
 // is, as its default.
+//
+// When concurrent calls make the breaker stripe its counters, their number
+// follows the GOMAXPROCS of the time New ran (see Memory in the package
+// documentation); the counts stay exact when GOMAXPROCS changes later.
 func New(cfg Config) *Breaker {
-	start := time.Now()
-	return newBreaker(cfg, func() time.Duration { return time.Since(start) })
+	return newBreaker(cfg, nil)
 }
 
-// newBreaker is New with an injected monotonic clock.
-func newBreaker(cfg Config, now func() time.Duration) *Breaker {
-	b := &Breaker{s: cfg.settings(), now: now}
+// newBreaker is New with an injected monotonic clock; nil means the
+// breaker's own, started now.
+func newBreaker(cfg Config, clock func() time.Duration) *Breaker {
+	n := numStripes()
+	b := &Breaker{
+		s:           cfg.settings(),
+		origin:      time.Now(),
+		clockFn:     clock,
+		stripeShift: uint8(64 - bits.TrailingZeros(uint(n))),
+	}
 	b.needNow = b.s.slowDur > 0 || (b.s.windowed && b.s.windowType == TimeWindow)
-	b.errOpen = &OpenError{b: b, state: Open}
-	b.errForced = &OpenError{b: b, state: Open, forced: true}
-	b.errProbes = &OpenError{b: b, state: HalfOpen}
+	b.errs = [3]OpenError{{b: b, state: Open}, {b: b, state: Open, forced: true}, {b: b, state: HalfOpen}}
+	b.errOpen, b.errForced, b.errProbes = &b.errs[0], &b.errs[1], &b.errs[2]
 	b.period.Store(b.newPeriod(0))
 	b.probeExpiry.Store(math.MaxInt64)
 	b.word.Store(pack(Closed, Auto, 0))
@@ -129,7 +236,7 @@ func (b *Breaker) newPeriod(gen uint64) *period {
 	p := &period{gen: gen}
 	if b.s.windowed {
 		if b.s.windowType == TimeWindow {
-			p.win = newTimeWindow(b.s.bucketDur, b.s.buckets)
+			p.win = newTimeWindow(b.s.bucketDur, b.s.buckets, b.now)
 		} else {
 			p.win = newCountWindow(b.s.windowSize)
 		}
@@ -139,10 +246,10 @@ func (b *Breaker) newPeriod(gen uint64) *period {
 
 // Permit is the permission [Breaker.Allow] grants to run one call. It is a
 // small value: copy it freely, but record its outcome exactly once, with
-// [Permit.Done], [Permit.DoneDuration] or [Permit.Record]. A half-open probe
-// holds its probe slot until then, or until Config.ProbeTimeout ran out
-// (its outcome is then discarded); recording a closed-state permit twice
-// counts the call twice.
+// [Permit.Done], [Permit.DoneAt], [Permit.DoneDuration] or [Permit.Record].
+// A half-open probe holds its probe slot until then, or until
+// Config.ProbeTimeout ran out (its outcome is then discarded); recording a
+// closed-state permit twice counts the call twice.
 //
 // The zero Permit belongs to no breaker: its methods do nothing. Its methods
 // are safe for concurrent use.
@@ -162,7 +269,29 @@ func (p Permit) State() State { return p.state }
 // as [Failure].
 func (p Permit) Done(o Outcome) {
 	if p.b != nil {
-		p.b.record(p, o, 0, false)
+		p.b.record(p, o, 0, false, p.b.clock())
+	}
+}
+
+// DoneAt is Done with the caller's reading of the clock at the end of the
+// call, now (from time.Now()), so that a caller that reads the clock
+// anyway saves the breaker another reading. A breaker uses a clock reading
+// to record an outcome only when its records need one: with a time-based
+// window (Config.WindowType [TimeWindow] and a rate threshold) or a
+// slow-call threshold (Config.SlowCallDuration); otherwise now is not used.
+// The call's duration, for slow-call detection, runs from Allow to now.
+//
+// now should carry a monotonic clock reading, as time.Now's result does;
+// then the breaker measures it against its own monotonic clock and a step
+// of the wall clock changes nothing. A now earlier than Allow's reading
+// counts as a duration of 0. A now later than the breaker's clock still
+// times the call up to now, but a time window files the call under the
+// present, never under a bucket the clock has not reached. A breaker
+// created inside a testing/synctest bubble reads the bubble's fake clock,
+// so time.Now's readings there map onto it too.
+func (p Permit) DoneAt(o Outcome, now time.Time) {
+	if p.b != nil {
+		p.b.record(p, o, 0, false, p.b.at(now))
 	}
 }
 
@@ -170,7 +299,7 @@ func (p Permit) Done(o Outcome) {
 // measured itself, for slow-call detection; a negative d counts as 0.
 func (p Permit) DoneDuration(o Outcome, d time.Duration) {
 	if p.b != nil {
-		p.b.record(p, o, max(d, 0), true)
+		p.b.record(p, o, max(d, 0), true, p.b.clock())
 	}
 }
 
@@ -178,8 +307,12 @@ func (p Permit) DoneDuration(o Outcome, d time.Duration) {
 // success, context.Canceled is ignored, anything else is a failure) and
 // records the outcome as Done does.
 func (p Permit) Record(err error) {
-	if p.b != nil {
-		p.b.record(p, p.b.s.classify(err), 0, false)
+	if b := p.b; b != nil {
+		o := Success
+		if err != nil || !b.s.defaultClassify {
+			o = b.s.classify(err)
+		}
+		b.record(p, o, 0, false, b.clock())
 	}
 }
 
@@ -195,8 +328,8 @@ func (p Permit) Record(err error) {
 // to Config.OnReject.
 func (b *Breaker) Allow() (Permit, error) {
 	w := b.word.Load()
-	if stateOf(w) == Closed {
-		return b.closedPermit(w), nil
+	if stateOf(w) == Closed && b.s.slowDur == 0 {
+		return Permit{b: b, gen: genOf(w), state: Closed}, nil
 	}
 	return b.allowSlow(w)
 }
@@ -209,7 +342,8 @@ func (b *Breaker) closedPermit(w uint64) Permit {
 	return p
 }
 
-// allowSlow is Allow outside the closed state.
+// allowSlow is Allow outside the closed state, and in the closed state
+// when slow calls are tracked.
 func (b *Breaker) allowSlow(w uint64) (Permit, error) {
 	for {
 		switch {
@@ -266,7 +400,7 @@ func (b *Breaker) allowSlow(w uint64) (Permit, error) {
 }
 
 func (b *Breaker) reject(e *OpenError) (Permit, error) {
-	b.stripe().rejected.Add(1)
+	b.count(cRejected)
 	if b.s.onReject != nil {
 		b.s.onReject(e)
 	}
@@ -284,7 +418,7 @@ func (b *Breaker) reject(e *OpenError) (Permit, error) {
 // returned after ctx was cancelled (context.Canceled, the caller gave up)
 // is [Ignored]. A panic in fn is recorded as a [Failure] and then
 // propagates. In the closed state, Execute takes no lock and allocates
-// nothing of its own.
+// nothing of its own (see Performance in the package documentation).
 func (b *Breaker) Execute(ctx context.Context, fn func(ctx context.Context) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -309,16 +443,36 @@ func (b *Breaker) Execute(ctx context.Context, fn func(ctx context.Context) erro
 	return err
 }
 
-// record counts one outcome. d is the call's duration when measured is
-// true; otherwise record measures it from p.start when slow calls are
-// tracked.
-func (b *Breaker) record(p Permit, o Outcome, d time.Duration, measured bool) {
+// clock returns the breaker's clock reading when records need it (a time
+// window or slow calls), and 0 otherwise.
+func (b *Breaker) clock() time.Duration {
+	if b.needNow {
+		return b.now()
+	}
+	return 0
+}
+
+// at is clock for a caller's reading t of time.Now: t on the breaker's
+// clock. An injected clock has no origin to map t onto: at reads it
+// instead.
+func (b *Breaker) at(t time.Time) time.Duration {
+	switch {
+	case !b.needNow:
+		return 0
+	case b.clockFn != nil:
+		return b.clockFn()
+	}
+	// A reading before the breaker's creation (the zero Time, say) is
+	// its creation: durations and bucket indices never go negative.
+	return max(t.Sub(b.origin), 0)
+}
+
+// record counts one outcome at now, the breaker's clock reading from
+// clock or at. d is the call's duration when measured is true; otherwise
+// record measures it from p.start when slow calls are tracked.
+func (b *Breaker) record(p Permit, o Outcome, d time.Duration, measured bool, now time.Duration) {
 	if o > Ignored {
 		o = Failure
-	}
-	var now time.Duration
-	if b.needNow {
-		now = b.now()
 	}
 	if !measured {
 		d = 0
@@ -329,19 +483,18 @@ func (b *Breaker) record(p Permit, o Outcome, d time.Duration, measured bool) {
 	slow := o != Ignored && b.s.slowDur > 0 && d >= b.s.slowDur
 	counted := b.apply(p, o, slow, now)
 
-	st := b.stripe()
 	switch {
 	case !counted:
-		st.discarded.Add(1)
+		b.count(cDiscarded)
 	case o == Success:
-		st.successes.Add(1)
+		b.count(cSuccesses)
 	case o == Failure:
-		st.failures.Add(1)
+		b.count(cFailures)
 	default:
-		st.ignored.Add(1)
+		b.count(cIgnored)
 	}
 	if counted && slow {
-		st.slows.Add(1)
+		b.count(cSlows)
 	}
 	if b.s.onResult != nil {
 		b.s.onResult(Result{Name: b.s.name, State: p.state, Outcome: o, Duration: d, Slow: slow, Discarded: !counted})
@@ -384,9 +537,10 @@ func (per *period) record(s *settings, failed, slow bool, now time.Duration) Rea
 			}
 		} else if per.consecutive.Load() != 0 {
 			// Only write when needed: successes in a healthy period
-			// leave the cache line shared. A failure racing with this
-			// store may be forgotten; concurrent calls have no order
-			// that would make "consecutive" exact anyway.
+			// leave the cache line shared. Failures counted between
+			// the load and the store end with the run: they count as
+			// recorded before this success, an order concurrent
+			// records allow.
 			per.consecutive.Store(0)
 		}
 	}
@@ -781,15 +935,21 @@ func (b *Breaker) snapshot() Metrics {
 		m.HalfOpenProbes = int(b.probes.Load())
 	}
 	b.mu.Unlock()
-	for i := range b.stripes {
-		st := &b.stripes[i]
-		m.Successes += st.successes.Load()
-		m.Failures += st.failures.Load()
-		m.Ignored += st.ignored.Load()
-		m.SlowCalls += st.slows.Load()
-		m.Rejections += st.rejected.Load()
-		m.Discarded += st.discarded.Load()
+	var sum [numCounters]uint64
+	for c := range numCounters {
+		sum[c] = b.base[c].Load()
 	}
+	if first := b.cells.Load(); first != nil {
+		ss := b.stripes(first)
+		for i := range ss {
+			st := &ss[i]
+			for c := range numCounters {
+				sum[c] += st.c[c].Load()
+			}
+		}
+	}
+	m.Successes, m.Failures, m.Ignored = sum[cSuccesses], sum[cFailures], sum[cIgnored]
+	m.SlowCalls, m.Rejections, m.Discarded = sum[cSlows], sum[cRejected], sum[cDiscarded]
 	m.Calls = m.Successes + m.Failures + m.Ignored
 	per := b.period.Load()
 	m.ConsecutiveFailures = per.consecutive.Load()

@@ -91,7 +91,10 @@ type Config struct {
 	// closed state) that opens the breaker. Zero means the default,
 	// [DefaultFailureThreshold] (5), unless FailureRateThreshold or
 	// SlowCallRateThreshold is set: then zero disables this trigger and the
-	// window alone decides. Negative values are invalid.
+	// window alone decides. Negative values are invalid. Outcomes count in
+	// the order they are recorded: a success ends the run, and of outcomes
+	// recorded at the same moment by concurrent calls, any order may be
+	// taken.
 	FailureThreshold int
 
 	// Timeout is how long the breaker stays open before it half-opens,
@@ -412,6 +415,7 @@ type settings struct {
 	probeTimeout     time.Duration
 	windowType       WindowType
 	windowed         bool // a rate threshold is set: keep a window
+	defaultClassify  bool // classify is DefaultClassify: a nil error is a Success
 	windowSize       int
 	buckets          int
 	bucketDur        time.Duration
@@ -441,6 +445,7 @@ func (c Config) settings() settings {
 	}
 	if s.classify == nil {
 		s.classify = DefaultClassify
+		s.defaultClassify = true
 	}
 	s.successThreshold = c.SuccessThreshold
 	if s.successThreshold <= 0 {

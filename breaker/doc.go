@@ -49,7 +49,9 @@
 // Streams and interceptors that cannot wrap the call in a function use the
 // two-step form: [Breaker.Allow] returns a small [Permit] value, and the
 // caller reports the outcome with [Permit.Record] or [Permit.Done] once the
-// call finished.
+// call finished, or with [Permit.DoneAt] when it read the clock at the end
+// of the call anyway: a breaker that times calls (slow calls, a time-based
+// window) then uses that reading instead of taking its own.
 //
 // # Beyond consecutive failures
 //
@@ -92,9 +94,33 @@
 // # Performance
 //
 // In the closed state, Allow and the outcome's record take no mutex and
-// allocate nothing: they work on atomics only. The mutex is taken on state
-// transitions, for half-open probes, and by a time-based window once per
-// bucket duration to roll a bucket over. Rejections allocate nothing either.
+// allocate nothing (but for the stripes of the counters, once in a
+// breaker's life; see Memory): they work on atomics only. The mutex is
+// taken on state transitions, for half-open probes, and by a time-based
+// window once per bucket duration to roll a bucket over. Rejections
+// allocate nothing either, with the same exception.
+//
+// With the default configuration (consecutive failures, no window, no
+// slow-call threshold), a success writes one counter and nothing else:
+// once calls on several cores meet, the cumulative counts of
+// [Breaker.Metrics] are striped over cache lines by the calling goroutine,
+// and the run of consecutive failures is written only when it is not
+// already zero. Goroutines on distinct stripes then scale instead of
+// passing one cache line between them; the stripe is picked by a hash, so
+// goroutines may share one (two goroutines on four stripes do one time in
+// four). A rate window is shared by every call on the breaker, so a
+// configuration with one writes to shared memory on every call.
+//
+// # Memory
+//
+// A default breaker takes about 512 bytes of heap. It keeps its cumulative
+// counts in one place until two calls update them at the same moment; it
+// then spreads them over stripes of 128 bytes, allocated once: twice as many
+// as GOMAXPROCS when the breaker was created, rounded up to a power of two,
+// at least 2 and at most 8, that is 256 to 1024 bytes more (512 at
+// GOMAXPROCS 2). A breaker whose calls never overlap, as most of many
+// per-key breakers, never allocates them. A rate window adds 32 bytes per
+// bucket (time-based) or 4 bytes per call of its size (count-based).
 //
 // The package knows nothing of gRPC: the interceptors package maps status
 // codes to outcomes and turns the events into telemetry.

@@ -70,6 +70,25 @@ func ExampleBreaker_Allow() {
 	// Output: closed 1 1 0
 }
 
+// A caller that reads the clock at the end of each call anyway (for its own
+// latency metric, say) hands that reading to the breaker with DoneAt, which
+// then reads no clock of its own to time the call.
+func ExamplePermit_DoneAt() {
+	b := breaker.New(breaker.Config{SlowCallDuration: time.Second})
+	permit, err := b.Allow()
+	if err != nil {
+		fmt.Println("rejected:", err)
+		return
+	}
+	start := time.Now()
+	// ... the call ...
+	end := start.Add(1500 * time.Millisecond) // as if the call took 1.5s: end := time.Now()
+	permit.DoneAt(breaker.Success, end)
+	m := b.Metrics()
+	fmt.Println(m.Successes, m.SlowCalls)
+	// Output: 1 1
+}
+
 // A sliding window opens the breaker on a failure rate rather than on a run
 // of consecutive failures.
 func ExampleConfig_slidingWindow() {

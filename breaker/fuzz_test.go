@@ -127,7 +127,7 @@ func FuzzTimeWindow(f *testing.F) {
 	f.Fuzz(func(t *testing.T, ops []byte, nb uint8) {
 		const bucket = 10 * time.Millisecond
 		n := int(nb%16) + 1
-		w := newTimeWindow(bucket, n)
+		w := newTimeWindow(bucket, n, nil)
 		type entry struct {
 			at           time.Duration
 			failed, slow bool
@@ -185,6 +185,45 @@ func FuzzCountWindow(f *testing.F) {
 			if c != int64(len(last)) || fl != wf || s != ws {
 				t.Fatalf("window %d/%d/%d, want %d/%d/%d", c, fl, s, len(last), wf, ws)
 			}
+		}
+	})
+}
+
+// DoneAt maps any reading of the caller's clock onto the breaker's: the
+// measured duration is never negative, the call is slow exactly when it
+// reaches SlowCallDuration, and the outcome is counted.
+func FuzzDoneAt(f *testing.F) {
+	f.Add(int64(0), int64(time.Second), false)
+	f.Add(int64(2*time.Second), int64(time.Second), true)
+	f.Add(int64(math.MinInt64), int64(1), false)
+	f.Add(int64(math.MaxInt64), int64(math.MaxInt64), true)
+	f.Add(int64(-time.Hour), int64(time.Millisecond), true)
+	f.Fuzz(func(t *testing.T, offset, slowDur int64, wall bool) {
+		if slowDur <= 0 {
+			slowDur = 1
+		}
+		var got Result
+		b := New(Config{
+			WindowType: TimeWindow, FailureRateThreshold: 100, MinimumCalls: 1 << 20,
+			SlowCallDuration: time.Duration(slowDur), OnResult: func(r Result) { got = r },
+		})
+		p, err := b.Allow()
+		if err != nil {
+			t.Fatal(err)
+		}
+		at := time.Now()
+		if wall {
+			at = at.Round(0) // no monotonic reading: the wall clock decides
+		}
+		p.DoneAt(Success, at.Add(time.Duration(offset)))
+		if got.Duration < 0 {
+			t.Fatalf("offset %v: duration %v", time.Duration(offset), got.Duration)
+		}
+		if got.Slow != (got.Duration >= time.Duration(slowDur)) {
+			t.Fatalf("offset %v: duration %v, slow %v, threshold %v", time.Duration(offset), got.Duration, got.Slow, time.Duration(slowDur))
+		}
+		if m := b.Peek(); m.Successes != 1 || m.SlowCalls > 1 {
+			t.Fatalf("offset %v: metrics %+v, want 1 success", time.Duration(offset), m)
 		}
 	})
 }

@@ -96,10 +96,18 @@ func clamp(v, hi int64) int64 {
 // recent. A reader sums the buckets whose epoch is in the window; a bucket
 // rolled over during the sum is read as old or new, both of which were
 // true a moment ago.
+//
+// A reading ahead of the clock (a caller's time for Permit.DoneAt taken
+// from the future) must not move a bucket into an epoch the clock has not
+// reached: the bucket would hold that epoch, and lose the calls of the
+// epochs that share it, until the clock got there. A rollover, rare
+// enough to afford it, therefore reads the clock, and files such a call
+// under the current epoch.
 type timeWindow struct {
 	bucketDur time.Duration
 	buckets   []bucket
-	mu        sync.Mutex // serializes rollovers
+	clock     func() time.Duration // the breaker's clock; nil: trust every reading
+	mu        sync.Mutex           // serializes rollovers
 }
 
 type bucket struct {
@@ -109,8 +117,8 @@ type bucket struct {
 	slows    atomic.Int64
 }
 
-func newTimeWindow(bucketDur time.Duration, n int) *timeWindow {
-	w := &timeWindow{bucketDur: bucketDur, buckets: make([]bucket, n)}
+func newTimeWindow(bucketDur time.Duration, n int, clock func() time.Duration) *timeWindow {
+	w := &timeWindow{bucketDur: bucketDur, buckets: make([]bucket, n), clock: clock}
 	for i := range w.buckets {
 		w.buckets[i].epoch.Store(-1)
 	}
@@ -137,7 +145,8 @@ func (w *timeWindow) add(failed, slow bool, now time.Duration) (calls, failures,
 	e, i := bucketIndex(now, w.bucketDur, len(w.buckets))
 	b := &w.buckets[i]
 	if b.epoch.Load() < e {
-		w.roll(b, e)
+		e = w.roll(e)
+		b = &w.buckets[e%int64(len(w.buckets))]
 	}
 	b.calls.Add(1)
 	if failed {
@@ -149,8 +158,17 @@ func (w *timeWindow) add(failed, slow bool, now time.Duration) (calls, failures,
 	return w.sum(e)
 }
 
-func (w *timeWindow) roll(b *bucket, e int64) {
+// roll moves the bucket of epoch e to e, unless it is there already or
+// e lies ahead of the clock: then it moves the bucket of the clock's epoch.
+// It returns the epoch it moved a bucket to.
+func (w *timeWindow) roll(e int64) int64 {
 	w.mu.Lock()
+	if w.clock != nil {
+		if cur, _ := bucketIndex(w.clock(), w.bucketDur, len(w.buckets)); e > cur {
+			e = cur
+		}
+	}
+	b := &w.buckets[e%int64(len(w.buckets))]
 	// Another writer may have rolled it while we waited; epochs only move
 	// forward, so a writer with an older clock reading adds to the newer
 	// epoch rather than wiping it.
@@ -161,6 +179,7 @@ func (w *timeWindow) roll(b *bucket, e int64) {
 		b.epoch.Store(e) // published after the zeroing: see the type's comment
 	}
 	w.mu.Unlock()
+	return e
 }
 
 func (w *timeWindow) counts(now time.Duration) (calls, failures, slows int64) {

@@ -139,7 +139,7 @@ func TestSlowCallMeasuredFromAllow(t *testing.T) {
 
 func TestTimeWindowExpiry(t *testing.T) {
 	const bucket = time.Second
-	w := newTimeWindow(bucket, 4)
+	w := newTimeWindow(bucket, 4, nil)
 	tests := []struct {
 		at                    time.Duration
 		add                   bool // record a failure at this time

@@ -92,7 +92,6 @@ func New(limit int) *Bulkhead {
 // time through it.
 func newWithClock(cfg Config, now func() time.Time) *Bulkhead {
 	b := &Bulkhead{
-		limit:    max(cfg.Limit, 0),
 		maxQueue: max(cfg.Queue, 0),
 		maxWait:  max(cfg.MaxWait, 0),
 		strategy: cfg.Strategy,
@@ -104,8 +103,10 @@ func newWithClock(cfg Config, now func() time.Time) *Bulkhead {
 	if b.classify == nil {
 		b.classify = OutcomeOf
 	}
+	limit := max(cfg.Limit, 0)
 	if b.strategy != nil {
-		b.limit = max(b.strategy.Init(b.limit), 1)
+		limit = max(b.strategy.Init(limit), 1)
 	}
+	b.limit.Store(int64(limit))
 	return b
 }

@@ -26,6 +26,12 @@
 // function call, such as a stream; its Release method is idempotent and
 // allocation-free.
 //
+// With a fixed limit, a permit is taken and released without a lock while
+// nobody waits: a compare-and-swap on the in-flight count. The lock is
+// taken to queue, to hand a freed slot to the first waiter, with an
+// adaptive strategy, and when more than 32 permits are held at once. A
+// caller never overtakes a queued one.
+//
 // [Partitioned] keeps one bulkhead per key (a method, a tenant, a caller),
 // configured by a [PartitionedConfig]. Its state is bounded: at most
 // MaxKeys keyed partitions; an idle partition (nothing in flight, nobody

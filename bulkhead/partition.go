@@ -111,8 +111,7 @@ func (p *Partitioned) idle(b *Bulkhead) bool {
 	if b == p.overflow {
 		return true
 	}
-	m := b.Metrics()
-	return m.InFlight == 0 && m.Waiting == 0
+	return b.idle()
 }
 
 // Get returns key's bulkhead, building it with PartitionedConfig.New on

@@ -28,12 +28,15 @@ type admission struct {
 }
 
 // admit lets one attempt through the patterns that run before it reaches
-// the server, in the pipeline's order: it refuses to start once ctx is done
-// (its deadline read from the clock too, since the timer that ends ctx may
-// run late on a loaded machine), then asks the method's circuit breaker,
-// then its adaptive throttle, then takes a permit of the rate limit (waiting for it when the policy
-// says so), then takes a slot from bh, waiting as the bulkhead's queue
-// allows. bh is
+// the server, in the pipeline's order. It refuses to start once ctx is
+// done. For a retry, a hedge, or any attempt that may wait here (for its
+// rate limit or in its bulkhead's queue) it also compares the clock with
+// ctx's deadline, since the timer that ends ctx may run late on a loaded
+// machine; a first attempt that cannot wait goes to gRPC at once, whose
+// transport refuses a call whose deadline has passed. It then asks the
+// method's circuit breaker, then its adaptive throttle, then takes a
+// permit of the rate limit (waiting for it when the policy says so), then
+// takes a slot from bh, waiting as the bulkhead's queue allows. bh is
 // ms.bulkheadFor() for a unary attempt and for the first attempt of a stream;
 // nil for a stream's later attempts, which run in the slot of its first.
 //
@@ -54,8 +57,10 @@ func (ms *methodState) admit(ctx context.Context, obs *Observer, info *AttemptIn
 	if err := ctx.Err(); err != nil {
 		return admission{}, finalError(err)
 	}
-	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
-		return admission{}, finalError(context.DeadlineExceeded)
+	if info.Attempt > 1 || ms.admitMayWait {
+		if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+			return admission{}, finalError(context.DeadlineExceeded)
+		}
 	}
 	var adm admission
 	if b := ms.guard(); b != nil {

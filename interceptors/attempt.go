@@ -40,24 +40,31 @@ type attemptResult struct {
 	pushback classify.Pushback
 	// code is the attempt's status code.
 	code codes.Code
+	// end is the clock reading taken when the invoker returned, shared by
+	// the breaker, the budget and the hedging histogram; zero when the
+	// attempt was refused before the invoker or when nothing needs the
+	// time (see methodState.clockAtEnd).
+	end time.Time
 }
 
-// capture holds what one attempt needs to read the server's headers and
-// trailer without allocating: the call options with grpc.Header and
-// grpc.Trailer appended, and the metadata they fill. The invoker writes the
-// metadata before it returns and keeps no reference to the options after,
-// so a capture is reused once the attempt is over.
+// capture holds what one attempt needs to read the server's trailer
+// without allocating beyond gRPC's own copy of it: the call options with
+// grpc.Trailer appended, and the metadata it fills. Pushback is a trailer
+// (gRFC A6); a trailers-only response, the usual form of an error, carries
+// its metadata there too. The invoker writes the metadata before it
+// returns and keeps no reference to the options after, so a capture is
+// reused once the attempt is over.
 type capture struct {
-	header, trailer metadata.MD
-	opts            []grpc.CallOption
+	trailer metadata.MD
+	opts    []grpc.CallOption
 }
 
 var capturePool = sync.Pool{New: func() any { return new(capture) }}
 
 // attempt runs one attempt through the inner patterns: circuit breaker,
 // throttle, rate limit, bulkhead, per-attempt timeout, then the invoker, with reply
-// as the message to decode into. capture asks for the server's header and
-// trailer, to read pushback. It never blocks beyond the rate limit's wait,
+// as the message to decode into. capt asks for the server's trailer, to
+// read pushback. It never blocks beyond the rate limit's wait,
 // the bulkhead's queue and the invoker.
 func (ms *methodState) attempt(ctx context.Context, r *rpc, reply any, info AttemptInfo, timeout time.Duration, idempotent, capt bool) attemptResult {
 	obs := r.obs
@@ -82,26 +89,29 @@ func (ms *methodState) attempt(ctx context.Context, r *rpc, reply any, info Atte
 		actx, cancel = context.WithTimeoutCause(actx, timeout, errAttemptTimeout)
 	}
 
-	var header, trailer metadata.MD
+	var trailer metadata.MD
 	if capt {
 		c := capturePool.Get().(*capture)
-		c.opts = append(append(c.opts[:0], r.opts...), grpc.Header(&c.header), grpc.Trailer(&c.trailer))
+		c.opts = append(append(c.opts[:0], r.opts...), grpc.Trailer(&c.trailer))
 		err = r.invoker(actx, r.method, r.req, reply, r.cc, c.opts...)
-		header, trailer = c.header, c.trailer
+		trailer = c.trailer
 		clear(c.opts)
-		c.opts, c.header, c.trailer = c.opts[:0], nil, nil
+		c.opts, c.trailer = c.opts[:0], nil
 		capturePool.Put(c)
 	} else {
 		err = r.invoker(actx, r.method, r.req, reply, r.cc, r.opts...)
+	}
+	res := attemptResult{invoked: true}
+	if ms.clockAtEnd {
+		res.end = time.Now()
 	}
 	timedOut := err != nil && cancel != nil && ownTimeout(ctx, actx, errAttemptTimeout)
 	if cancel != nil {
 		cancel()
 	}
 
-	res := attemptResult{invoked: true}
 	if err == nil {
-		permit.Done(breaker.Success)
+		res.done(permit, breaker.Success)
 		tpermit.Done(throttle.Accepted)
 		slot.Release()
 		if obs != nil {
@@ -114,19 +124,15 @@ func (ms *methodState) attempt(ctx context.Context, r *rpc, reply any, info Atte
 	res.code = st.Code()
 	inner := isRejection(err) // by an interceptor further in: no server was asked
 	if capt && !inner {
-		md := trailer
-		if len(md[classify.PushbackTrailer]) == 0 && len(header[classify.PushbackTrailer]) > 0 {
-			md = header
-		}
-		res.pushback = classify.PushbackOf(st, md)
+		res.pushback = classify.PushbackOf(st, trailer)
 	}
 	attemptTimedOut := timedOut && res.code == codes.DeadlineExceeded && ctx.Err() == nil
 
 	switch {
 	case inner:
-		permit.Done(breaker.Ignored)
+		res.done(permit, breaker.Ignored)
 	default:
-		permit.Done(breakerOutcome(ms.c.breakerTable.Breaker(res.code)))
+		res.done(permit, breakerOutcome(ms.c.breakerTable.Breaker(res.code)))
 	}
 	tpermit.Done(ms.c.throttleOutcome(res.code, inner || errors.Is(ctx.Err(), context.Canceled)))
 	switch res.code {
@@ -156,6 +162,17 @@ func (ms *methodState) attempt(ctx context.Context, r *rpc, reply any, info Atte
 		obs.attemptEnd(obsCtx, info, res.err)
 	}
 	return res
+}
+
+// done records the attempt's outcome o with the breaker's permit, at the
+// attempt's end when the clock was read then, so that the breaker needs no
+// reading of its own.
+func (res *attemptResult) done(p breaker.Permit, o breaker.Outcome) {
+	if res.end.IsZero() {
+		p.Done(o)
+		return
+	}
+	p.DoneAt(o, res.end)
 }
 
 // breakerOutcome maps the table's verdict to the breaker's outcome.

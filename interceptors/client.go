@@ -89,6 +89,7 @@ type compiled struct {
 	name          string // "default", "method:/pkg.Svc/M" or "service:pkg.Svc"
 	p             Policy
 	retryTable    classify.Table
+	backoff       retry.Backoff // the retry policy's, built once; nil without one
 	breakerTable  classify.Table
 	breakerCfg    breaker.Config
 	breakers      *breaker.Registry // shared scopes: per service or target; nil otherwise
@@ -251,8 +252,11 @@ func (c *Client) cacheEvent(kind EventKind, cache, target, method, key string) {
 // snapshots.
 func (c *Client) compile(name string, p Policy) *compiled {
 	cp := &compiled{name: name, p: p, retryTable: classify.Default(), breakerTable: classify.Default()}
-	if p.Retry != nil && p.Retry.Table != nil {
-		cp.retryTable = *p.Retry.Table
+	if p.Retry != nil {
+		if p.Retry.Table != nil {
+			cp.retryTable = *p.Retry.Table
+		}
+		cp.backoff = p.Retry.Backoff.backoff()
 	}
 	if b := p.Breaker; b != nil {
 		if b.Table != nil {
@@ -484,41 +488,55 @@ func scopeKey(scope Scope, target, method string) string {
 // to one target, built once. It is read-only after newState but for its
 // counters, so calls use it concurrently without locks.
 type methodState struct {
+	// The fields every unary call reads come first, so that a call of a
+	// method whose state is no longer in the processor's caches (one of
+	// many keys) fetches few cache lines of it.
 	c *compiled
 	// obs is the client's: what calls hear, nil when nobody listens. A
 	// call loads it once and keeps what it found for its start and end.
-	obs     *atomic.Pointer[Observer]
-	limited atomic.Uint64 // attempts the rate limit refused
-	// release is what Config.OnBreakerCreated returned for the breaker
-	// the state owns; nil when none. Run once when the state is evicted.
-	release        atomic.Pointer[func()]
-	method, target string
-	idempotent     bool
-	pattern        Pattern
-	maxAttempts    int
+	obs            *atomic.Pointer[Observer]
+	retry          *retry.Policy // PatternRetry
 	attemptTimeout time.Duration
-	retry          *retry.Policy     // PatternRetry
-	budget         retry.Budget      // the budget retries or hedges draw on; nil: none
-	hist           *latencyHistogram // PatternHedging with a percentile
+	maxAttempts    int
+	pattern        Pattern
+	idempotent     bool
+	// admitMayWait says that admit may block before an attempt: the
+	// rate limit waits for a permit, or the bulkhead queues.
+	admitMayWait bool
+	// clockAtEnd says that an attempt reads the clock once when the
+	// invoker returns, and shares that reading with the breaker, the
+	// budget and the hedging histogram: set when the budget or the
+	// histogram needs the time anyway. Otherwise nothing reads it but a
+	// breaker whose window needs it.
+	clockAtEnd bool
 	// breaker and bulkhead are the state's own (ScopeMethod, or the
 	// policy's overflow ones); for a scope shared by several methods they
 	// are nil and the registries below hold them under breakerKey and
 	// bulkheadKey, looked up on every attempt so that a registry sees
 	// which ones are in use.
-	breaker     *breaker.Breaker
-	bulkhead    *bulkhead.Bulkhead
-	breakers    *breaker.Registry
-	breakerKey  string
-	bulkheads   *bulkhead.Partitioned
-	bulkheadKey string
+	breaker  *breaker.Breaker
+	bulkhead *bulkhead.Bulkhead
 	// throttle is the state's own throttle (ScopeMethod, or the policy's
 	// overflow one); for a shared scope, throttles holds it under
 	// throttleKey.
 	throttle    *throttle.Throttle
-	throttles   *throttle.Registry
-	throttleKey string
-	limiter     *ratelimit.Keyed // nil: no rate limit
-	limiterKey  string           // the scope key of the limiter
+	limiter     *ratelimit.Keyed      // nil: no rate limit
+	throttles   *throttle.Registry    // checked only when throttle is nil
+	breakers    *breaker.Registry     // checked only when breaker is nil
+	bulkheads   *bulkhead.Partitioned // checked only when bulkhead is nil
+	budget      retry.Budget          // the budget retries or hedges draw on; nil: none
+	timedBudget retry.TimedBudget     // budget, when it takes the time of an attempt's end; nil otherwise
+	hist        *latencyHistogram     // PatternHedging with a percentile
+
+	method, target string
+	breakerKey     string
+	bulkheadKey    string
+	throttleKey    string
+	limiterKey     string        // the scope key of the limiter
+	limited        atomic.Uint64 // attempts the rate limit refused
+	// release is what Config.OnBreakerCreated returned for the breaker
+	// the state owns; nil when none. Run once when the state is evicted.
+	release atomic.Pointer[func()]
 	// respType is the method's response type from protoregistry, nil
 	// when unknown; streams drain ended attempts into it.
 	respType protoreflect.MessageType
@@ -578,7 +596,7 @@ func (c *Client) newState(target, method string, overflow bool) *methodState {
 		ms.attemptTimeout = r.AttemptTimeout
 		rc := retry.Config{
 			MaxAttempts: ms.maxAttempts,
-			Backoff:     r.Backoff.backoff(),
+			Backoff:     cp.backoff,
 			Jitter:      r.jitter(),
 			Budget:      c.resolveBudget(r.Budget, target),
 		}
@@ -597,41 +615,39 @@ func (c *Client) newState(target, method string, overflow bool) *methodState {
 			ms.hist = new(latencyHistogram)
 		}
 	}
+	ms.admitMayWait = p.RateLimit != nil && p.RateLimit.Wait || p.Bulkhead != nil && p.Bulkhead.Queue > 0
+	ms.timedBudget, _ = ms.budget.(retry.TimedBudget)
+	ms.clockAtEnd = ms.timedBudget != nil || ms.hist != nil
 	return ms
 }
 
 // guard returns the breaker of the state's calls, nil without one.
 func (ms *methodState) guard() *breaker.Breaker {
-	if ms.breakers != nil {
-		return ms.breakers.Get(ms.breakerKey)
+	if ms.breaker != nil || ms.breakers == nil {
+		return ms.breaker
 	}
-	return ms.breaker
+	return ms.breakers.Get(ms.breakerKey)
 }
 
 // throttleFor returns the throttle of the state's calls, nil without one.
 func (ms *methodState) throttleFor() *throttle.Throttle {
-	if ms.throttles != nil {
-		return ms.throttles.Get(ms.throttleKey)
+	if ms.throttle != nil || ms.throttles == nil {
+		return ms.throttle
 	}
-	return ms.throttle
+	return ms.throttles.Get(ms.throttleKey)
 }
 
 // bulkheadFor returns the bulkhead of the state's calls, nil without one.
 func (ms *methodState) bulkheadFor() *bulkhead.Bulkhead {
-	if ms.bulkheads != nil {
-		return ms.bulkheads.Get(ms.bulkheadKey)
+	if ms.bulkhead != nil || ms.bulkheads == nil {
+		return ms.bulkhead
 	}
-	return ms.bulkhead
+	return ms.bulkheads.Get(ms.bulkheadKey)
 }
 
 // retryHooks forwards the retry engine's events to the observer, if
 // anybody listens when they happen.
 func (ms *methodState) retryHooks(rc *retry.Config) {
-	ev := func(ctx context.Context, kind EventKind, attempt int, err error, delay time.Duration) {
-		if obs := ms.obs.Load(); obs != nil {
-			obs.event(ctx, Event{Kind: kind, Method: ms.method, Target: ms.target, Attempt: attempt, Err: err, Delay: delay})
-		}
-	}
 	rc.OnRetry = func(ctx context.Context, attempt int, err error, delay time.Duration) {
 		if obs := ms.obs.Load(); obs != nil {
 			pe, ok := errors.AsType[*pushbackError](err)
@@ -642,13 +658,21 @@ func (ms *methodState) retryHooks(rc *retry.Config) {
 		}
 	}
 	rc.OnExhausted = func(ctx context.Context, attempts int, err error) {
-		ev(ctx, EventRetriesExhausted, attempts, err, 0)
+		ms.retryEvent(ctx, EventRetriesExhausted, attempts, err, 0)
 	}
 	rc.OnBudgetDenied = func(ctx context.Context, attempt int, err error) {
-		ev(ctx, EventBudgetDenied, attempt, err, 0)
+		ms.retryEvent(ctx, EventBudgetDenied, attempt, err, 0)
 	}
 	rc.OnDeadline = func(ctx context.Context, attempt int, err error, delay time.Duration) {
-		ev(ctx, EventDeadline, attempt, err, delay)
+		ms.retryEvent(ctx, EventDeadline, attempt, err, delay)
+	}
+}
+
+// retryEvent reports one of the retry engine's events to the observer, if
+// anybody listens.
+func (ms *methodState) retryEvent(ctx context.Context, kind EventKind, attempt int, err error, delay time.Duration) {
+	if obs := ms.obs.Load(); obs != nil {
+		obs.event(ctx, Event{Kind: kind, Method: ms.method, Target: ms.target, Attempt: attempt, Err: err, Delay: delay})
 	}
 }
 
@@ -776,7 +800,18 @@ func (ms *methodState) retryCall(ctx context.Context, r *rpc, maxAttempts int, t
 		if err != nil && !res.retryable && !(res.pushback.Present && !res.pushback.Retry) {
 			err = retry.Permanent(err)
 		}
-		d := rc.Next(ctx, err)
+		var d retry.Decision
+		switch {
+		case res.end.IsZero():
+			d = rc.Next(ctx, err)
+		case err != nil:
+			// The observer's hooks, if any, ran since the attempt ended
+			// and may have taken long: whether the next wait fits the
+			// deadline is measured from now.
+			d = rc.NextAt(ctx, err, time.Now())
+		default:
+			d = rc.NextAt(ctx, nil, res.end)
+		}
 		if !d.Retry {
 			// Once ctx is done the engine returns the error as it got it,
 			// marker included.

@@ -67,7 +67,11 @@ func (ms *methodState) hedgeCall(ctx context.Context, r *rpc, maxAttempts int, t
 		lastLaunch = now
 		go func() {
 			res := ms.attempt(hctx, hr, reply, info, timeout, true, true)
-			results <- hedgeResult{n: n, res: res, latency: time.Since(now)}
+			end := res.end
+			if end.IsZero() {
+				end = time.Now()
+			}
+			results <- hedgeResult{n: n, res: res, latency: end.Sub(now)}
 		}()
 	}
 	stopped := false // no further hedges: vetoed, rejected or denied
@@ -219,14 +223,18 @@ func (ms *methodState) recordHedge(h hedgeResult, cancelled bool) {
 	if b == nil {
 		return
 	}
+	o := retry.FinalFailure
 	switch {
 	case h.res.err == nil:
-		b.Record(h.n, retry.Success)
+		o = retry.Success
 	case !cancelled && h.res.code <= maxCode && ms.c.nonFatal[h.res.code]:
-		b.Record(h.n, retry.RetryableFailure)
-	default:
-		b.Record(h.n, retry.FinalFailure)
+		o = retry.RetryableFailure
 	}
+	if tb := ms.timedBudget; tb != nil && !h.res.end.IsZero() {
+		tb.RecordAt(h.n, o, h.res.end)
+		return
+	}
+	b.Record(h.n, o)
 }
 
 // hedgeDelay returns the wait before each extra attempt: the observed

@@ -66,11 +66,28 @@ type Config struct {
 }
 
 // DefaultTargetBudget returns a new budget of the kind each target gets
-// when Config.TargetBudget is nil: retry.NewRatioBudget(10*time.Second,
-// 10, 0.2), Linkerd's, under which retries may add 20% to the calls of the
-// last 10 seconds, plus 10 per second. The target is not used.
+// when Config.TargetBudget is nil: a [retry.RatioBudget] under which the
+// retries of the last 10 seconds may reach 20% of the calls of those 10
+// seconds, or 10 retries when 20% of the calls is fewer, so that a target
+// with little traffic can still retry:
+//
+//	retry.NewRatioBudgetFromConfig(retry.RatioBudgetConfig{
+//		TTL: 10 * time.Second, MinRetriesPerSecond: 1, Ratio: 0.2,
+//		FloorInsideRatio: true,
+//	})
+//
+// Under a total outage a target with at least 5 calls per second makes at
+// most 1.2 attempts per call. The floor counts inside the ratio rather than
+// on top of it as in Linkerd's budget (retry.NewRatioBudget(10*time.Second,
+// 10, 0.2)), which lets a busy target exceed 1.2 attempts per call by its
+// floor. The target is not used.
 func DefaultTargetBudget(string) retry.Budget {
-	return retry.NewRatioBudget(10*time.Second, 10, 0.2)
+	return retry.NewRatioBudgetFromConfig(retry.RatioBudgetConfig{
+		TTL:                 10 * time.Second,
+		MinRetriesPerSecond: 1,
+		Ratio:               0.2,
+		FloorInsideRatio:    true,
+	})
 }
 
 // CallOption is a per-call setting of the pipeline, passed among a call's

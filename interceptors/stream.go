@@ -127,16 +127,23 @@ func (ms *methodState) stream(ctx context.Context, desc *grpc.StreamDesc, cc *gr
 		if s.limit == 0 {
 			s.limit = defaultStreamBufferLimit
 		}
+		s.replay = s.replayBuf[:0]
 	}
 
 	// Nobody else knows s yet: the first attempt opens without s.mu as
 	// every attempt does (see open), and is installed under it.
-	a, slot, err := s.open(AttemptInfo{Attempt: 1}, true, nil)
+	a := &s.first
+	a.info.Attempt = 1 // field by field: s is new, its attempt zero
+	slot, err := s.open(a, true, nil)
 	var n notes
 	s.mu.Lock()
 	s.installLocked(a, slot, true)
 	if err == nil {
 		s.live.Store(a)
+		if !a.timed() {
+			s.replied.Store(true) // no breaker: no duration to measure
+		}
+		s.fastLocked()
 	} else if retried, ferr := s.retryLocked(a, err, &n); !retried {
 		s.finishLocked(ferr, &n)
 		s.unlockAndDeliver(&n)
@@ -177,6 +184,16 @@ func (ms *methodState) stream(ctx context.Context, desc *grpc.StreamDesc, cc *gr
 // in a notes value on the goroutine's stack and delivered once it
 // releases mu (see unlockAndDeliver), in the order the update made them.
 //
+// Once the stream is committed and until it finishes, nothing is left to
+// decide for a message: RecvMsg and SendMsg find the committed attempt in
+// fast, an atomic pointer, and run on it without taking mu, so a message
+// costs no lock, no allocation and no clock reading beyond gRPC's own. The
+// one exception is the first reply of a stream with a breaker that was
+// committed before any reply (from its start, or by the replay buffer's
+// limit): its time is noted under mu, once. The replay buffer is dropped
+// at the commit. The first message that finds the attempt over (an error,
+// io.EOF) takes mu to end the stream.
+//
 // Between two attempts the old one stays current, marked over, and
 // operations wait for the new one. The goroutine that found the attempt
 // over alone moves the stream on (see retryLocked): without mu, it reports
@@ -208,6 +225,24 @@ type clientStream struct {
 	// live is the latest attempt that opened with its replay, for the
 	// values of the stream's context (see Context).
 	live atomic.Pointer[streamAttempt]
+	// fast is the attempt the stream is committed to, from the commit (or
+	// the first attempt's opening, for a stream without retries) until
+	// the stream finishes; nil otherwise. Set and cleared under mu, read
+	// without it: while it is set, RecvMsg and SendMsg run their message
+	// on it with no lock at all, since nothing about the stream changes
+	// for them before it finishes (see fastLocked).
+	fast atomic.Pointer[streamAttempt]
+	// sentLast: CloseSend was called, or the one message of a
+	// non-client-streaming call was sent. Only the goroutine sending
+	// changes it, as gRPC lets one goroutine at a time send; it is atomic
+	// so that SendMsg's fast path reads it without mu.
+	sentLast atomic.Bool
+	// replied: firstReply is set for the committed attempt, or needs no
+	// setting (the stream has no breaker); read without mu by RecvMsg and
+	// Header, so that the first reply of a stream committed before it
+	// (from the start, or by the replay buffer's limit) still sets
+	// firstReply, with mu, once.
+	replied atomic.Bool
 	// ctxMu guards the stream's context, made on the first Context call;
 	// it is apart from mu so that Context never waits for an attempt to
 	// open. finishLocked takes it under mu.
@@ -232,13 +267,18 @@ type clientStream struct {
 	slot        bulkhead.Permit // held from the first admitted attempt to the end
 	replay      []replayOp      // the operations to repeat on a new attempt, until commit
 	replayBytes int             // proto.Size of the messages in replay
-	sentLast    bool            // CloseSend called, or the one message of a non-client-streaming call sent
 	committed   bool
 	finished    bool
-	firstReply  time.Time     // when the first message or header arrived
+	firstReply  time.Time     // when the replying attempt's first message or header arrived; read only for a timed attempt
 	finalErr    error         // what RecvMsg returns once finished: io.EOF on success
 	callErr     error         // the stream's outcome as the observer sees it (nil: success); set when finished
 	changed     chan struct{} // closed when cur, committed, finished, unsettled or an attempt's state change; nil until waited on
+
+	// first is the first attempt and replayBuf the first entries of
+	// replay: a stream's own storage for what most streams need, so that
+	// opening one allocates as little as it can.
+	first     streamAttempt
+	replayBuf [2]replayOp
 }
 
 var _ grpc.ClientStream = (*clientStream)(nil)
@@ -270,6 +310,11 @@ type streamAttempt struct {
 	info    AttemptInfo
 	start   time.Time
 }
+
+// timed reports whether a's duration is wanted: its breaker's slow-call
+// detection is the only reader, so without a breaker the clock is not
+// read for it.
+func (a *streamAttempt) timed() bool { return a.permit != (breaker.Permit{}) }
 
 // opResult is what an operation on an attempt found out, which decides
 // what withRetry does before the stream is committed.
@@ -411,7 +456,7 @@ func (s *clientStream) drainLocked(a *streamAttempt) error {
 		if err := a.cs.RecvMsg(m); err != nil {
 			return err
 		}
-		if len(a.stash) == 0 && s.firstReply.IsZero() {
+		if len(a.stash) == 0 && a.timed() && s.firstReply.Before(a.start) {
 			s.firstReply = time.Now()
 		}
 		a.stash = append(a.stash, m)
@@ -421,11 +466,11 @@ func (s *clientStream) drainLocked(a *streamAttempt) error {
 	}
 }
 
-// open starts an attempt as info says: breaker and, when takeSlot (the
-// stream holds no bulkhead slot yet), bulkhead (see admit), the attempt's
-// context and OnAttemptStart, the streamer, then the replay of ops, the
-// operations recorded so far. It returns the attempt, the slot it took,
-// and nil or the error it failed with; the attempt may be one that never
+// open starts attempt a, new and holding only its info: breaker and, when
+// takeSlot (the stream holds no bulkhead slot yet), bulkhead (see admit),
+// the attempt's context and OnAttemptStart, the streamer, then the replay
+// of ops, the operations recorded so far. It returns the slot it took, and
+// nil or the error it failed with; a may be left an attempt that never
 // started (a.cancel nil).
 //
 // open runs without s.mu, since admit may wait (rate limit, bulkhead) and
@@ -439,8 +484,8 @@ func (s *clientStream) drainLocked(a *streamAttempt) error {
 // control ends when the server reads, the attempt ends, or the stream's
 // context ends; the application's operations wait for the new attempt
 // meanwhile, as they would wait for its messages.
-func (s *clientStream) open(info AttemptInfo, takeSlot bool, ops []replayOp) (*streamAttempt, bulkhead.Permit, error) {
-	a := &streamAttempt{info: info}
+func (s *clientStream) open(a *streamAttempt, takeSlot bool, ops []replayOp) (bulkhead.Permit, error) {
+	info := a.info
 	ms, obs := s.ms, s.obs
 	var bh *bulkhead.Bulkhead
 	if takeSlot {
@@ -448,7 +493,7 @@ func (s *clientStream) open(info AttemptInfo, takeSlot bool, ops []replayOp) (*s
 	}
 	adm, err := ms.admit(s.ctx, obs, &a.info, bh)
 	if err != nil {
-		return a, bulkhead.Permit{}, err
+		return bulkhead.Permit{}, err
 	}
 	a.permit, a.tpermit = adm.permit, adm.tpermit
 
@@ -462,11 +507,13 @@ func (s *clientStream) open(info AttemptInfo, takeSlot bool, ops []replayOp) (*s
 	}
 	a.obsCtx = actx
 	actx, a.cancel = context.WithCancel(actx)
-	a.start = time.Now()
+	if a.timed() {
+		a.start = time.Now()
+	}
 
 	cs, err := s.streamer(actx, s.desc, s.cc, s.method, s.opts...)
 	if err != nil {
-		return a, adm.slot, finalError(err)
+		return adm.slot, finalError(err)
 	}
 	a.cs = cs
 	for _, op := range ops {
@@ -482,10 +529,10 @@ func (s *clientStream) open(info AttemptInfo, takeSlot bool, ops []replayOp) (*s
 			break
 		}
 		if err != nil {
-			return a, adm.slot, err
+			return adm.slot, err
 		}
 	}
-	return a, adm.slot, nil
+	return adm.slot, nil
 }
 
 // installLocked makes a, just opened with slot (see open), the current
@@ -553,13 +600,17 @@ func (s *clientStream) endAttemptLocked(a *streamAttempt, err error, pb classify
 	}
 	// A stream's duration, for slow-call detection, is the time to its
 	// first response when it had one, not its whole life.
-	end := s.firstReply
-	if end.Before(a.start) {
-		end = time.Now()
+	var took time.Duration
+	if a.timed() {
+		end := s.firstReply
+		if end.Before(a.start) {
+			end = time.Now()
+		}
+		took = end.Sub(a.start)
 	}
 	a.cancel()
 	a.info.Pushback = pb
-	n.endAttempt(attemptEnd{a: a, err: err, outcome: outcome, toutcome: s.ms.c.throttleOutcome(code, gone), took: end.Sub(a.start)})
+	n.endAttempt(attemptEnd{a: a, err: err, outcome: outcome, toutcome: s.ms.c.throttleOutcome(code, gone), took: took})
 }
 
 // callerCancelled reports whether the caller cancelled the stream's
@@ -629,7 +680,8 @@ func (s *clientStream) retryLocked(a *streamAttempt, err error, n *notes) (bool,
 		info := AttemptInfo{Attempt: s.rc.Attempt().Num, Delay: d.Delay, PushbackHonoured: r.pushback.Present}
 		takeSlot, ops := s.slot == (bulkhead.Permit{}), s.replay
 		s.mu.Unlock()
-		next, slot, err2 := s.open(info, takeSlot, ops)
+		next := &streamAttempt{info: info}
+		slot, err2 := s.open(next, takeSlot, ops)
 		s.mu.Lock()
 		if s.finished {
 			// The stream ended while next opened (its context ended):
@@ -656,10 +708,27 @@ func (s *clientStream) retryLocked(a *streamAttempt, err error, n *notes) (bool,
 // repliedLocked commits the stream because a message or header arrived.
 // s.mu is held.
 func (s *clientStream) repliedLocked() {
-	if s.firstReply.IsZero() {
+	s.noteReplyLocked()
+	s.commitLocked()
+}
+
+// noteReplyLocked sets firstReply, unless it is set for the current
+// attempt already or not wanted: a message or header of the current
+// attempt arrived. s.mu is held.
+func (s *clientStream) noteReplyLocked() {
+	if a := s.cur; a.timed() && s.firstReply.Before(a.start) {
 		s.firstReply = time.Now()
 	}
-	s.commitLocked()
+	s.replied.Store(true)
+}
+
+// noteReply is noteReplyLocked for a caller without s.mu, on a committed
+// stream: a stream committed before its first reply (from the start, or
+// by the replay buffer's limit) learns of it here, once.
+func (s *clientStream) noteReply() {
+	s.mu.Lock()
+	s.noteReplyLocked()
+	s.mu.Unlock()
 }
 
 // commitLocked commits the stream to its current attempt: no more retries,
@@ -670,8 +739,19 @@ func (s *clientStream) commitLocked() {
 	}
 	s.committed = true
 	clear(s.replay)
+	clear(s.replayBuf[:]) // when replay outgrew it, it still holds the first entries
 	s.replay, s.replayBytes = nil, 0
+	s.fastLocked()
 	s.broadcastLocked()
+}
+
+// fastLocked opens the fast path (see clientStream.fast) on the current
+// attempt once the stream is committed to it, unless the stream is
+// finished. s.mu is held.
+func (s *clientStream) fastLocked() {
+	if s.committed && !s.finished && s.cur != nil && s.cur.cs != nil {
+		s.fast.Store(s.cur)
+	}
 }
 
 // recordLocked keeps a clone of m, a message just sent, for replay, or
@@ -707,6 +787,7 @@ func (s *clientStream) finishLocked(err error, n *notes) {
 		return
 	}
 	s.finished = true
+	s.fast.Store(nil)
 	if err == nil {
 		err = io.EOF
 	}
@@ -955,47 +1036,63 @@ func (s *clientStream) waitLocked() {
 // call, as gRPC does too, since the generated code returns SendMsg's error
 // as the call's and would hand the application a bare io.EOF. An error of
 // gRPC's own (a message it cannot encode) ends the stream.
+//
+// Once the stream is committed, a message of a client-streaming call is
+// sent without the stream's lock (see clientStream.fast).
 func (s *clientStream) SendMsg(m any) error {
+	if a := s.fast.Load(); a != nil && s.desc.ClientStreams && !s.sentLast.Load() {
+		_, err := s.sendOn(a, m)
+		return s.sent(err)
+	}
 	s.mu.Lock()
 	switch {
 	case s.finished && s.desc.ClientStreams:
 		s.mu.Unlock()
 		return io.EOF
-	case s.sentLast:
+	case s.sentLast.Load():
 		s.mu.Unlock()
 		return status.Error(codes.Internal, "SendMsg called after CloseSend")
 	case s.finished:
-		s.sentLast = true
+		s.sentLast.Store(true)
 		s.mu.Unlock()
 		return nil // RecvMsg returns the status
 	}
 	if !s.desc.ClientStreams {
-		s.sentLast = true // gRPC sends the one message with END_STREAM
+		s.sentLast.Store(true) // gRPC sends the one message with END_STREAM
 	}
-	err := s.withRetry(func(a *streamAttempt) (opResult, error) {
-		if a.final != nil {
-			return opEnded, io.EOF // the stream's outcome is decided
-		}
-		err := a.cs.SendMsg(m)
-		switch {
-		case err == nil:
-			return opOK, nil
-		case err != io.EOF:
-			return opFailed, err
-		case s.ms.respType == nil:
-			// The attempt is over, but its status can only be read by
-			// RecvMsg: m waits for the next attempt in the replay, and
-			// RecvMsg retries.
-			return opOK, io.EOF
-		}
-		return opEndedUnread, io.EOF
-	}, func() { s.recordLocked(m) })
+	return s.sent(s.withRetry(func(a *streamAttempt) (opResult, error) {
+		return s.sendOn(a, m)
+	}, func() { s.recordLocked(m) }))
+}
+
+// sendOn sends m on attempt a, which the caller alone uses to send.
+func (s *clientStream) sendOn(a *streamAttempt, m any) (opResult, error) {
+	if a.final != nil {
+		return opEnded, io.EOF // the stream's outcome is decided
+	}
+	err := a.cs.SendMsg(m)
+	switch {
+	case err == nil:
+		return opOK, nil
+	case err != io.EOF:
+		return opFailed, err
+	case s.ms.respType == nil:
+		// The attempt is over, but its status can only be read by
+		// RecvMsg: m waits for the next attempt in the replay, and
+		// RecvMsg retries.
+		return opOK, io.EOF
+	}
+	return opEndedUnread, io.EOF
+}
+
+// sent turns err, what sending a message found, into SendMsg's result.
+func (s *clientStream) sent(err error) error {
 	switch err {
 	case nil:
 		return nil
 	case io.EOF, errFinished:
 		if !s.desc.ClientStreams {
-			return nil // as above: RecvMsg returns the status
+			return nil // see SendMsg: RecvMsg returns the status
 		}
 		return io.EOF
 	}
@@ -1012,14 +1109,31 @@ func (s *clientStream) SendMsg(m any) error {
 // whichever goroutine ended it: the breaker's outcome, the bulkhead slot,
 // the budget and OnCallEnd; so a hook of the stream's own end must not
 // call its RecvMsg.
+//
+// Once the stream is committed, a message is received without the
+// stream's lock (see clientStream.fast).
 func (s *clientStream) RecvMsg(m any) error {
-	s.mu.Lock()
-	err := s.withRetry(func(a *streamAttempt) (opResult, error) {
-		if err := a.recv(m); err != nil {
-			return opEnded, err
-		}
-		return opOK, nil
-	}, s.repliedLocked)
+	var err error
+	if a := s.fast.Load(); a != nil {
+		err = a.recv(m)
+	} else {
+		s.mu.Lock()
+		err = s.withRetry(func(a *streamAttempt) (opResult, error) {
+			if err := a.recv(m); err != nil {
+				return opEnded, err
+			}
+			return opOK, nil
+		}, s.repliedLocked)
+	}
+	if err == nil && !s.replied.Load() {
+		s.noteReply() // the stream was committed before its first reply
+	}
+	return s.received(err)
+}
+
+// received turns err, what receiving a message found, into RecvMsg's
+// result.
+func (s *clientStream) received(err error) error {
 	switch {
 	case err == nil && s.desc.ServerStreams:
 		return nil
@@ -1075,6 +1189,9 @@ func (s *clientStream) Header() (metadata.MD, error) {
 		}
 		return opEndedUnread, err
 	}, s.repliedLocked)
+	if err == nil && md != nil && !s.replied.Load() {
+		s.noteReply() // the stream was committed before its headers came
+	}
 	switch err {
 	case errFinished:
 		s.mu.Lock()
@@ -1108,11 +1225,11 @@ func (s *clientStream) Trailer() metadata.MD {
 // gRPC's does.
 func (s *clientStream) CloseSend() error {
 	s.mu.Lock()
-	if s.finished || s.sentLast {
+	if s.finished || s.sentLast.Load() {
 		s.mu.Unlock()
 		return nil
 	}
-	s.sentLast = true
+	s.sentLast.Store(true)
 	_ = s.withRetry(func(a *streamAttempt) (opResult, error) {
 		if a.final != nil {
 			return opOK, nil // the stream's outcome is decided

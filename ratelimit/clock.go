@@ -4,9 +4,9 @@ import (
 	"context"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	resilience "github.com/engineeringlabs/grpc-resilience"
+	"github.com/engineeringlabs/grpc-resilience/internal/stackhash"
 )
 
 // clock is a limiter's time: units since its epoch. The monotonic reading
@@ -88,24 +88,13 @@ type stripe struct {
 type stripes [numStripes]stripe
 
 // pick returns the calling goroutine's stripe, chosen by the address of
-// its stack. A stripe chosen afresh for every call (at random, or by the
-// nanoseconds of the clock) keeps concurrent writes apart but not the
-// cache line: about every other write finds it in the cache of the other
-// core that wrote it last, and moving it costs more than the decision. A
-// goroutine keeps its stack, so its counts stay in one line in its core's
-// cache, and goroutines running at the same time have distinct stacks,
-// which the multiplicative hash spreads over the stripes. The address is
-// only a number here: it is never turned back into a pointer, and a stack
-// that moves (or a much deeper call) only moves the goroutine to another
-// stripe; the counts stay exact whichever stripe a call picks.
+// its stack (see internal/stackhash). A stripe chosen afresh for every
+// call (at random, or by the nanoseconds of the clock) keeps concurrent
+// writes apart but not the cache line: about every other write finds it in
+// the cache of the other core that wrote it last, and moving it costs more
+// than the decision.
 func (s *stripes) pick() *stripe {
-	var b byte
-	// Stacks are disjoint blocks of at least 2 KiB, aligned to their
-	// size, so the address bits above the lowest 11 tell goroutines
-	// apart: hash them, and keep the top bits of the product, the best
-	// mixed.
-	h := uint64(uintptr(unsafe.Pointer(&b))>>11) * 0x9e3779b97f4a7c15
-	return &s[h>>(64-stripeBits)]
+	return &s[stackhash.Hash()>>(64-stripeBits)]
 }
 
 // sum returns the totals of the counters.

@@ -110,3 +110,46 @@ func BenchmarkDoOneRetry(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkRatioBudgetRecordParallel measures the deposit of a first
+// attempt, clock reading included, from every P at once.
+func BenchmarkRatioBudgetRecordParallel(b *testing.B) {
+	rb := NewRatioBudget(10*time.Second, 10, 0.2)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			rb.Record(1, Success)
+		}
+	})
+}
+
+// BenchmarkRatioBudgetRecordAtParallel is BenchmarkRatioBudgetRecordParallel
+// with the caller's reading of the clock, as Call.NextAt passes it.
+func BenchmarkRatioBudgetRecordAtParallel(b *testing.B) {
+	rb := NewRatioBudget(10*time.Second, 10, 0.2)
+	now := time.Now()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			rb.RecordAt(1, Success, now)
+		}
+	})
+}
+
+// BenchmarkNextAtSuccessParallel measures a successful first attempt
+// decided by Call.NextAt on a shared ratio budget, from every P at once.
+func BenchmarkNextAtSuccessParallel(b *testing.B) {
+	p := New(3, WithBudget(NewRatioBudgetFromConfig(RatioBudgetConfig{MinRetriesPerSecond: 1, FloorInsideRatio: true})))
+	ctx := context.Background()
+	now := time.Now()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			c := p.Start()
+			if d := c.NextAt(ctx, nil, now); d.Retry {
+				b.Error("retry after a success")
+				return
+			}
+		}
+	})
+}

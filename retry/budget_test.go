@@ -65,7 +65,7 @@ func TestRatioBudgetOutage(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			clock := newManualNow()
-			b := newRatioBudget(tt.ttl, tt.minPerSec, tt.ratio, clock.now)
+			b := newRatioBudget(tt.ttl, tt.minPerSec, tt.ratio, false, clock.now)
 			var ev events
 			p, _ := testPolicy(tt.maxAttempts, 0.5, WithBackoff(Constant(0)), WithBudget(b), ev.hooks())
 			if got := outage(t, p, 1000); got != tt.want {
@@ -83,7 +83,7 @@ func TestRatioBudgetOutage(t *testing.T) {
 // TTL after they happen, so the floor comes back.
 func TestRatioBudgetWindow(t *testing.T) {
 	clock := newManualNow()
-	b := newRatioBudget(10*time.Second, 1, 0.5, clock.now) // floor 10 retries, a retry per 2 calls
+	b := newRatioBudget(10*time.Second, 1, 0.5, false, clock.now) // floor 10 retries, a retry per 2 calls
 	if got := b.Available(); got != 10 {
 		t.Fatalf("Available = %d at start, want the floor of 10", got)
 	}
@@ -153,7 +153,7 @@ func TestRatioBudgetClamps(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			b := newRatioBudget(tt.ttl, tt.minPerSec, tt.ratio, newManualNow().now)
+			b := newRatioBudget(tt.ttl, tt.minPerSec, tt.ratio, false, newManualNow().now)
 			for range tt.deposits {
 				b.Record(1, Success)
 			}
@@ -356,7 +356,7 @@ func fmtStrings(s []string) string {
 func TestBudgetsConcurrent(t *testing.T) {
 	const goroutines, tries = 8, 200
 	clock := newManualNow()
-	ratio := newRatioBudget(10*time.Second, 5, 0, clock.now) // exactly 50 retries
+	ratio := newRatioBudget(10*time.Second, 5, 0, false, clock.now) // exactly 50 retries
 	bucket := NewTokenBucket(100, 0.5)
 	var granted atomic.Int64
 	var wg sync.WaitGroup
@@ -411,7 +411,7 @@ func TestBudgetAvailable(t *testing.T) {
 		t.Fatal("a zero budget reports retries available")
 	}
 	clk := &manualNow{t: time.Unix(0, 0)}
-	rb := newRatioBudget(10*time.Second, 1, 0.5, clk.now)
+	rb := newRatioBudget(10*time.Second, 1, 0.5, false, clk.now)
 	if got := rb.Available(); got != 10 {
 		t.Fatalf("the floor of 1/s over 10s: Available = %d, want 10", got)
 	}

@@ -111,7 +111,9 @@ func (c Config) normalized() Config {
 // MaxAttempts below 1 counts as 1 and a negative MaxDuration means no
 // limit; [Config.Validate] reports such values.
 func NewFromConfig(cfg Config) *Policy {
-	return &Policy{cfg: cfg.normalized()}
+	p := &Policy{cfg: cfg.normalized()}
+	p.timed, _ = p.cfg.Budget.(TimedBudget)
+	return p
 }
 
 // New returns a policy that makes at most maxAttempts attempts in all, the
@@ -141,6 +143,7 @@ func (p *Policy) With(opts ...Option) *Policy {
 		o.apply(&c.cfg)
 	}
 	c.cfg = c.cfg.normalized()
+	c.timed, _ = c.cfg.Budget.(TimedBudget)
 	return &c
 }
 

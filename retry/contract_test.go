@@ -23,7 +23,7 @@ func TestBudgetChargesARetryOnce(t *testing.T) {
 	}
 	ratio := func(ttl time.Duration, minPerSec int, r float64) func() (Budget, func() float64) {
 		return func() (Budget, func() float64) {
-			b := newRatioBudget(ttl, minPerSec, r, newManualNow().now)
+			b := newRatioBudget(ttl, minPerSec, r, false, newManualNow().now)
 			return b, func() float64 { return float64(b.Available()) }
 		}
 	}
@@ -170,7 +170,7 @@ func (b *contractBudget) end() {
 // attempt, and every grant is an attempt that runs.
 func TestPolicyKeepsBudgetContract(t *testing.T) {
 	budgets := map[string]func(now func() time.Time) Budget{
-		"ratio budget": func(now func() time.Time) Budget { return newRatioBudget(10*time.Second, 0, 0.05, now) },
+		"ratio budget": func(now func() time.Time) Budget { return newRatioBudget(10*time.Second, 0, 0.05, false, now) },
 		"token bucket": func(func() time.Time) Budget { return NewTokenBucket(20, 0.4) },
 	}
 	veto := &pushbackError{retry: false}

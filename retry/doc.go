@@ -60,10 +60,12 @@
 //
 // A [Budget] shared between policies keeps retries from multiplying the load
 // on a failing server: [RatioBudget] (a fraction of recent calls plus a floor
-// per second, as in Finagle and Linkerd) and [TokenBucket] (gRPC's
-// retryThrottling). A denied retry ends the call with the last error. The
-// [Budget] interface states the contract between a policy and its budget:
-// the budget is asked once per retry about to run, and only then.
+// per second, as in Finagle and Linkerd, or with
+// [RatioBudgetConfig].FloorInsideRatio the larger of the two) and
+// [TokenBucket] (gRPC's retryThrottling). A denied retry ends the call with
+// the last error. The [Budget] interface states the contract between a
+// policy and its budget: the budget is asked once per retry about to run,
+// and only then.
 //
 // # Events
 //
@@ -74,7 +76,13 @@
 //
 // # Cost
 //
-// A call whose first attempt succeeds allocates nothing. Streams and other
+// A call whose first attempt succeeds allocates nothing (a [RatioBudget]
+// allocates once per tenth of its TTL, whatever the number of calls, to
+// start a new slice of time). Streams and other
 // callers that cannot wrap a call in one function drive the same logic step
-// by step with [Policy.Start] and [Call].
+// by step with [Policy.Start] and [Call]. A caller that reads the clock
+// after each attempt anyway (to measure its latency) passes that reading to
+// [Call.NextAt], which then reads no clock: the budget ([TimedBudget]), the
+// deadline and the maximum duration all use it. [RatioBudget] records
+// without a lock, so calls on many cores do not queue for it.
 package retry

@@ -199,3 +199,59 @@ func ExampleNewTokenBucket() {
 	fmt.Printf("tokens left: %.1f, calls denied a retry: %d\n", budget.Tokens(), denied)
 	// Output: tokens left: 1.0, calls denied a retry: 4
 }
+
+// A budget whose floor counts inside its ratio: the retries of the last 10
+// seconds may reach 20% of the calls of those 10 seconds, or 10 retries
+// when 20% of the calls is fewer. A fresh budget has its floor.
+func ExampleNewRatioBudgetFromConfig() {
+	cfg := retry.RatioBudgetConfig{
+		TTL:                 10 * time.Second,
+		MinRetriesPerSecond: 1,
+		Ratio:               0.2,
+		FloorInsideRatio:    true,
+	}
+	if err := cfg.Validate(); err != nil {
+		fmt.Println(err)
+		return
+	}
+	budget := retry.NewRatioBudgetFromConfig(cfg)
+	fmt.Println("available at start:", budget.Available())
+	for range 100 {
+		budget.Record(1, retry.Success)
+	}
+	fmt.Println("after 100 calls:", budget.Available())
+	// Output:
+	// available at start: 10
+	// after 100 calls: 20
+}
+
+// A caller that measures each attempt's latency reads the clock once after
+// the attempt and hands that reading to NextAt, which then reads no clock
+// itself: the budget, the deadline and MaxDuration use it.
+func ExampleCall_NextAt() {
+	policy := retry.New(3,
+		retry.WithBackoff(retry.Constant(time.Millisecond)),
+		retry.WithBudget(retry.NewRatioBudget(10*time.Second, 10, 0.2)))
+	ctx := context.Background()
+	attempt := flaky(1)
+
+	c := policy.Start()
+	for {
+		start := time.Now()
+		err := attempt(ctx)
+		end := time.Now()
+		latency := end.Sub(start)
+		_ = latency // recorded by the caller's metrics
+		n := c.Attempt().Num
+		d := c.NextAt(ctx, err, end)
+		if !d.Retry {
+			fmt.Println("error:", d.Err, "after attempt", n)
+			return
+		}
+		if err := c.Wait(ctx, d.Delay); err != nil {
+			fmt.Println(err)
+			return
+		}
+	}
+	// Output: error: <nil> after attempt 2
+}

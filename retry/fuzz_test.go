@@ -185,23 +185,30 @@ func FuzzMaxDurationFits(f *testing.F) {
 		p.clock = fc
 		c := p.Start()
 		c.start = fc.now().Add(-time.Duration(elapsed))
-		got := c.fits(context.Background(), time.Duration(delay))
+		got := c.fits(context.Background(), time.Duration(delay), time.Time{}, false)
 		sum := new(big.Int).Add(big.NewInt(elapsed), big.NewInt(delay))
 		if want := sum.Cmp(big.NewInt(maxDur)) < 0; got != want {
 			t.Fatalf("fits(max %d, elapsed %d, delay %d) = %v, want %v", maxDur, elapsed, delay, got, want)
+		}
+		// NextAt's path, with the caller's reading of the same clock.
+		if at := c.fits(context.Background(), time.Duration(delay), fc.now(), true); at != got {
+			t.Fatalf("fits at the caller's time = %v, with the policy's clock %v", at, got)
 		}
 	})
 }
 
 func FuzzRatioBudget(f *testing.F) {
-	f.Add(int64(10*time.Second), 10, 0.2, []byte{0, 1, 1, 0, 2, 1})
-	f.Add(int64(0), -1, math.NaN(), []byte{1})
-	f.Add(int64(math.MaxInt64), math.MaxInt, 1e-6, []byte{0, 0, 1})
-	f.Add(int64(1), 1, 1000.0, []byte{2, 2, 2, 1, 0})
-	f.Fuzz(func(t *testing.T, ttl int64, minPerSec int, ratio float64, ops []byte) {
+	f.Add(int64(10*time.Second), 10, 0.2, false, []byte{0, 1, 1, 0, 2, 1})
+	f.Add(int64(0), -1, math.NaN(), false, []byte{1})
+	f.Add(int64(math.MaxInt64), math.MaxInt, 1e-6, false, []byte{0, 0, 1})
+	f.Add(int64(1), 1, 1000.0, false, []byte{2, 2, 2, 1, 0})
+	f.Add(int64(10*time.Second), 1, 0.2, true, []byte{0, 1, 1, 0, 0, 0, 0, 0, 1, 1, 1})
+	f.Add(int64(math.MaxInt64), math.MaxInt, 0.0, true, []byte{1, 0, 1})
+	f.Fuzz(func(t *testing.T, ttl int64, minPerSec int, ratio float64, inside bool, ops []byte) {
 		clock := newManualNow()
-		b := newRatioBudget(time.Duration(ttl), minPerSec, ratio, clock.now)
-		// Without time passing, grants never exceed (reserve + deposits) / cost.
+		b := newRatioBudget(time.Duration(ttl), minPerSec, ratio, inside, clock.now)
+		// Without time passing, grants never exceed (reserve + deposits) / cost,
+		// or max(reserve, deposits) / cost with the floor inside the ratio.
 		var deposits, granted int64
 		moved := false
 		for _, op := range ops {
@@ -223,7 +230,11 @@ func FuzzRatioBudget(f *testing.F) {
 		}
 		if !moved {
 			bound := new(big.Int).Mul(big.NewInt(deposits), big.NewInt(b.deposit))
-			bound.Add(bound, big.NewInt(b.reserve))
+			if reserve := big.NewInt(b.reserve); !inside {
+				bound.Add(bound, reserve)
+			} else if bound.Cmp(reserve) < 0 {
+				bound = reserve
+			}
 			bound.Div(bound, big.NewInt(b.withdrawal))
 			if big.NewInt(granted).Cmp(bound) > 0 {
 				t.Fatalf("granted %d retries, more than the bound %v", granted, bound)
@@ -272,4 +283,84 @@ func grantsUntilDenied(b *TokenBucket) int {
 		}
 	}
 	return n
+}
+
+// FuzzRatioBudgetConfig builds budgets from arbitrary configurations and
+// drives them with deposits, retries and clock steps, recorded at the
+// caller's time or read from the clock. It checks the documented bound over
+// every window of ten slices: the retries granted in it never exceed the
+// floor plus the ratio of its calls (or the larger of the two), and that
+// Validate accepts exactly the values the constructor keeps.
+func FuzzRatioBudgetConfig(f *testing.F) {
+	f.Add(int64(10*time.Second), 1, 0.2, true, []byte{0, 0, 0, 0, 0, 1, 1, 2, 1, 3, 0, 1})
+	f.Add(int64(10*time.Second), 10, 0.2, false, []byte{1, 1, 1, 2, 3, 1})
+	f.Add(int64(-1), -1, math.NaN(), true, []byte{0, 1})
+	f.Add(int64(1), math.MaxInt, 1e-7, true, []byte{3, 1, 1})
+	f.Add(int64(math.MaxInt64), math.MaxInt, math.Inf(1), false, []byte{0, 1, 2, 1})
+	f.Fuzz(func(t *testing.T, ttl int64, minPerSec int, ratio float64, inside bool, ops []byte) {
+		cfg := RatioBudgetConfig{TTL: time.Duration(ttl), MinRetriesPerSecond: minPerSec, Ratio: ratio, FloorInsideRatio: inside}
+		valid := ttl >= 0 && minPerSec >= 0 && (ratio == 0 || ratio >= minRatio && ratio <= maxRatio)
+		if err := cfg.Validate(); (err == nil) != valid {
+			t.Fatalf("Validate(%+v) = %v, want valid %v", cfg, err, valid)
+		}
+		clock := newManualNow()
+		b := newRatioBudgetFromConfig(cfg, clock.now)
+		if b.width <= 0 || b.withdrawal < 1 || b.withdrawal > 1e9 || b.reserve < 0 || b.reserve > maxBudgetUnit || b.deposit != ratioScale {
+			t.Fatalf("%+v: width %v, deposit %d, withdrawal %d, reserve %d", cfg, b.width, b.deposit, b.withdrawal, b.reserve)
+		}
+		if valid && ttl > 0 && b.width != max(time.Duration(ttl)/ratioSlots, 1) {
+			t.Fatalf("%+v: slice %v, want a tenth of the TTL", cfg, b.width)
+		}
+		start := clock.now()
+		deposits := map[int64]int64{} // per slice
+		grants := map[int64]int64{}
+		for _, op := range ops {
+			idx := b.sliceIndex(clock.now())
+			switch op % 4 {
+			case 0:
+				b.Record(1, Success)
+				deposits[idx]++
+			case 1:
+				if !b.AllowRetry() {
+					break
+				}
+				grants[idx]++
+				var calls, granted int64
+				for i := idx - ratioSlots + 1; i <= idx; i++ {
+					calls += deposits[i]
+					granted += grants[i]
+				}
+				earned := new(big.Int).Mul(big.NewInt(calls), big.NewInt(b.deposit))
+				reserve := big.NewInt(b.reserve)
+				bound := new(big.Int).Add(earned, reserve)
+				if inside {
+					bound = reserve
+					if earned.Cmp(reserve) > 0 {
+						bound = earned
+					}
+				}
+				bound.Div(bound, big.NewInt(b.withdrawal))
+				if big.NewInt(granted).Cmp(bound) > 0 {
+					t.Fatalf("%+v: %d retries granted over a window of %d calls, above the bound %v", cfg, granted, calls, bound)
+				}
+			case 2:
+				clock.advance(time.Duration(op) * b.width / 16)
+			case 3:
+				// A deposit at the caller's time, up to a window late.
+				at := clock.now().Add(-time.Duration(op/4) * b.width / 6)
+				if at.Before(start) {
+					at = start
+				}
+				b.RecordAt(1, Success, at)
+				if i := b.sliceIndex(at); i > idx-ratioSlots {
+					if s := b.slots[i%ratioSlots].Load(); s != nil && s.idx == i {
+						deposits[i]++
+					}
+				}
+			}
+			if b.Available() < 0 {
+				t.Fatalf("Available = %d", b.Available())
+			}
+		}
+	})
 }

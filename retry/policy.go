@@ -25,7 +25,8 @@ var defaultBackoff = Exponential(100*time.Millisecond, 10*time.Second, 2)
 // of goroutines; share one per kind of call. [Policy.With] derives a
 // modified copy. The zero Policy runs the function once, as New(1) does.
 type Policy struct {
-	cfg Config // normalized, except in the zero Policy
+	cfg   Config      // normalized, except in the zero Policy
+	timed TimedBudget // cfg.Budget when it implements TimedBudget
 
 	clock  clock          // nil: realClock; tests replace it
 	random func() float64 // nil: math/rand/v2's Float64; tests replace it
@@ -190,15 +191,40 @@ func (c *Call) Next(ctx context.Context, err error) Decision {
 		}
 		return Decision{}
 	}
-	return c.failed(ctx, err)
+	return c.failed(ctx, err, time.Time{}, false)
+}
+
+// NextAt is [Call.Next] for a caller that has already read the clock when
+// the attempt ended: now is that reading, and NextAt reads no clock itself.
+// The budget gets now through RecordAt when it implements [TimedBudget]
+// (otherwise through Record), and the ctx deadline and [Config].MaxDuration
+// checks measure from now. It decides exactly as Next would have decided at
+// that instant. (A budget asked for a retry may still read its own clock:
+// [RatioBudget.AllowRetry] does, once per retry.)
+//
+// now must come from time.Now(), with its monotonic reading, taken after
+// the attempt ended; never a zero, truncated or deserialised time. Use
+// NextAt when the caller needs the time anyway, as an interceptor that
+// measures each attempt's latency does: one clock reading then serves the
+// latency, the budget and the deadline. Use Next otherwise: it reads the
+// clock only when a check needs it, and reads the policy's clock, which
+// tests of the policy may replace; NextAt bypasses that clock.
+func (c *Call) NextAt(ctx context.Context, err error, now time.Time) Decision {
+	if err == nil {
+		c.record(Success, now, true)
+		return Decision{}
+	}
+	return c.failed(ctx, err, now, true)
 }
 
 // failed is Next for a failed attempt; it is apart from Next to keep the
-// success path short enough to stay cheap.
-func (c *Call) failed(ctx context.Context, err error) Decision {
+// success path short enough to stay cheap. When hasNow is true, now is the
+// caller's reading of the clock (NextAt); otherwise the clock is read where
+// needed.
+func (c *Call) failed(ctx context.Context, err error, now time.Time, hasNow bool) Decision {
 	p := c.p
 	if final, ok := p.finalError(ctx, err); ok {
-		c.record(FinalFailure)
+		c.record(FinalFailure, now, hasNow)
 		return Decision{Err: final}
 	}
 	pb, hasPushback := pushbackOf(err)
@@ -207,11 +233,11 @@ func (c *Call) failed(ctx context.Context, err error) Decision {
 		var retry bool
 		pushback, retry = pb.RetryDelay()
 		if !retry {
-			c.record(RetryableFailure)
+			c.record(RetryableFailure, now, hasNow)
 			return Decision{Err: err}
 		}
 	}
-	c.record(RetryableFailure)
+	c.record(RetryableFailure, now, hasNow)
 
 	h := &p.cfg // the event hooks
 	if c.attempt >= p.MaxAttempts() {
@@ -222,7 +248,7 @@ func (c *Call) failed(ctx context.Context, err error) Decision {
 	}
 
 	delay := c.nextDelay(hasPushback, pushback)
-	if !c.fits(ctx, delay) {
+	if !c.fits(ctx, delay, now, hasNow) {
 		if h.OnDeadline != nil {
 			h.OnDeadline(ctx, c.attempt, err, delay)
 		}
@@ -264,10 +290,15 @@ func (p *Policy) finalError(ctx context.Context, err error) (error, bool) {
 	return nil, false
 }
 
-// record tells the budget, if any, how the current attempt ended.
-func (c *Call) record(o Outcome) {
-	if b := c.p.cfg.Budget; b != nil {
-		b.Record(c.attempt, o)
+// record tells the budget, if any, how the current attempt ended: at now
+// when hasNow is true.
+func (c *Call) record(o Outcome, now time.Time, hasNow bool) {
+	p := c.p
+	switch {
+	case hasNow && p.timed != nil:
+		p.timed.RecordAt(c.attempt, o, now)
+	case p.cfg.Budget != nil:
+		p.cfg.Budget.Record(c.attempt, o)
 	}
 }
 
@@ -294,15 +325,18 @@ func (c *Call) nextDelay(hasPushback bool, pushback time.Duration) time.Duration
 	return d
 }
 
-// fits reports whether a wait of delay ends before both ctx's deadline and
-// the policy's maximum duration.
-func (c *Call) fits(ctx context.Context, delay time.Duration) bool {
+// fits reports whether a wait of delay from now ends before both ctx's
+// deadline and the policy's maximum duration; it reads the policy's clock
+// when hasNow is false.
+func (c *Call) fits(ctx context.Context, delay time.Duration, now time.Time, hasNow bool) bool {
 	p := c.p
 	deadline, hasDeadline := ctx.Deadline()
 	if !hasDeadline && p.cfg.MaxDuration == 0 {
 		return true
 	}
-	now := p.now()
+	if !hasNow {
+		now = p.now()
+	}
 	if hasDeadline && deadline.Sub(now) <= delay {
 		return false
 	}

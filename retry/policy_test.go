@@ -309,7 +309,7 @@ func TestFitsArithmetic(t *testing.T) {
 			p.clock = fc
 			c := p.Start()
 			c.start = fc.now().Add(-tt.elapsed)
-			if got := c.fits(context.Background(), tt.delay); got != tt.want {
+			if got := c.fits(context.Background(), tt.delay, time.Time{}, false); got != tt.want {
 				t.Errorf("fits = %v, want %v", got, tt.want)
 			}
 		})

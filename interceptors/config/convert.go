@@ -387,10 +387,10 @@ func (c *conv) backoff(path string, b *configv1.Backoff) interceptors.Backoff {
 // BUDGET_KIND_UNSPECIFIED (the target budget) is allowed.
 func (c *conv) budget(path string, b *configv1.Budget, unspecified bool) retry.Budget {
 	kind := b.GetKind()
-	ratio := b.Ttl != nil || b.GetMinRetriesPerSecond() != 0 || b.GetRatio() != 0
+	ratio := b.Ttl != nil || b.GetMinRetriesPerSecond() != 0 || b.GetRatio() != 0 || b.GetFloorInsideRatio()
 	bucket := b.GetMaxTokens() != 0 || b.GetTokenRatio() != 0
 	if kind != configv1.BudgetKind_BUDGET_KIND_RATIO && ratio {
-		c.ps.addMsg(path, fmt.Sprintf("ttl, min_retries_per_second or ratio set but kind is %s, not %s", enumText(kind), short(configv1.BudgetKind_BUDGET_KIND_RATIO)))
+		c.ps.addMsg(path, fmt.Sprintf("ttl, min_retries_per_second, ratio or floor_inside_ratio set but kind is %s, not %s", enumText(kind), short(configv1.BudgetKind_BUDGET_KIND_RATIO)))
 	}
 	if kind != configv1.BudgetKind_BUDGET_KIND_TOKEN_BUCKET && bucket {
 		c.ps.addMsg(path, fmt.Sprintf("max_tokens or token_ratio set but kind is %s, not %s", enumText(kind), short(configv1.BudgetKind_BUDGET_KIND_TOKEN_BUCKET)))
@@ -414,6 +414,16 @@ func (c *conv) budget(path string, b *configv1.Budget, unspecified bool) retry.B
 		if r := b.GetRatio(); math.IsNaN(r) || r < 0 || r > 1000 {
 			c.ps.add(join(path, "ratio"), r, "must be in [0, 1000]")
 		}
+		if b.GetFloorInsideRatio() && b.GetRatio() >= 1e-6 {
+			return retry.NewRatioBudgetFromConfig(retry.RatioBudgetConfig{
+				TTL:                 ttl,
+				MinRetriesPerSecond: int(b.GetMinRetriesPerSecond()),
+				Ratio:               b.GetRatio(),
+				FloorInsideRatio:    true,
+			})
+		}
+		// With a ratio of zero (or below 0.000001, which counts as zero)
+		// the floor alone counts, whichever way the two combine.
 		return retry.NewRatioBudget(ttl, int(b.GetMinRetriesPerSecond()), b.GetRatio())
 	case configv1.BudgetKind_BUDGET_KIND_TOKEN_BUCKET:
 		if m := b.GetMaxTokens(); !(m > 0 && m <= 1000) {

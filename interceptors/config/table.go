@@ -253,13 +253,16 @@ func describeIdempotency(i configv1.Idempotency) string {
 
 func describeBudget(b *configv1.Budget) string {
 	if b == nil {
-		return "ratio 20% of 10s + 10/s (default)"
+		return "ratio 20% of 10s, or 1/s when more (default)"
 	}
 	switch b.GetKind() {
 	case configv1.BudgetKind_BUDGET_KIND_RATIO:
 		ttl := b.GetTtl().AsDuration()
 		if ttl == 0 {
 			ttl = 10 * time.Second
+		}
+		if b.GetFloorInsideRatio() && b.GetRatio() >= 1e-6 {
+			return fmt.Sprintf("ratio %v%% of %v, or %d/s when more", b.GetRatio()*100, ttl, b.GetMinRetriesPerSecond())
 		}
 		return fmt.Sprintf("ratio %v%% of %v + %d/s", b.GetRatio()*100, ttl, b.GetMinRetriesPerSecond())
 	case configv1.BudgetKind_BUDGET_KIND_TOKEN_BUCKET:

@@ -36,27 +36,38 @@ func benchPolicy() interceptors.Policy {
 
 // BenchmarkTelemetry measures a unary call whose first attempt succeeds,
 // through the whole client pipeline over an in-process invoker, with
-// telemetry on several providers. Each sub-benchmark also times the same
-// number of calls through the pipeline without an observer, in alternating
-// chunks, and reports the ratio as "x-bare" (1.0 means no overhead).
+// telemetry on several providers: no-op ones, the unset globals, and the
+// SDK as an application configures it, sampling 1% of the root traces
+// (ParentBased(TraceIDRatioBased(0.01))) or every trace, with a manual
+// metric reader. Each sub-benchmark also times the same number of calls
+// through the pipeline without an observer and through the pipeline with
+// telemetry on no-op providers, in alternating chunks, and reports the
+// ratios as "x-bare" and "x-noop" (1.0 means no overhead): alternating
+// makes the machine's noise hit all three alike.
 func BenchmarkTelemetry(b *testing.B) {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	sdkTP := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()))
-	sdkMP := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
-	b.Cleanup(func() {
-		_ = sdkTP.Shutdown(context.Background())
-		_ = sdkMP.Shutdown(context.Background())
-	})
+	sdk := func(s sdktrace.Sampler) *telemetry.Config {
+		tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(s))
+		mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
+		b.Cleanup(func() {
+			_ = tp.Shutdown(context.Background())
+			_ = mp.Shutdown(context.Background())
+		})
+		return &telemetry.Config{TracerProvider: tp, MeterProvider: mp, Logger: quiet}
+	}
+	noopConfig := &telemetry.Config{TracerProvider: tracenoop.NewTracerProvider(), MeterProvider: metricnoop.NewMeterProvider(), Logger: quiet}
 	variants := []struct {
 		name string
 		opts *telemetry.Config // nil: no observer
 	}{
 		{"no-observer", nil},
-		{"noop-providers", &telemetry.Config{TracerProvider: tracenoop.NewTracerProvider(), MeterProvider: metricnoop.NewMeterProvider(), Logger: quiet}},
+		{"noop-providers", noopConfig},
 		{"otel-globals-unset", &telemetry.Config{Logger: quiet}},
-		{"sdk", &telemetry.Config{TracerProvider: sdkTP, MeterProvider: sdkMP, Logger: quiet}},
+		{"sdk-1pct", sdk(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0.01)))},
+		{"sdk", sdk(sdktrace.AlwaysSample())},
 	}
 	bare := pipeline(b, nil)
+	noop := pipeline(b, noopConfig)
 	req := &testingv1.UnaryRequest{}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 	defer cancel()
@@ -71,9 +82,8 @@ func BenchmarkTelemetry(b *testing.B) {
 			ic := pipeline(b, v.opts)
 			call(b, ic) // builds the method's state and attribute sets
 			call(b, bare)
-			// Baseline and instrumented calls alternate in chunks, so
-			// that the machine's noise hits both alike.
-			var base, inst time.Duration
+			call(b, noop)
+			var base, noops, inst time.Duration
 			chunk := max(b.N/16, 1)
 			b.ReportAllocs()
 			b.ResetTimer()
@@ -85,6 +95,11 @@ func BenchmarkTelemetry(b *testing.B) {
 					call(b, bare)
 				}
 				base += time.Since(start)
+				start = time.Now()
+				for range n {
+					call(b, noop)
+				}
+				noops += time.Since(start)
 				b.StartTimer()
 				start = time.Now()
 				for range n {
@@ -94,6 +109,7 @@ func BenchmarkTelemetry(b *testing.B) {
 			}
 			b.StopTimer()
 			b.ReportMetric(float64(inst)/float64(base), "x-bare")
+			b.ReportMetric(float64(inst)/float64(noops), "x-noop")
 		})
 	}
 }

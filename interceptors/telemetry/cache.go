@@ -22,6 +22,12 @@ const CacheServerBulkhead = "server_bulkhead"
 // class ("quota"), never the key.
 const CacheServerRateLimit = "server_rate_limit"
 
+// CacheMethods is the value of resilience.cache for the attribute sets
+// a Telemetry keeps per method name: it holds 1024 methods, and drops one
+// not used recently to make room for another, which costs the dropped
+// method a rebuild of its sets when it comes back, nothing else.
+const CacheMethods = "telemetry_methods"
+
 // OverflowLogInterval is the least time between two overflow warnings of
 // one cache: a cache full of busy entries may refuse a new key on every
 // call, and each refusal is counted, but only logged once per interval,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -24,18 +25,41 @@ import (
 type clientObserver struct{ t *Telemetry }
 
 // callState is what OnCallStart leaves in the call's context for
-// OnCallEnd and the call's events.
+// OnCallEnd and the call's events. It is itself that context: the
+// call's context with the state as the value of callKey, in one
+// allocation.
 type callState struct {
+	context.Context
 	start time.Time
-	span  trace.Span // nil when not tracing
+	span  trace.Span // nil when not recording
 	attrs *methodAttrs
 }
 
+// Value returns the state for callKey and asks the parent otherwise.
+func (cs *callState) Value(key any) any {
+	if _, ok := key.(callKey); ok {
+		return cs
+	}
+	return cs.Context.Value(key)
+}
+
 // attemptState is what OnAttemptStart leaves in the attempt's context for
-// OnAttemptEnd.
+// OnAttemptEnd. Like callState, it is that context.
 type attemptState struct {
+	context.Context
 	start time.Time
-	span  trace.Span // nil when not tracing
+	span  trace.Span // nil when not recording
+	attrs *methodAttrs
+	// carrier receives what the propagator injects.
+	carrier pairCarrier
+}
+
+// Value returns the state for attemptKey and asks the parent otherwise.
+func (as *attemptState) Value(key any) any {
+	if _, ok := key.(attemptKey); ok {
+		return as
+	}
+	return as.Context.Value(key)
 }
 
 type callKey struct{}
@@ -47,9 +71,16 @@ func callStateOf(ctx context.Context) *callState {
 	return cs
 }
 
+// clientSpan is the start option of the call's and the attempts' spans,
+// built once: an option in an interface allocates.
+var clientSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindClient)}
+
 // callStart starts the call's span, a child of the span in ctx.
 func (o clientObserver) callStart(ctx context.Context, info interceptors.CallInfo) context.Context {
 	t := o.t
+	if t.noop {
+		return ctx
+	}
 	tracer := t.currentTracer()
 	if tracer == nil && !t.callDuration.Enabled(ctx) {
 		return ctx // nothing to measure: callEnd finds no state
@@ -58,7 +89,7 @@ func (o clientObserver) callStart(ctx context.Context, info interceptors.CallInf
 	cs := &callState{start: time.Now(), attrs: a}
 	if tracer != nil {
 		var span trace.Span
-		ctx, span = tracer.Start(ctx, a.callName, trace.WithSpanKind(trace.SpanKindClient))
+		ctx, span = tracer.Start(ctx, a.callName, clientSpan...)
 		if span.IsRecording() {
 			span.SetAttributes(rpcSystem,
 				attribute.String(AttrRPCService, a.service),
@@ -69,12 +100,16 @@ func (o clientObserver) callStart(ctx context.Context, info interceptors.CallInf
 			cs.span = span
 		}
 	}
-	return context.WithValue(ctx, callKey{}, cs)
+	cs.Context = ctx
+	return cs
 }
 
 // callEnd ends the call's span and records its duration.
 func (o clientObserver) callEnd(ctx context.Context, info interceptors.CallInfo, err error) {
 	t := o.t
+	if t.noop {
+		return
+	}
 	cs := callStateOf(ctx)
 	if cs == nil {
 		return
@@ -108,6 +143,9 @@ func (o clientObserver) callEnd(ctx context.Context, info interceptors.CallInfo,
 // injects its trace context into the attempt's outgoing metadata.
 func (o clientObserver) attemptStart(ctx context.Context, info interceptors.AttemptInfo) context.Context {
 	t := o.t
+	if t.noop {
+		return ctx
+	}
 	a := t.attrsOf(info.Method)
 	t.activeAttempts.Add(ctx, 1, a.baseOpt.add...)
 	if info.BulkheadWait > 0 {
@@ -117,10 +155,10 @@ func (o clientObserver) attemptStart(ctx context.Context, info interceptors.Atte
 	if tracer == nil && !t.attemptDuration.Enabled(ctx) {
 		return ctx // nothing to measure: attemptEnd only counts
 	}
-	as := &attemptState{start: time.Now()}
+	as := &attemptState{start: time.Now(), attrs: a}
 	if tracer != nil {
 		var span trace.Span
-		ctx, span = tracer.Start(ctx, a.attemptName, trace.WithSpanKind(trace.SpanKindClient))
+		ctx, span = tracer.Start(ctx, a.attemptName, clientSpan...)
 		if span.IsRecording() {
 			attrs := make([]attribute.KeyValue, 0, 11)
 			attrs = append(attrs, rpcSystem,
@@ -142,22 +180,34 @@ func (o clientObserver) attemptStart(ctx context.Context, info interceptors.Atte
 			span.SetAttributes(attrs...)
 			as.span = span
 		}
+		// An unsampled span's context is injected too, with its sampled
+		// flag off, so that the server's sampling follows the client's.
 		if span.SpanContext().IsValid() {
-			ctx = t.inject(ctx)
+			ctx = t.inject(ctx, &as.carrier)
 		}
 	}
-	return context.WithValue(ctx, attemptKey{}, as)
+	as.Context = ctx
+	return as
 }
 
 // attemptEnd ends the attempt's span and counts the attempt.
 func (o clientObserver) attemptEnd(ctx context.Context, info interceptors.AttemptInfo, err error) {
 	t := o.t
-	a := t.attrsOf(info.Method)
+	if t.noop {
+		t.logAttemptFailed(ctx, info, err)
+		return
+	}
+	as, _ := ctx.Value(attemptKey{}).(*attemptState)
+	var a *methodAttrs
+	if as != nil {
+		a = as.attrs
+	} else {
+		a = t.attrsOf(info.Method)
+	}
 	code := status.Code(err)
 	opts := a.code(code)
 	t.activeAttempts.Add(ctx, -1, a.baseOpt.add...)
 	t.attempts.Add(ctx, 1, opts.add...)
-	as, _ := ctx.Value(attemptKey{}).(*attemptState)
 	if as == nil {
 		return
 	}
@@ -179,10 +229,15 @@ func (o clientObserver) attemptEnd(ctx context.Context, info interceptors.Attemp
 		}
 		span.End()
 	}
+	t.logAttemptFailed(ctx, info, err)
+}
+
+// logAttemptFailed logs a failed attempt at Debug.
+func (t *Telemetry) logAttemptFailed(ctx context.Context, info interceptors.AttemptInfo, err error) {
 	if err != nil && t.log.Enabled(ctx, slog.LevelDebug) {
 		t.log.LogAttrs(ctx, slog.LevelDebug, "grpc attempt failed",
 			slog.String("method", info.Method), slog.Int("attempt", info.Attempt),
-			slog.String("code", code.String()), slog.String("error", err.Error()))
+			slog.String("code", status.Code(err).String()), slog.String("error", err.Error()))
 	}
 }
 
@@ -328,33 +383,64 @@ func (t *Telemetry) breakerChanged(ctx context.Context, sc breaker.StateChange) 
 	}
 }
 
-// inject puts the trace context of ctx into a copy of its outgoing
-// metadata, replacing the keys the propagator sets, as otelgrpc does.
-func (t *Telemetry) inject(ctx context.Context) context.Context {
-	md, ok := metadata.FromOutgoingContext(ctx)
-	if !ok {
-		md = metadata.MD{}
+// inject puts the trace context of ctx into its outgoing metadata,
+// replacing the keys the propagator sets, as otelgrpc does. The
+// propagator writes into c; when the outgoing metadata has none of the
+// keys it wrote, which is the usual case, they are appended to it without
+// copying it, and otherwise it is copied and the keys replaced.
+func (t *Telemetry) inject(ctx context.Context, c *pairCarrier) context.Context {
+	c.kv = c.buf[:0]
+	t.propagator().Inject(ctx, c)
+	if len(c.kv) == 0 {
+		return ctx
 	}
-	t.propagator().Inject(ctx, metadataCarrier(md))
-	return metadata.NewOutgoingContext(ctx, md)
+	for i := 0; i < len(c.kv); i += 2 {
+		if metadata.ValueFromOutgoingContext(ctx, c.kv[i]) != nil {
+			md, _ := metadata.FromOutgoingContext(ctx)
+			for i := 0; i < len(c.kv); i += 2 {
+				md.Set(c.kv[i], c.kv[i+1])
+			}
+			return metadata.NewOutgoingContext(ctx, md)
+		}
+	}
+	return metadata.AppendToOutgoingContext(ctx, c.kv...)
 }
 
-// metadataCarrier adapts gRPC metadata to a propagation.TextMapCarrier.
-type metadataCarrier metadata.MD
+// pairCarrier is the propagation.TextMapCarrier inject hands the
+// propagator: the keys it sets, lower-cased as gRPC metadata keys are,
+// and their values, in order, a key set twice keeping its last value.
+// Its buffer holds the pairs of W3C Trace Context and Baggage without
+// allocating.
+type pairCarrier struct {
+	kv  []string // key, value, key, value...
+	buf [6]string
+}
 
-func (c metadataCarrier) Get(key string) string {
-	if v := metadata.MD(c).Get(key); len(v) > 0 {
-		return v[0]
+func (c *pairCarrier) Get(key string) string {
+	key = strings.ToLower(key)
+	for i := 0; i < len(c.kv); i += 2 {
+		if c.kv[i] == key {
+			return c.kv[i+1]
+		}
 	}
 	return ""
 }
 
-func (c metadataCarrier) Set(key, value string) { metadata.MD(c).Set(key, value) }
+func (c *pairCarrier) Set(key, value string) {
+	key = strings.ToLower(key)
+	for i := 0; i < len(c.kv); i += 2 {
+		if c.kv[i] == key {
+			c.kv[i+1] = value
+			return
+		}
+	}
+	c.kv = append(c.kv, key, value)
+}
 
-func (c metadataCarrier) Keys() []string {
-	keys := make([]string, 0, len(c))
-	for k := range c {
-		keys = append(keys, k)
+func (c *pairCarrier) Keys() []string {
+	keys := make([]string, 0, len(c.kv)/2)
+	for i := 0; i < len(c.kv); i += 2 {
+		keys = append(keys, c.kv[i])
 	}
 	return keys
 }

@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
@@ -21,6 +22,7 @@ import (
 	"github.com/engineeringlabs/grpc-resilience/breaker"
 	"github.com/engineeringlabs/grpc-resilience/interceptors"
 	"github.com/engineeringlabs/grpc-resilience/interceptors/server"
+	"github.com/engineeringlabs/grpc-resilience/internal/keycache"
 )
 
 // ScopeName is the instrumentation scope of the tracer and the meter that
@@ -62,6 +64,10 @@ type Telemetry struct {
 	// global: the tracer comes from the global provider, looked up per
 	// call (see currentTracer).
 	global bool
+	// noop: Config.TracerProvider and Config.MeterProvider are no-op
+	// providers, so the client hooks skip spans and measurements, which
+	// would record nothing, and only log.
+	noop bool
 	// globalTracer caches the tracer of the last global provider seen.
 	globalTracer atomic.Pointer[providerTracer]
 	// prop is Config.Propagator; nil: see propagator.
@@ -97,7 +103,9 @@ type Telemetry struct {
 	serverLimited   metric.Int64Counter
 	storeFailures   metric.Int64Counter
 
-	methods sync.Map // full method name -> *methodAttrs
+	// methods holds the attribute sets of each full method name, at most
+	// maxMethods of them.
+	methods *keycache.Cache[string, *methodAttrs]
 
 	mu            sync.Mutex
 	breakerStates map[string]breaker.State // guarded by mu
@@ -124,6 +132,12 @@ func New(cfg Config) (*Telemetry, error) {
 		now:           time.Now,
 		breakerStates: make(map[string]breaker.State),
 	}
+	t.methods = keycache.New(keycache.Config[string, *methodAttrs]{
+		Max: maxMethods,
+		OnEvict: func(string, *methodAttrs) {
+			t.evictions.Add(context.Background(), 1, t.cacheOpts(CacheMethods).add...)
+		},
+	})
 	co := clientObserver{t: t}
 	t.clientObs = interceptors.Observer{
 		OnCallStart:    co.callStart,
@@ -137,6 +151,9 @@ func New(cfg Config) (*Telemetry, error) {
 		if _, noop := tp.(tracenoop.TracerProvider); !noop {
 			t.tracer = tp.Tracer(ScopeName)
 		}
+	}
+	if _, noop := mp.(metricnoop.MeterProvider); noop {
+		t.noop = t.tracer == nil && !t.global
 	}
 	m := mp.Meter(ScopeName)
 	var errs []error
@@ -338,18 +355,30 @@ func (l *lazyOpts) get(build func() []attribute.KeyValue) *measurementOpts {
 	return l.p.Load()
 }
 
-// attrsOf returns the attribute sets of fullMethod.
+// maxMethods bounds the methods whose attribute sets a Telemetry keeps.
+// Beyond it, the sets of a method not used recently are dropped, to be
+// built again if it comes back: a server observer hears method names
+// that callers chose.
+const maxMethods = 1024
+
+// attrsOf returns the attribute sets of fullMethod. The lookup of a known
+// method takes no lock and allocates nothing.
 func (t *Telemetry) attrsOf(fullMethod string) *methodAttrs {
-	if a, ok := t.methods.Load(fullMethod); ok {
-		return a.(*methodAttrs)
+	if a, ok := t.methods.Get(fullMethod); ok {
+		return a
 	}
+	a, _ := t.methods.GetOrCreate(fullMethod, func() *methodAttrs { return newMethodAttrs(fullMethod) })
+	return a // never refused: the cache has no Evictable, so it always makes room
+}
+
+// newMethodAttrs builds the attribute sets of fullMethod.
+func newMethodAttrs(fullMethod string) *methodAttrs {
 	service, method := splitMethod(fullMethod)
 	name := spanName(fullMethod)
 	a := &methodAttrs{service: service, method: method, callName: "Sent." + name, attemptName: "Attempt." + name}
 	a.base = attribute.NewSet(rpcSystem, attribute.String(AttrRPCService, service), attribute.String(AttrRPCMethod, method))
 	a.baseOpt = *newMeasurementOpts(a.base)
-	actual, _ := t.methods.LoadOrStore(fullMethod, a)
-	return actual.(*methodAttrs)
+	return a
 }
 
 func (a *methodAttrs) baseKV() []attribute.KeyValue { return a.base.ToSlice() }

@@ -2,8 +2,9 @@
 // does not control: targets, methods, caller keys. It holds at most a fixed
 // number of entries and makes room by evicting entries that have been idle,
 // with the CLOCK (second-chance) algorithm; an entry its owner reports busy
-// is never evicted. When the cache is full of busy or recently used entries,
-// a new key is refused, and the caller sends it to a shared overflow entry.
+// is never evicted. When the part of the cache an insert examines is full
+// of busy entries, a new key is refused, and the caller sends it to a
+// shared overflow entry.
 //
 // Lookups of existing keys take no lock and allocate nothing. Inserts and
 // evictions take one mutex; an insert copies only the small shard its key
@@ -32,7 +33,9 @@ type Config[K comparable, V any] struct {
 	// because nothing is in flight on it. Nil means every entry may be. It
 	// is called with the cache's mutex held, so it must be quick and must
 	// not call the cache; it may be called for any entry, concurrently with
-	// lookups of it.
+	// lookups of it. The cache asks about an entry only right before it
+	// would remove it: an entry Evictable accepts is the one evicted, so
+	// Evictable may prepare the value for its eviction.
 	Evictable func(V) bool
 
 	// OnEvict, when not nil, is called after an entry was evicted to make
@@ -183,16 +186,19 @@ func (c *Cache[K, V]) Peek(key K) (V, bool) {
 // GetOrCreate returns key's value, creating it with create when the key is
 // not in the cache. When the cache is full it first evicts one entry: one
 // that was not used since the clock hand last passed it and that Evictable
-// accepts. If the bounded scan finds none, GetOrCreate returns the zero V
-// and false without calling create; the caller then uses a shared overflow
-// value. A later insert resumes the scan where this one stopped. A cache
-// without an Evictable function always makes room.
+// accepts, or, when the bounded scan finds none, the first entry of the
+// scan that Evictable accepts when asked again, although it was used. Only
+// when every entry the scan examined is busy (Evictable refuses it) does
+// GetOrCreate return the
+// zero V and false without calling create; the caller then uses a shared
+// overflow value. A later insert resumes the scan where this one stopped.
+// A cache without an Evictable function always makes room.
 //
 // create is called at most once per insert, with the cache's mutex held,
 // so it must not call the cache. The insert does not count as a use: an
 // entry not looked up again is evicted the first time the hand reaches
-// it, so that a flood of keys seen once displaces keys seen once, not the
-// keys in use.
+// it, so that a flood of keys seen once displaces keys seen once before
+// the keys in use.
 func (c *Cache[K, V]) GetOrCreate(key K, create func() V) (V, bool) {
 	if len(c.shards) == 0 {
 		var zero V
@@ -232,11 +238,18 @@ func (c *Cache[K, V]) GetOrCreate(key K, create func() V) (V, bool) {
 
 // evictLocked runs the clock hand over at most scanLimit entries and
 // removes and returns the first one that is unmarked and evictable; it
-// clears the marks it passes. It returns nil when it found none. Without
-// an Evictable function every entry may go, so the hand goes on until it
-// finds one: within one turn of the ring it has cleared every mark, so it
-// stops within two, and, as the marks it clears stay cleared, costs O(1)
-// per insert on average.
+// clears the marks it passes. When it finds none, it goes over the same
+// entries again and removes the first one Evictable accepts, so that a
+// cache of recently used entries that are not busy still makes room; it
+// returns nil only when every entry it examined is busy. Evictable is
+// asked about an entry only right before that entry would be removed, so
+// an entry it accepts is always the one removed, and an entry that turned
+// busy while the scan went on is asked again. Without an Evictable
+// function every entry may go, so the hand goes on until it finds one:
+// within one turn of the ring it has cleared every mark, so it stops
+// within two, and, as the marks it clears stay cleared, costs O(1) per
+// insert on average. With one, an insert examines at most 2*scanLimit
+// entries.
 func (c *Cache[K, V]) evictLocked() *entry[K, V] {
 	n := len(c.ring)
 	if n == 0 {
@@ -246,6 +259,8 @@ func (c *Cache[K, V]) evictLocked() *entry[K, V] {
 	if c.evictable == nil {
 		budget = 2*n + 1
 	}
+	start := c.hand
+	marked := false // the scan cleared a mark: the second pass has a candidate
 	for range budget {
 		if c.hand >= n {
 			c.hand = 0
@@ -256,7 +271,23 @@ func (c *Cache[K, V]) evictLocked() *entry[K, V] {
 		case e == nil:
 		case e.ref.Load():
 			e.ref.Store(false)
+			marked = true
 		case c.evictable == nil || c.evictable(e.val):
+			c.removeLocked(e)
+			return e
+		}
+	}
+	if !marked {
+		return nil // every entry examined is busy, and Evictable said so
+	}
+	// The first entry of the scan whose mark it cleared, asked now. The
+	// busy entries the first pass refused are asked again on the way: one
+	// that became idle meanwhile may go too.
+	for i := range budget {
+		e := c.ring[(start+i)%n]
+		// Without Evictable the first pass can end here too: lookups may
+		// mark entries again while it runs.
+		if e != nil && (c.evictable == nil || c.evictable(e.val)) {
 			c.removeLocked(e)
 			return e
 		}

@@ -171,6 +171,98 @@ func TestBoundedScanResumes(t *testing.T) {
 	}
 }
 
+// TestRecentlyUsedIdleEntriesMakeRoom checks that a cache larger than the
+// bounded scan, whose entries were all used since the hand last passed but
+// are not busy, evicts one for every new key instead of refusing it, and
+// evicts the entries the scan found unmarked first.
+func TestRecentlyUsedIdleEntriesMakeRoom(t *testing.T) {
+	const max = 4 * scanLimit
+	c, ev := newTest(max)
+	for i := range max {
+		mustCreate(t, c, strconv.Itoa(i))
+	}
+	for i := range max {
+		c.Get(strconv.Itoa(i)) // every entry recently used
+	}
+	for i := range max {
+		mustCreate(t, c, "new"+strconv.Itoa(i))
+		if got := c.Len(); got > max {
+			t.Fatalf("Len = %d, above the cap %d", got, max)
+		}
+	}
+	if got := len(ev.list()); got != max {
+		t.Fatalf("%d evicted for %d new keys, want one each", got, max)
+	}
+	// Each of the first inserts clears the marks of the scanLimit entries
+	// it examines and evicts the first of them; once the hand went round,
+	// the next inserts find the entries it passed unmarked, beginning with
+	// the first new key, which took the first free slot and was not used.
+	var want []string
+	for i := 0; i < max; i += scanLimit {
+		want = append(want, strconv.Itoa(i))
+	}
+	want = append(want, "new0", "1")
+	if got := ev.list()[:len(want)]; !slices.Equal(got, want) {
+		t.Fatalf("evicted %v first, want %v", got, want)
+	}
+}
+
+// TestBusyEntriesSurviveConcurrentChurn checks, under concurrent lookups
+// that keep marking entries and inserts that keep evicting, in a cache
+// larger than the bounded scan, that no busy entry is ever evicted (also
+// when an insert falls back to a marked entry), that Len never exceeds the
+// cap, and that every refused insert met a scan of busy entries only.
+func TestBusyEntriesSurviveConcurrentChurn(t *testing.T) {
+	const max, workers, inserts = 4 * scanLimit, 4, 20_000
+	var badEviction atomic.Value
+	c := New(Config[string, *val]{
+		Max:       max,
+		Evictable: func(v *val) bool { return !v.busy.Load() },
+		OnEvict: func(k string, v *val) {
+			if v.busy.Load() {
+				badEviction.Store(k)
+			}
+		},
+	})
+	// Every fourth entry of the initial fill is busy for the whole test.
+	for i := range max {
+		v, _ := c.GetOrCreate("fill"+strconv.Itoa(i), mk("fill"+strconv.Itoa(i)))
+		v.busy.Store(i%4 == 0)
+	}
+	var wg sync.WaitGroup
+	var over, refused atomic.Int64
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < inserts; i += workers {
+				c.Get("fill" + strconv.Itoa(i%max)) // keeps marking entries
+				if _, ok := c.GetOrCreate("new"+strconv.Itoa(i), mk("new"+strconv.Itoa(i))); !ok {
+					refused.Add(1)
+				}
+				if n := c.Len(); n > max {
+					over.Store(int64(n))
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if k := badEviction.Load(); k != nil {
+		t.Fatalf("busy entry %v was evicted", k)
+	}
+	if n := over.Load(); n != 0 {
+		t.Fatalf("Len reached %d, above the cap %d", n, max)
+	}
+	// A quarter of the ring is busy, so a scan of scanLimit entries always
+	// meets an idle one: no insert may be refused.
+	if n := refused.Load(); n != 0 {
+		t.Errorf("%d inserts refused although every scan met idle entries", n)
+	}
+	for i := 0; i < max; i += 4 {
+		if _, ok := c.Peek("fill" + strconv.Itoa(i)); !ok {
+			t.Fatalf("busy entry fill%d is gone", i)
+		}
+	}
+}
+
 func TestDelete(t *testing.T) {
 	c, ev := newTest(2)
 	mustCreate(t, c, "a")

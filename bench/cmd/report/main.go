@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"os"
 	"path/filepath"
@@ -37,9 +38,15 @@ func thisMachine(cpuinfo, cpuLine string) machine {
 	return m
 }
 
+// svgChart is a chart that writes itself as SVG.
+type svgChart interface {
+	writeSVG(w io.Writer) error
+}
+
 // charts returns the charts of the scenario results and of the breaker
-// micro-benchmark, keyed by the name of their file without extension.
-func charts(r *results) map[string]chart {
+// and keys micro-benchmarks, keyed by the name of their file without
+// extension.
+func charts(r *results) map[string]svgChart {
 	bars := func(group, unit string) []bar {
 		var bs []bar
 		for _, lib := range r.group(group) {
@@ -62,12 +69,19 @@ func charts(r *results) map[string]chart {
 		"throttling":       {title: "Backend at half the offered load: wasted load", unit: "attempts the backend refused, per second (lower is better)", bars: bars("Throttling", "backend-refused/s")},
 		"breaker":          {title: "Breaker allow+record under RunParallel", unit: "ns/op (lower is better)", bars: bars("BreakerAllowRecordParallel", "ns/op")},
 	}
+	out := map[string]svgChart{}
 	for k, c := range cs {
-		if len(c.bars) == 0 {
-			delete(cs, k)
+		if len(c.bars) > 0 {
+			out[k] = c
 		}
 	}
-	return cs
+	for k, c := range callersCharts(r) {
+		out[k] = c
+	}
+	if c, ok := keysChart(r); ok {
+		out["keys"] = c
+	}
+	return out
 }
 
 func main() {

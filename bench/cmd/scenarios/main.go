@@ -58,6 +58,7 @@ var scenarios = []struct {
 	run  func(settings) error
 }{
 	{"overhead", runOverhead},
+	{"callers", runCallers},
 	{"amplification", runAmplification},
 	{"recovery", runRecovery},
 	{"hedging", runHedging},
@@ -75,7 +76,7 @@ func main() {
 	}
 	quietPeers()
 	scale := flag.Float64("scale", 1, "multiply every duration and count by this (0.1 for a smoke run)")
-	only := flag.String("only", "", "comma-separated scenarios to run (default all): overhead, amplification, recovery, hedging, overload, cpu-shedding, throttling")
+	only := flag.String("only", "", "comma-separated scenarios to run (default all): overhead, callers, amplification, recovery, hedging, overload, cpu-shedding, throttling")
 	count := flag.Int("count", 1, "run the scenarios this many times, one round after the other (the report takes the median)")
 	flag.Parse()
 	if err := run(settings{scale: *scale, rounds: *count, out: os.Stdout}, *only); err != nil {

@@ -179,3 +179,41 @@ func TestScenariosPrintBenchmarkLines(t *testing.T) {
 		t.Errorf("%d benchmark lines, want %d:\n%s", lines, want, out.String())
 	}
 }
+
+// The callers scenario measures every client at every concurrency, in the
+// Go benchmark format, with calls made and their latencies ordered.
+func TestCallersScenario(t *testing.T) {
+	var out bytes.Buffer
+	if err := run(settings{scale: 0.02, out: &out}, "callers"); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for l := range strings.Lines(out.String()) {
+		if !strings.HasPrefix(l, "BenchmarkCallers/") {
+			continue
+		}
+		f := strings.Fields(l)
+		if len(f) != 8 || f[3] != "calls/s" || f[5] != "p99-ns" || f[7] != "p50-ns" {
+			t.Fatalf("malformed line %q", l)
+		}
+		seen[strings.TrimPrefix(f[0], "Benchmark")] = true
+		var calls int
+		var rate, p99, p50 float64
+		if _, err := fmt.Sscan(f[1]+" "+f[2]+" "+f[4]+" "+f[6], &calls, &rate, &p99, &p50); err != nil {
+			t.Fatalf("%q: %v", l, err)
+		}
+		if calls <= 0 || rate <= 0 || p50 <= 0 || p99 < p50 {
+			t.Errorf("%q: want calls, a rate and p50 <= p99, all above 0", l)
+		}
+	}
+	for _, l := range callersLibs() {
+		for _, n := range callerCounts {
+			if name := fmt.Sprintf("Callers/%s/callers=%d", l.name, n); !seen[name] {
+				t.Errorf("no line for %s:\n%s", name, out.String())
+			}
+		}
+	}
+	if len(seen) != len(callersLibs())*len(callerCounts) {
+		t.Errorf("%d lines, want %d", len(seen), len(callersLibs())*len(callerCounts))
+	}
+}

@@ -4,30 +4,15 @@ import (
 	"context"
 	"time"
 
-	"github.com/engineeringlabs/grpc-resilience/interceptors"
 	testingv1 "github.com/engineeringlabs/grpc-resilience/proto/gen/grpcresilience/testing/v1"
 )
 
-// overheadLibs are the clients compared with the bare call: a second bare
-// client on a connection of its own, whose "overhead" is the noise of the
-// measurement, our full pipeline (retry with the default budget, breaker,
-// client bulkhead), and the peers' retry (and breaker) with their
-// defaults.
+// overheadLibs are the clients compared with the bare call: those of the
+// callers scenario (a second bare client, whose "overhead" is the noise of
+// the measurement, our full pipeline and the peers' retry and breaker) and
+// grpc-go's native retry.
 func overheadLibs() []lib {
-	control := bareLib()
-	control.name = "none-control"
-	return []lib{
-		bareLib(),
-		control,
-		oursLib("ours-full", interceptors.Policy{
-			Retry:    &interceptors.RetryPolicy{},
-			Breaker:  &interceptors.BreakerPolicy{},
-			Bulkhead: &interceptors.BulkheadPolicy{Limit: 1 << 20},
-		}),
-		mwRetryLib(),
-		failsafeLib("failsafe-go-retry+breaker", circuitbreakerDefaults()),
-		nativeRetryLib(false),
-	}
+	return append(callersLibs(), nativeRetryLib(false))
 }
 
 // runOverhead makes rounds of serial calls on a healthy server: each round

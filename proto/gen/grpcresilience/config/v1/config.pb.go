@@ -360,7 +360,8 @@ const (
 	// budget itself).
 	BudgetKind_BUDGET_KIND_UNSPECIFIED BudgetKind = 0
 	// BUDGET_KIND_RATIO lets retries add ratio times the calls of the last
-	// ttl, plus min_retries_per_second (Finagle, Linkerd).
+	// ttl, plus min_retries_per_second (Finagle, Linkerd), or the larger of
+	// the two with floor_inside_ratio.
 	BudgetKind_BUDGET_KIND_RATIO BudgetKind = 1
 	// BUDGET_KIND_TOKEN_BUCKET is gRPC's retryThrottling: a bucket of
 	// max_tokens that loses 1 per failure, gains token_ratio per success, and
@@ -661,7 +662,7 @@ type Config struct {
 	// TargetBudget limits the retries and hedges of every policy that has no
 	// budget of its own, shared per target (the target string a connection
 	// was made for). Unset: a ratio budget of 20% of the calls of the last
-	// 10s plus 10 retries per second (Linkerd's). Kind
+	// 10s, or 10 retries per 10s when that is more. Kind
 	// BUDGET_KIND_UNSPECIFIED is invalid here.
 	TargetBudget *Budget `protobuf:"bytes,2,opt,name=target_budget,json=targetBudget,proto3" json:"target_budget,omitempty"`
 	// Server configures the server-side pipeline. Unset: a pipeline that only
@@ -1390,9 +1391,14 @@ type Budget struct {
 	MaxTokens float64 `protobuf:"fixed64,5,opt,name=max_tokens,json=maxTokens,proto3" json:"max_tokens,omitempty"`
 	// TokenRatio is what a success adds to TOKEN_BUCKET, in (0, 1000].
 	// Required for it.
-	TokenRatio    float64 `protobuf:"fixed64,6,opt,name=token_ratio,json=tokenRatio,proto3" json:"token_ratio,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	TokenRatio float64 `protobuf:"fixed64,6,opt,name=token_ratio,json=tokenRatio,proto3" json:"token_ratio,omitempty"`
+	// FloorInsideRatio counts RATIO's floor inside its ratio: the retries of
+	// a window are at most max(floor, ratio x calls) rather than
+	// floor + ratio x calls, so that a total outage costs at most 1 + ratio
+	// attempts per call once the ratio reaches the floor. Unset: false.
+	FloorInsideRatio bool `protobuf:"varint,7,opt,name=floor_inside_ratio,json=floorInsideRatio,proto3" json:"floor_inside_ratio,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Budget) Reset() {
@@ -1465,6 +1471,13 @@ func (x *Budget) GetTokenRatio() float64 {
 		return x.TokenRatio
 	}
 	return 0
+}
+
+func (x *Budget) GetFloorInsideRatio() bool {
+	if x != nil {
+		return x.FloorInsideRatio
+	}
+	return false
 }
 
 // HedgingPolicy sends extra attempts of idempotent methods while earlier
@@ -2818,7 +2831,7 @@ const file_grpcresilience_config_v1_config_proto_rawDesc = "" +
 	"\n" +
 	"multiplier\x18\x06 \x01(\x01H\x00R\n" +
 	"multiplier\x88\x01\x01B\r\n" +
-	"\v_multiplier\"\xfa\x01\n" +
+	"\v_multiplier\"\xa8\x02\n" +
 	"\x06Budget\x128\n" +
 	"\x04kind\x18\x01 \x01(\x0e2$.grpcresilience.config.v1.BudgetKindR\x04kind\x12+\n" +
 	"\x03ttl\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\x123\n" +
@@ -2827,7 +2840,8 @@ const file_grpcresilience_config_v1_config_proto_rawDesc = "" +
 	"\n" +
 	"max_tokens\x18\x05 \x01(\x01R\tmaxTokens\x12\x1f\n" +
 	"\vtoken_ratio\x18\x06 \x01(\x01R\n" +
-	"tokenRatio\"\xad\x02\n" +
+	"tokenRatio\x12,\n" +
+	"\x12floor_inside_ratio\x18\a \x01(\bR\x10floorInsideRatio\"\xad\x02\n" +
 	"\rHedgingPolicy\x121\n" +
 	"\x12max_extra_attempts\x18\x01 \x01(\x05H\x00R\x10maxExtraAttempts\x88\x01\x01\x12/\n" +
 	"\x05delay\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x05delay\x12\x1e\n" +
