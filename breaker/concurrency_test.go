@@ -72,6 +72,32 @@ func TestStressHalfOpenProbeLimit(t *testing.T) {
 	t.Logf("probes %d, peak %d, transitions %d, rejections %d, discarded %d", probes.Load(), peak, m.Transitions, m.Rejections, m.Discarded)
 }
 
+// allowConcurrently makes calls calls on b from each of goroutines
+// goroutines at once; call i of goroutine g fails when (g+i)%failEvery is
+// 0, so that goroutines*calls/failEvery of them fail when failEvery
+// divides calls. Every call must be allowed.
+func allowConcurrently(t *testing.T, b *Breaker, goroutines, calls, failEvery int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Go(func() {
+			for i := range calls {
+				p, err := b.Allow()
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if (g+i)%failEvery == 0 {
+					p.Done(Failure)
+				} else {
+					p.Done(Success)
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
 // The lock-free closed path loses no count: every recorded outcome ends up
 // in the metrics and in the window.
 func TestConcurrentClosedCounts(t *testing.T) {
@@ -82,24 +108,7 @@ func TestConcurrentClosedCounts(t *testing.T) {
 	} {
 		b, _ := newFake(cfg)
 		const goroutines, calls = 8, 2000
-		var wg sync.WaitGroup
-		for g := range goroutines {
-			wg.Go(func() {
-				for i := range calls {
-					p, err := b.Allow()
-					if err != nil {
-						t.Error(err)
-						return
-					}
-					if (g+i)%4 == 0 {
-						p.Done(Failure)
-					} else {
-						p.Done(Success)
-					}
-				}
-			})
-		}
-		wg.Wait()
+		allowConcurrently(t, b, goroutines, calls, 4)
 		m := b.Metrics()
 		if m.State != Closed || m.Calls != goroutines*calls || m.Failures != goroutines*calls/4 {
 			t.Fatalf("%+v: state %v calls %d failures %d, want closed, %d, %d", cfg, m.State, m.Calls, m.Failures, goroutines*calls, goroutines*calls/4)

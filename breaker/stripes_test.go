@@ -112,24 +112,7 @@ func TestStripesOutliveGOMAXPROCS(t *testing.T) {
 		t.Fatalf("%d stripes at GOMAXPROCS 1, want 2", n)
 	}
 	const goroutines, calls = 16, 1000
-	var wg sync.WaitGroup
-	for g := range goroutines {
-		wg.Go(func() {
-			for i := range calls {
-				p, err := b.Allow()
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				if (g+i)%5 == 0 {
-					p.Done(Failure)
-				} else {
-					p.Done(Success)
-				}
-			}
-		})
-	}
-	wg.Wait()
+	allowConcurrently(t, b, goroutines, calls, 5)
 	if m := b.Metrics(); m.Calls != goroutines*calls || m.Failures != goroutines*calls/5 {
 		t.Fatalf("calls %d failures %d, want %d, %d", m.Calls, m.Failures, goroutines*calls, goroutines*calls/5)
 	}
